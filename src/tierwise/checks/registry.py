@@ -1,0 +1,46 @@
+"""Build checks and confidence signals from config; plugins register more kinds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tierwise.checks.base import Check, ConfidenceSignal
+from tierwise.checks.builtin import EmptyCheck, JsonCheck, MinLengthCheck, PuntCheck, RefusalCheck
+from tierwise.checks.confidence import LogprobConfidence, SelfReportedConfidence
+from tierwise.config import CheckConfig, ConfidenceConfig
+from tierwise.errors import ConfigError
+
+CheckFactory = Callable[..., Check]
+
+_CHECKS: dict[str, CheckFactory] = {
+    "empty": EmptyCheck,
+    "min_length": MinLengthCheck,
+    "punt": PuntCheck,
+    "refusal": RefusalCheck,
+    "json": JsonCheck,
+}
+
+
+def register_check(kind: str, factory: CheckFactory) -> None:
+    """Make `kind` usable in a route's `checks:` list."""
+    _CHECKS[kind] = factory
+
+
+def build_check(config: CheckConfig) -> Check:
+    factory = _CHECKS.get(config.kind)
+    if factory is None:
+        raise ConfigError(f"unknown check {config.kind!r}; known: {sorted(_CHECKS)}", key="checks")
+    options: dict[str, Any] = dict(config.options)
+    if "phrases" in options:
+        options["phrases"] = tuple(str(p).lower() for p in options["phrases"])
+    try:
+        return factory(**options)
+    except TypeError as exc:
+        raise ConfigError(f"check {config.kind!r}: {exc}", key="checks") from None
+
+
+def build_confidence(config: ConfidenceConfig) -> ConfidenceSignal:
+    if config.kind == "logprob":
+        return LogprobConfidence()
+    return SelfReportedConfidence(field=config.field)

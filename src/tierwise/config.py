@@ -1,0 +1,353 @@
+"""Typed configuration: YAML file + environment, validated once.
+
+`load_config(path)` reads YAML, applies `TIERWISE__SECTION__KEY=value` environment
+overrides, and validates into frozen models. Errors name the file, the key and
+the problem. API keys are references (`env:VAR`) or literals, never printed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tierwise.errors import ConfigError, ErrorKind
+from tierwise.pricing import Price, lookup_model
+
+ENV_PREFIX = "TIERWISE__"
+
+
+class Secret:
+    """An API key given as `env:VAR` or as a literal; `repr` never shows it."""
+
+    __slots__ = ("_ref",)
+
+    def __init__(self, ref: str) -> None:
+        self._ref = ref
+
+    def __repr__(self) -> str:
+        return f"Secret({self._ref!r})" if self.is_env else "Secret('**********')"
+
+    __str__ = __repr__
+
+    @property
+    def is_env(self) -> bool:
+        return self._ref.startswith("env:")
+
+    def reveal(self, environ: Mapping[str, str] | None = None) -> str:
+        """The key's value; raises ConfigError when the variable is unset."""
+        if not self.is_env:
+            return self._ref
+        name = self._ref[4:]
+        value = (os.environ if environ is None else environ).get(name)
+        if not value:
+            raise ConfigError(f"environment variable {name} is not set", key="api_key")
+        return value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._ref == self._ref
+
+    def __hash__(self) -> int:
+        return hash(self._ref)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class ProviderKind(StrEnum):
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+    LLAMACPP = "llamacpp"
+
+
+class PriceConfig(_Model):
+    input: Decimal = Field(ge=0, description="USD per million input tokens")
+    output: Decimal = Field(ge=0, description="USD per million output tokens")
+    cached_input: Decimal | None = Field(default=None, ge=0)
+
+    def to_price(self) -> Price:
+        return Price(self.input, self.output, self.cached_input)
+
+
+class TimeoutConfig(_Model):
+    connect_s: float = Field(default=5.0, gt=0)
+    total_s: float = Field(default=120.0, gt=0)
+    first_token_s: float | None = Field(default=None, gt=0)
+
+
+class DeploymentConfig(_Model):
+    name: str = ""
+    provider: str = ProviderKind.OPENAI.value
+    model: str
+    api_base: str | None = None
+    api_key: Secret | None = None
+    price: PriceConfig | None = None
+    context_window: int | None = Field(default=None, gt=0)
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    timeout: TimeoutConfig = TimeoutConfig()
+    weight: float = Field(default=1.0, gt=0)
+    headers: dict[str, str] = Field(default_factory=dict)
+    model_path: str | None = None
+    fallbacks: list[str] = Field(default_factory=list)
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _wrap_secret(cls, value: object) -> object:
+        return Secret(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_base(self) -> DeploymentConfig:
+        needs_base = self.provider == ProviderKind.OPENAI and self.api_key is None
+        if needs_base and not self.api_base:
+            raise ValueError("an openai deployment needs api_base or api_key")
+        if self.provider == ProviderKind.LLAMACPP and not (self.model_path or self.api_base):
+            raise ValueError("a llamacpp deployment needs model_path or api_base")
+        return self
+
+    def resolved_price(self) -> Price:
+        if self.price is not None:
+            return self.price.to_price()
+        info = lookup_model(self.model)
+        return info.price if info else Price()
+
+    def resolved_context_window(self) -> int | None:
+        info = lookup_model(self.model)
+        return self.context_window or (info.context_window if info else None)
+
+    def resolved_max_output(self) -> int | None:
+        info = lookup_model(self.model)
+        return self.max_output_tokens or (info.max_output_tokens if info else None)
+
+
+class Action(StrEnum):
+    RETRY = "retry"
+    NEXT = "next"
+    ESCALATE = "escalate"
+    FAIL = "fail"
+
+
+class Cooldown(StrEnum):
+    NONE = "none"
+    COUNT = "count"
+    IMMEDIATE = "immediate"
+
+
+class TriggerPolicy(_Model):
+    action: Action
+    cooldown: Cooldown = Cooldown.NONE
+    cooldown_s: float | None = Field(default=None, ge=0)
+
+
+QUALITY_CHECK = "quality_check"
+LOW_CONFIDENCE = "low_confidence"
+TRIGGERS = [kind.value for kind in ErrorKind] + [QUALITY_CHECK, LOW_CONFIDENCE]
+
+_P = TriggerPolicy
+DEFAULT_TRIGGERS: dict[str, TriggerPolicy] = {
+    ErrorKind.RATE_LIMITED: _P(action=Action.NEXT, cooldown=Cooldown.IMMEDIATE),
+    ErrorKind.TIMEOUT: _P(action=Action.NEXT, cooldown=Cooldown.COUNT),
+    ErrorKind.FIRST_TOKEN_TIMEOUT: _P(action=Action.NEXT, cooldown=Cooldown.COUNT),
+    ErrorKind.UPSTREAM_5XX: _P(action=Action.RETRY, cooldown=Cooldown.COUNT),
+    ErrorKind.CONNECTION: _P(action=Action.RETRY, cooldown=Cooldown.COUNT),
+    ErrorKind.CONTEXT_WINDOW: _P(action=Action.NEXT),
+    ErrorKind.CONTENT_POLICY: _P(action=Action.NEXT),
+    ErrorKind.AUTH: _P(action=Action.NEXT, cooldown=Cooldown.IMMEDIATE, cooldown_s=300),
+    ErrorKind.BAD_REQUEST: _P(action=Action.FAIL),
+    ErrorKind.INVALID_RESPONSE: _P(action=Action.RETRY, cooldown=Cooldown.COUNT),
+    QUALITY_CHECK: _P(action=Action.ESCALATE),
+    LOW_CONFIDENCE: _P(action=Action.ESCALATE),
+}
+
+
+class BackoffConfig(_Model):
+    base_s: float = Field(default=0.25, ge=0)
+    max_s: float = Field(default=8.0, ge=0)
+    max_retry_after_s: float = Field(default=30.0, ge=0)
+
+
+class BreakerConfig(_Model):
+    failure_threshold: int = Field(default=5, ge=1)
+    cooldown_s: float = Field(default=30.0, ge=0)
+    max_cooldown_s: float = Field(default=300.0, ge=0)
+
+
+class Balancing(StrEnum):
+    WEIGHTED = "weighted"
+    LOWEST_LATENCY = "lowest_latency"
+    LEAST_BUSY = "least_busy"
+
+
+class FallbackConfig(_Model):
+    max_attempts: int = Field(default=4, ge=1)
+    deadline_s: float = Field(default=120.0, gt=0)
+    retries_per_deployment: int = Field(default=1, ge=0)
+    backoff: BackoffConfig = BackoffConfig()
+    breaker: BreakerConfig = BreakerConfig()
+    balancing: Balancing = Balancing.WEIGHTED
+    triggers: dict[str, TriggerPolicy] = Field(default_factory=dict)
+
+    @field_validator("triggers")
+    @classmethod
+    def _known_triggers(cls, value: dict[str, TriggerPolicy]) -> dict[str, TriggerPolicy]:
+        unknown = sorted(set(value) - set(TRIGGERS))
+        if unknown:
+            raise ValueError(f"unknown trigger(s) {unknown}; known: {TRIGGERS}")
+        return value
+
+    def policy(self, trigger: str) -> TriggerPolicy:
+        return self.triggers.get(trigger) or DEFAULT_TRIGGERS[trigger]
+
+
+class CheckConfig(_Model):
+    kind: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConfidenceConfig(_Model):
+    kind: Literal["logprob", "self_reported"]
+    threshold: float
+    field: str = "confidence"
+
+
+class RouterConfig(_Model):
+    kind: str = "heuristic"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+def _router_shorthand(value: object) -> object:
+    return {"kind": value} if isinstance(value, str) else value
+
+
+def _check_shorthand(value: object) -> object:
+    if isinstance(value, str):
+        return {"kind": value}
+    if isinstance(value, dict) and "options" not in value:
+        return {"kind": value.get("kind"), "options": {k: v for k, v in value.items() if k != "kind"}}
+    return value
+
+
+class RouteConfig(_Model):
+    router: Annotated[RouterConfig, Field(default_factory=RouterConfig)]
+    tiers: list[str] = Field(default_factory=list)
+    baseline: str | None = None
+    checks: list[CheckConfig] = Field(default_factory=list)
+    confidence: ConfidenceConfig | None = None
+    on_checks_exhausted: Literal["return_last", "error"] = "return_last"
+    stream_hold_back: int = Field(default=0, ge=0)
+
+    @field_validator("router", mode="before")
+    @classmethod
+    def _router(cls, value: object) -> object:
+        return _router_shorthand(value)
+
+    @field_validator("checks", mode="before")
+    @classmethod
+    def _checks(cls, value: object) -> object:
+        return [_check_shorthand(v) for v in value] if isinstance(value, list) else value
+
+
+class GatewayConfig(_Model):
+    deployments: dict[str, DeploymentConfig]
+    tiers: dict[str, list[str]] = Field(default_factory=dict)
+    routes: dict[str, RouteConfig] = Field(default_factory=dict)
+    fallback: FallbackConfig = FallbackConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_deployments(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("deployments"), dict):
+            named = {}
+            for name, body in data["deployments"].items():
+                named[name] = {**body, "name": name} if isinstance(body, dict) else body
+            data = {**data, "deployments": named}
+        return data
+
+    @model_validator(mode="after")
+    def _check_references(self) -> GatewayConfig:
+        _check_names(self)
+        return self
+
+    def tier_order(self, route: RouteConfig) -> list[str]:
+        return route.tiers or list(self.tiers)
+
+
+def _check_names(config: GatewayConfig) -> None:
+    for tier, members in config.tiers.items():
+        for member in members:
+            if member not in config.deployments:
+                raise ValueError(f"tiers.{tier}: unknown deployment {member!r}")
+    for name, deployment in config.deployments.items():
+        for fallback in deployment.fallbacks:
+            if fallback not in config.deployments and fallback not in config.tiers:
+                raise ValueError(f"deployments.{name}.fallbacks: unknown name {fallback!r}")
+    for name, route in config.routes.items():
+        for tier in route.tiers:
+            if tier not in config.tiers:
+                raise ValueError(f"routes.{name}.tiers: unknown tier {tier!r}")
+        if route.baseline and route.baseline not in config.deployments:
+            raise ValueError(f"routes.{name}.baseline: unknown deployment {route.baseline!r}")
+        if not config.tier_order(route):
+            raise ValueError(f"routes.{name}: no tiers defined")
+    clashes = (set(config.routes) & set(config.tiers)) | (
+        (set(config.routes) | set(config.tiers)) & set(config.deployments)
+    )
+    if clashes:
+        raise ValueError(f"names used twice across routes, tiers and deployments: {sorted(clashes)}")
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Read, override from the environment, and validate a YAML config file."""
+    file = str(path)
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=file) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", file=file) from None
+    if not isinstance(data, dict):
+        raise ConfigError("top level must be a mapping", file=file)
+    return parse_config(apply_env_overrides(data, environ), file=file)
+
+
+def parse_config(data: Mapping[str, Any], *, file: str = "<config>") -> GatewayConfig:
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or None
+        problem = str(first["msg"]).removeprefix("Value error, ")
+        count = exc.error_count()
+        suffix = f" (and {count - 1} more problem(s))" if count > 1 else ""
+        raise ConfigError(problem + suffix, file=file, key=key) from None
+
+
+def apply_env_overrides(
+    data: dict[str, Any], environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Apply `TIERWISE__A__B=value` (value parsed as YAML) onto `data` copies."""
+    env = os.environ if environ is None else environ
+    result = dict(data)
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__") if part]
+        if path:
+            _set_path(result, path, yaml.safe_load(raw))
+    return result
+
+
+def _set_path(data: dict[str, Any], path: list[str], value: object) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.get(part)
+        child = dict(child) if isinstance(child, dict) else {}
+        node[part] = child
+        node = child
+    node[path[-1]] = value

@@ -1,0 +1,168 @@
+"""One error tree for tierwise.
+
+    TierwiseError
+    +-- ConfigError                 invalid configuration (names file, key, problem)
+    +-- RouteNotFoundError          the request names no known route, tier or model
+    +-- ProviderError               an upstream call failed; `kind` is the taxonomy
+    |   +-- RateLimitedError        429, with `retry_after_s` when the provider sent one
+    |   +-- UpstreamTimeoutError    connect or total timeout
+    |   +-- FirstTokenTimeoutError  no first token within the time-to-first-token limit
+    |   +-- UpstreamServerError     5xx
+    |   +-- UpstreamConnectionError refused, reset, DNS, closed mid-body
+    |   +-- ContextWindowError      prompt + max tokens exceed the model's window
+    |   +-- ContentPolicyError      blocked by the provider's content filter
+    |   +-- UpstreamAuthError       401/403 from the provider
+    |   +-- BadRequestError         the request itself is invalid; never retried
+    |   +-- InvalidResponseError    unparseable, empty or malformed answer
+    +-- AllAttemptsFailedError      every planned attempt failed; lists each one
+    +-- StreamInterruptedError      a stream failed after bytes reached the client
+
+Provider errors are raised only by provider adapters, which translate wire
+errors into this taxonomy; everything above them sees `ErrorKind` values.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from tierwise.record import AttemptRecord, RequestRecord
+
+
+class ErrorKind(StrEnum):
+    RATE_LIMITED = "rate_limited"
+    TIMEOUT = "timeout"
+    FIRST_TOKEN_TIMEOUT = "first_token_timeout"
+    UPSTREAM_5XX = "upstream_5xx"
+    CONNECTION = "connection"
+    CONTEXT_WINDOW = "context_window"
+    CONTENT_POLICY = "content_policy"
+    AUTH = "auth"
+    BAD_REQUEST = "bad_request"
+    INVALID_RESPONSE = "invalid_response"
+
+
+class TierwiseError(Exception):
+    """Base of every error tierwise raises."""
+
+
+class ConfigError(TierwiseError):
+    def __init__(self, problem: str, *, file: str | None = None, key: str | None = None) -> None:
+        self.file, self.key, self.problem = file, key, problem
+        where = ": ".join(part for part in (file, key) if part)
+        super().__init__(f"{where}: {problem}" if where else problem)
+
+
+class RouteNotFoundError(TierwiseError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        super().__init__(f"unknown model or route {name!r}; known: {', '.join(sorted(known))}")
+
+
+class ProviderError(TierwiseError):
+    kind: ClassVar[ErrorKind] = ErrorKind.UPSTREAM_5XX
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+        deployment: str | None = None,
+    ) -> None:
+        self.message, self.status = message, status
+        self.retry_after_s, self.deployment = retry_after_s, deployment
+        super().__init__(message)
+
+
+class RateLimitedError(ProviderError):
+    kind = ErrorKind.RATE_LIMITED
+
+
+class UpstreamTimeoutError(ProviderError):
+    kind = ErrorKind.TIMEOUT
+
+
+class FirstTokenTimeoutError(ProviderError):
+    kind = ErrorKind.FIRST_TOKEN_TIMEOUT
+
+
+class UpstreamServerError(ProviderError):
+    kind = ErrorKind.UPSTREAM_5XX
+
+
+class UpstreamConnectionError(ProviderError):
+    kind = ErrorKind.CONNECTION
+
+
+class ContextWindowError(ProviderError):
+    kind = ErrorKind.CONTEXT_WINDOW
+
+
+class ContentPolicyError(ProviderError):
+    kind = ErrorKind.CONTENT_POLICY
+
+
+class UpstreamAuthError(ProviderError):
+    kind = ErrorKind.AUTH
+
+
+class BadRequestError(ProviderError):
+    kind = ErrorKind.BAD_REQUEST
+
+
+class InvalidResponseError(ProviderError):
+    kind = ErrorKind.INVALID_RESPONSE
+
+
+ERROR_BY_KIND: dict[ErrorKind, type[ProviderError]] = {
+    cls.kind: cls
+    for cls in (
+        RateLimitedError,
+        UpstreamTimeoutError,
+        FirstTokenTimeoutError,
+        UpstreamServerError,
+        UpstreamConnectionError,
+        ContextWindowError,
+        ContentPolicyError,
+        UpstreamAuthError,
+        BadRequestError,
+        InvalidResponseError,
+    )
+}
+
+
+class AllAttemptsFailedError(TierwiseError):
+    """Every planned attempt failed; `record` lists each attempt and why."""
+
+    def __init__(self, record: RequestRecord) -> None:
+        self.record = record
+        super().__init__(describe_attempts(record.attempts))
+
+    @property
+    def status(self) -> int:
+        """The HTTP status that best summarizes the failures."""
+        kinds = {a.trigger for a in self.record.attempts if a.trigger}
+        if kinds == {ErrorKind.BAD_REQUEST.value}:
+            return 400
+        if kinds and kinds <= {ErrorKind.RATE_LIMITED.value, "circuit_open"}:
+            return 429
+        if kinds and kinds <= {ErrorKind.CONTEXT_WINDOW.value}:
+            return 400
+        return 502
+
+
+class StreamInterruptedError(TierwiseError):
+    """A stream failed after content had been sent; `record` holds the attempts."""
+
+    def __init__(self, message: str, record: RequestRecord) -> None:
+        self.record = record
+        super().__init__(message)
+
+
+def describe_attempts(attempts: list[AttemptRecord]) -> str:
+    if not attempts:
+        return "no deployment could be tried"
+    parts = [f"{a.deployment}: {a.trigger} ({a.detail})" for a in attempts]
+    return f"all {len(attempts)} attempts failed: " + "; ".join(parts)

@@ -1,0 +1,317 @@
+"""Runs a plan of attempts; the one place that decides "next attempt?".
+
+Every trigger, an error kind, a failed quality check or low confidence, maps
+through the route's `FallbackConfig` to an action (retry the deployment, try
+the next one, escalate to the next tier, or fail) and a cooldown scope (this
+request only, count toward the deployment's breaker, or open it at once).
+One attempt budget and one deadline bound the whole request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from tierwise.checks.base import AnswerView
+from tierwise.config import LOW_CONFIDENCE, QUALITY_CHECK, Action, Cooldown
+from tierwise.errors import ErrorKind, ProviderError
+from tierwise.plan import Deployment, Policy, Step
+from tierwise.providers.base import Timeouts
+from tierwise.record import AttemptRecord
+from tierwise.resilience.backoff import retry_delay_s
+from tierwise.resilience.balancing import Candidate, order_candidates
+from tierwise.state.base import HealthState
+from tierwise.types import ChatRequest, ChatResponse, Usage
+
+T = TypeVar("T")
+CIRCUIT_OPEN = "circuit_open"
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+    def sleep(self, seconds: float) -> Coroutine[Any, Any, None]: ...
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+@dataclass(slots=True)
+class Answer(Generic[T]):
+    """What one call produced: `view` is what checks judge (a prefix when
+    `complete` is False); `discard` releases a value that will not be used."""
+
+    value: T
+    view: ChatResponse
+    complete: bool = True
+    first_token_ms: float | None = None
+    discard: Callable[[], Awaitable[None]] | None = None
+
+
+Call = Callable[[Deployment, ChatRequest, Timeouts], Awaitable[Answer[T]]]
+
+
+@dataclass(slots=True)
+class Outcome(Generic[T]):
+    """The accepted answer (None when every attempt failed), the deployment that
+    gave it, whether it only passed by exhausting the plan, and every attempt."""
+
+    answer: Answer[T] | None
+    deployment: Deployment | None
+    attempts: list[AttemptRecord]
+    degraded: bool = False
+    error: str = ""
+
+
+@dataclass(slots=True)
+class _Run(Generic[T]):
+    request: ChatRequest
+    call: Call[T]
+    deadline: float
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    calls: int = 0
+    fallback_answer: tuple[Answer[T], Deployment] | None = None
+    cooling: list[Deployment] = field(default_factory=list)
+    stop: str = ""
+
+
+@dataclass(slots=True)
+class _Result(Generic[T]):
+    action: Action | None
+    answer: Answer[T] | None = None
+    retry_after_s: float | None = None
+
+
+class Executor:
+    """Runs a plan for one request under a route's `Policy`."""
+
+    def __init__(
+        self, health: HealthState, *, clock: Clock | None = None, rng: random.Random | None = None
+    ) -> None:
+        self.health = health
+        self.clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+
+    async def run(
+        self, request: ChatRequest, plan: list[Step], policy: Policy, call: Call[T]
+    ) -> Outcome[T]:
+        run = _Run(request, call, self.clock.now() + policy.fallback.deadline_s)
+        for step in plan:
+            found = await self._run_tier(run, step, policy)
+            if found is not None:
+                return await self._done(run, *found)
+            if run.stop:
+                break
+        if not run.stop and run.cooling:
+            found = await self._wait_for_cooldown(run, policy)
+            if found is not None:
+                return await self._done(run, *found)
+        return await self._exhausted(run, policy)
+
+    async def _done(self, run: _Run[T], answer: Answer[T], deployment: Deployment) -> Outcome[T]:
+        await _discard(run.fallback_answer)
+        return Outcome(answer, deployment, run.attempts)
+
+    async def _exhausted(self, run: _Run[T], policy: Policy) -> Outcome[T]:
+        error = run.stop or "every option was tried"
+        if run.fallback_answer is not None and policy.return_last_on_checks:
+            answer, deployment = run.fallback_answer
+            return Outcome(answer, deployment, run.attempts, degraded=True, error=error)
+        await _discard(run.fallback_answer)
+        return Outcome(None, None, run.attempts, error=error)
+
+    async def _run_tier(
+        self, run: _Run[T], step: Step, policy: Policy
+    ) -> tuple[Answer[T], Deployment] | None:
+        for deployment in await self._order(step, policy):
+            result = await self._run_deployment(run, deployment, policy)
+            if result.answer is not None:
+                return result.answer, deployment
+            if run.stop or result.action is Action.ESCALATE:
+                return None
+        return None
+
+    async def _order(self, step: Step, policy: Policy) -> list[Deployment]:
+        if len(step.deployments) == 1:
+            return list(step.deployments)
+        now = self.clock.now()
+        by_name = {d.name: d for d in step.deployments}
+        candidates = []
+        for d in step.deployments:
+            health = await self.health.health(d.name, now)
+            candidates.append(Candidate(d.name, d.weight, health.latency_ms, health.in_flight))
+        names = order_candidates(candidates, policy.fallback.balancing, self.rng)
+        return [by_name[n] for n in names]
+
+    async def _run_deployment(
+        self, run: _Run[T], deployment: Deployment, policy: Policy
+    ) -> _Result[T]:
+        if not deployment.fits(run.request):
+            run.attempts.append(_skipped(deployment, ErrorKind.CONTEXT_WINDOW.value,
+                                         "prompt + max tokens exceed the context window"))
+            return _Result(Action.NEXT)
+        retries = policy.fallback.retries_per_deployment
+        for retry in range(retries + 1):
+            if not self._budget_left(run, policy):
+                return _Result(None)
+            if not await self.health.acquire(deployment.name, self.clock.now()):
+                if retry == 0:
+                    run.attempts.append(_skipped(deployment, CIRCUIT_OPEN, "circuit open"))
+                    run.cooling.append(deployment)
+                return _Result(Action.NEXT)
+            result = await self._attempt(run, deployment, policy)
+            if result.action is not Action.RETRY or retry == retries:
+                return result
+            if not await self._backoff(run, policy, retry, result.retry_after_s):
+                return result
+        return _Result(Action.NEXT)
+
+    def _budget_left(self, run: _Run[T], policy: Policy) -> bool:
+        if run.calls >= policy.fallback.max_attempts:
+            run.stop = f"attempt budget of {policy.fallback.max_attempts} used"
+        elif self.clock.now() >= run.deadline:
+            run.stop = f"deadline of {policy.fallback.deadline_s}s passed"
+        return not run.stop
+
+    async def _backoff(
+        self, run: _Run[T], policy: Policy, retry: int, retry_after_s: float | None
+    ) -> bool:
+        delay = retry_delay_s(policy.fallback.backoff, retry, retry_after_s, self.rng)
+        if delay is None or self.clock.now() + delay >= run.deadline:
+            return False
+        await self.clock.sleep(delay)
+        return True
+
+    async def _attempt(
+        self, run: _Run[T], deployment: Deployment, policy: Policy
+    ) -> _Result[T]:
+        run.calls += 1
+        started = self.clock.now()
+        timeouts = deployment.timeouts.within(run.deadline - started)
+        try:
+            answer = await run.call(deployment, run.request, timeouts)
+        except ProviderError as exc:
+            return await self._failed(run, deployment, policy, exc, started)
+        except BaseException:
+            await self._release(deployment, started, ok=False, cooldown=Cooldown.NONE)
+            raise
+        return await self._judge(run, deployment, policy, answer, started)
+
+    async def _failed(
+        self, run: _Run[T], deployment: Deployment, policy: Policy,
+        exc: ProviderError, started: float,
+    ) -> _Result[T]:
+        rule = policy.fallback.policy(exc.kind.value)
+        cooldown_s = rule.cooldown_s if rule.cooldown_s is not None else exc.retry_after_s
+        latency_ms = await self._release(deployment, started, ok=False,
+                                         cooldown=rule.cooldown, cooldown_s=cooldown_s)
+        run.attempts.append(AttemptRecord(
+            deployment.name, deployment.tier, deployment.model, deployment.provider_kind,
+            outcome="error", trigger=exc.kind.value, detail=exc.message, status=exc.status,
+            latency_ms=latency_ms, retry_after_s=exc.retry_after_s,
+        ))
+        if rule.action is Action.FAIL:
+            run.stop = f"{exc.kind.value} is not retried"
+        if rule.cooldown is Cooldown.IMMEDIATE:
+            run.cooling.append(deployment)
+        return _Result(rule.action, retry_after_s=exc.retry_after_s)
+
+    async def _judge(
+        self, run: _Run[T], deployment: Deployment, policy: Policy,
+        answer: Answer[T], started: float,
+    ) -> _Result[T]:
+        view = AnswerView(run.request, answer.view, answer.complete)
+        checks = [await check.evaluate(view) for check in policy.checks]
+        confidence = policy.confidence.confidence(view) if policy.confidence else None
+        failed = [c for c in checks if not c.passed]
+        trigger, detail = None, ""
+        if failed:
+            trigger, detail = QUALITY_CHECK, "; ".join(f"{c.name}: {c.reason}" for c in failed)
+        elif confidence is not None and confidence < policy.confidence_threshold:
+            trigger = LOW_CONFIDENCE
+            detail = f"confidence {confidence:.3f} < {policy.confidence_threshold}"
+        rule = policy.fallback.policy(trigger) if trigger else None
+        latency_ms = await self._release(
+            deployment, started, ok=rule is None,
+            cooldown=rule.cooldown if rule else Cooldown.NONE,
+            cooldown_s=rule.cooldown_s if rule else None,
+        )
+        record = self._answer_record(run, deployment, answer, latency_ms, trigger, detail)
+        record.checks, record.confidence = checks, confidence
+        run.attempts.append(record)
+        if rule is None:
+            return _Result(None, answer)
+        await self._keep_as_fallback(run, answer, deployment)
+        if rule.action is Action.FAIL:
+            run.stop = f"{trigger} is not retried"
+        return _Result(rule.action)
+
+    def _answer_record(
+        self, run: _Run[T], deployment: Deployment, answer: Answer[T],
+        latency_ms: float, trigger: str | None, detail: str,
+    ) -> AttemptRecord:
+        usage: Usage | None = None
+        cost = deployment.price.cost_usd(Usage())
+        if answer.complete:
+            usage, cost = deployment.cost_usd(run.request, answer.view)
+        return AttemptRecord(
+            deployment.name, deployment.tier, deployment.model, deployment.provider_kind,
+            outcome="ok" if trigger is None else "rejected", trigger=trigger, detail=detail,
+            latency_ms=latency_ms, first_token_ms=answer.first_token_ms,
+            usage=usage, cost_usd=cost,
+        )
+
+    async def _keep_as_fallback(
+        self, run: _Run[T], answer: Answer[T], deployment: Deployment
+    ) -> None:
+        previous = run.fallback_answer
+        run.fallback_answer = (answer, deployment)
+        await _discard(previous)
+
+    async def _release(
+        self, deployment: Deployment, started: float, *, ok: bool,
+        cooldown: Cooldown, cooldown_s: float | None = None,
+    ) -> float:
+        now = self.clock.now()
+        latency_ms = (now - started) * 1000
+        await self.health.release(deployment.name, now, ok=ok, latency_ms=latency_ms,
+                                  cooldown=cooldown, cooldown_s=cooldown_s)
+        return latency_ms
+
+    async def _wait_for_cooldown(
+        self, run: _Run[T], policy: Policy
+    ) -> tuple[Answer[T], Deployment] | None:
+        """When only cooling deployments remain, wait for the first to reopen if
+        it does so within `max_retry_after_s` and the deadline."""
+        now = self.clock.now()
+        soonest = [(await self.health.health(d.name, now)).reopens_at for d in run.cooling]
+        wait_s, index = min((t - now, i) for i, t in enumerate(soonest))
+        limit = policy.fallback.backoff.max_retry_after_s
+        if wait_s > limit or now + wait_s >= run.deadline:
+            return None
+        await self.clock.sleep(max(wait_s, 0.0))
+        deployment = run.cooling[index]
+        run.cooling = []
+        result = await self._run_deployment(run, deployment, policy)
+        return (result.answer, deployment) if result.answer is not None else None
+
+
+async def _discard(kept: tuple[Answer[Any], Deployment] | None) -> None:
+    if kept is not None and kept[0].discard is not None:
+        await kept[0].discard()
+
+
+def _skipped(deployment: Deployment, trigger: str, detail: str) -> AttemptRecord:
+    return AttemptRecord(
+        deployment.name, deployment.tier, deployment.model, deployment.provider_kind,
+        called=False, outcome="skipped", trigger=trigger, detail=detail,
+    )

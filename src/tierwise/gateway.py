@@ -1,0 +1,153 @@
+"""`Gateway`: route -> plan -> execute -> account -> record, for chat and streams."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+from tierwise.accounting import bill
+from tierwise.config import GatewayConfig
+from tierwise.errors import AllAttemptsFailedError
+from tierwise.executor import Answer, Clock, Executor, Outcome
+from tierwise.plan import Deployment
+from tierwise.providers.base import HttpClient, Timeouts
+from tierwise.record import Decision, RequestRecord
+from tierwise.routes import Target, Targets, build_deployments
+from tierwise.state.base import HealthState
+from tierwise.state.memory import MemoryHealthState
+from tierwise.streaming import ChatStream, PendingStream, open_stream
+from tierwise.types import ChatRequest, ChatResponse
+
+RecordSink = Callable[[RequestRecord], None]
+
+
+@dataclass(slots=True)
+class ChatResult:
+    response: ChatResponse
+    record: RequestRecord
+
+
+class Gateway:
+    """The library entry point: `await gateway.chat(request)` or
+    `async with await gateway.stream(request) as stream`."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        health: HealthState | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        environ: Mapping[str, str] | None = None,
+        sinks: list[RecordSink] | None = None,
+    ) -> None:
+        self.config = config
+        self._http = HttpClient()
+        self.deployments = build_deployments(config, self._http, environ)
+        self.targets = Targets(config, self.deployments)
+        self.health = health or MemoryHealthState(config.fallback.breaker)
+        self.executor = Executor(self.health, clock=clock, rng=rng)
+        self.sinks = list(sinks or [])
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        for deployment in self.deployments.values():
+            await deployment.provider.aclose()
+        await self._http.aclose()
+
+    async def decide(self, request: ChatRequest) -> tuple[Target, Decision | None]:
+        """Resolve the request's `model` and, for a route, ask its router."""
+        target = self.targets.get(request.model)
+        if target.router is None:
+            return target, None
+        tiers = [s.tier for s in target.steps]
+        return target, await target.router.decide(request, tiers)
+
+    async def chat(self, request: ChatRequest, *, request_id: str | None = None) -> ChatResult:
+        """Answer `request`, falling back as the route's policy says; raises
+        AllAttemptsFailedError (with every attempt) when nothing answered."""
+        record = self._new_record(request, request_id)
+        target, decision = await self.decide(request)
+        record.route, record.decision = target.name, decision
+        plan = target.plan_from(decision.target if decision else "")
+        outcome = await self.executor.run(request, plan, target.policy, _complete)
+        self._close(record, outcome, target, decision)
+        if outcome.answer is None:
+            raise AllAttemptsFailedError(record)
+        return ChatResult(outcome.answer.value, record)
+
+    async def stream(self, request: ChatRequest, *, request_id: str | None = None) -> ChatStream:
+        """Run the plan until one stream commits (first tokens in hand and checks
+        passed on the held-back prefix); iterate the result for its deltas."""
+        record = self._new_record(request, request_id)
+        target, decision = await self.decide(request)
+        record.route, record.decision = target.name, decision
+        plan = target.plan_from(decision.target if decision else "")
+        call = open_stream(target.hold_back, self.executor.clock)
+        outcome = await self.executor.run(request, plan, target.policy, call)
+        if outcome.answer is None or outcome.deployment is None:
+            self._close(record, outcome, target, decision)
+            raise AllAttemptsFailedError(record)
+        self._close(record, outcome, target, decision)
+        return ChatStream(
+            outcome.answer.value, request, record, outcome.deployment,
+            lambda: self._finish_stream(record, target, decision),
+        )
+
+    def _new_record(self, request: ChatRequest, request_id: str | None) -> RequestRecord:
+        rid = request_id or uuid.uuid4().hex
+        return RequestRecord(rid, request.model, started_at=time.time())
+
+    def _close(
+        self, record: RequestRecord, outcome: Outcome[ChatResponse] | Outcome[PendingStream],
+        target: Target, decision: Decision | None,
+    ) -> None:
+        record.attempts = outcome.attempts
+        record.latency_ms = (time.time() - record.started_at) * 1000
+        if outcome.deployment is not None:
+            record.final_deployment = outcome.deployment.name
+            record.final_tier = outcome.deployment.tier
+            record.first_token_ms = outcome.attempts[-1].first_token_ms
+        record.status = "error" if outcome.answer is None else (
+            "degraded" if outcome.degraded else "ok"
+        )
+        record.error = outcome.error if record.status != "ok" else None
+        final = next((a.usage for a in reversed(outcome.attempts) if a.usage), None)
+        baseline = target.baseline.price if target.baseline else None
+        record.cost = bill(outcome.attempts, decision, baseline, final)
+        if outcome.answer is not None and not outcome.answer.complete:
+            return
+        self._emit(record)
+
+    def _finish_stream(
+        self, record: RequestRecord, target: Target, decision: Decision | None
+    ) -> None:
+        final = next((a.usage for a in reversed(record.attempts) if a.usage), None)
+        baseline = target.baseline.price if target.baseline else None
+        record.cost = bill(record.attempts, decision, baseline, final)
+        record.latency_ms = (time.time() - record.started_at) * 1000
+        self._emit(record)
+
+    def _emit(self, record: RequestRecord) -> None:
+        for sink in self.sinks:
+            sink(record)
+
+
+async def _complete(
+    deployment: Deployment, request: ChatRequest, timeouts: Timeouts
+) -> Answer[ChatResponse]:
+    response = await deployment.provider.complete(request, timeouts)
+    return Answer(response, response)

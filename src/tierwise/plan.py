@@ -1,0 +1,67 @@
+"""Runtime deployments and the ordered plan of tiers a request may use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from tierwise.checks.base import Check, ConfidenceSignal
+from tierwise.config import FallbackConfig
+from tierwise.pricing import Price
+from tierwise.providers.base import Provider, Timeouts
+from tierwise.tokens import count_message_tokens, count_text_tokens, encoding_name, fits_context
+from tierwise.types import ChatRequest, ChatResponse, Usage
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Deployment:
+    """One upstream model endpoint, ready to call."""
+
+    name: str
+    tier: str
+    model: str
+    provider_kind: str
+    provider: Provider
+    price: Price = field(default_factory=Price)
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    weight: float = 1.0
+
+    def fits(self, request: ChatRequest) -> bool:
+        """Whether prompt + max tokens fit this deployment's context window."""
+        if self.context_window is None:
+            return True
+        wanted = request.max_tokens or min(self.max_output_tokens or 0, 1024)
+        return fits_context(request, self.context_window, wanted)
+
+    def estimate_usage(self, request: ChatRequest, answer: ChatResponse) -> Usage:
+        """Usage counted with a real tokenizer, for answers that report none."""
+        encoding = encoding_name(self.model)
+        tool_text = "".join(c.name + c.arguments for c in answer.tool_calls())
+        return Usage(
+            count_message_tokens(request.messages, encoding),
+            count_text_tokens(answer.text() + tool_text, encoding),
+            estimated=True,
+        )
+
+    def cost_usd(self, request: ChatRequest, answer: ChatResponse) -> tuple[Usage, Decimal]:
+        usage = answer.usage or self.estimate_usage(request, answer)
+        return usage, self.price.cost_usd(usage)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    tier: str
+    deployments: tuple[Deployment, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What a route asks of each answer, and how hard to try."""
+
+    fallback: FallbackConfig = field(default_factory=FallbackConfig)
+    checks: tuple[Check, ...] = ()
+    confidence: ConfidenceSignal | None = None
+    confidence_threshold: float = 0.0
+    return_last_on_checks: bool = True

@@ -1,0 +1,168 @@
+"""The provider interface and the HTTP plumbing its adapters share."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiohttp
+import orjson
+
+from tierwise.errors import (
+    FirstTokenTimeoutError,
+    InvalidResponseError,
+    ProviderError,
+    UpstreamConnectionError,
+    UpstreamTimeoutError,
+)
+from tierwise.types import ChatRequest, ChatResponse, StreamDelta
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect_s: float = 5.0
+    total_s: float = 120.0
+    first_token_s: float | None = None
+
+    def within(self, remaining_s: float) -> Timeouts:
+        """These timeouts, shortened to fit a request's remaining deadline."""
+        total = max(0.001, min(self.total_s, remaining_s))
+        first = None if self.first_token_s is None else min(self.first_token_s, total)
+        return Timeouts(min(self.connect_s, total), total, first)
+
+
+class Provider(Protocol):
+    """One deployment's wire format: a completed answer, or a stream of deltas."""
+
+    async def complete(self, request: ChatRequest, timeouts: Timeouts) -> ChatResponse: ...
+
+    def stream(self, request: ChatRequest, timeouts: Timeouts) -> AsyncIterator[StreamDelta]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class HttpClient:
+    """A pooled keep-alive aiohttp session, created on first use in the running loop."""
+
+    def __init__(self, *, limit_per_host: int = 256) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._limit = limit_per_host
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=self._limit, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(
+                connector=connector, json_serialize=_dumps_str, auto_decompress=True
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+
+    async def post(
+        self, url: str, body: dict[str, Any], headers: Mapping[str, str], timeouts: Timeouts
+    ) -> aiohttp.ClientResponse:
+        """POST JSON; time to response headers is bounded by `first_token_s`."""
+        timeout = aiohttp.ClientTimeout(total=timeouts.total_s, sock_connect=timeouts.connect_s)
+        started = time.monotonic()
+        try:
+            call = self.session().post(
+                url, data=orjson.dumps(body), headers=headers, timeout=timeout
+            )
+            if timeouts.first_token_s is None:
+                return await call
+            async with asyncio.timeout(timeouts.first_token_s):
+                return await call
+        except TimeoutError:
+            elapsed = time.monotonic() - started
+            if timeouts.first_token_s is not None and elapsed < timeouts.total_s - 0.001:
+                raise FirstTokenTimeoutError(f"no response within {timeouts.first_token_s}s") from None
+            raise UpstreamTimeoutError(f"timed out after {elapsed:.2f}s") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamConnectionError(f"connection failed: {type(exc).__name__}") from None
+
+
+def _dumps_str(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def read_json(response: aiohttp.ClientResponse) -> Any:
+    """The body as JSON; transport failures and non-JSON become provider errors."""
+    try:
+        raw = await response.read()
+    except TimeoutError:
+        raise UpstreamTimeoutError("timed out reading the response body") from None
+    except aiohttp.ClientError as exc:
+        raise UpstreamConnectionError(f"body cut off: {type(exc).__name__}") from None
+    finally:
+        response.release()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidResponseError(
+            f"status {response.status}: body is not JSON", status=response.status
+        ) from None
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds from `retry-after-ms` or `retry-after` (seconds or HTTP date)."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        if parsed is None:
+            return None
+        return max(0.0, parsed.timestamp() - (time.time() if now is None else now))
+
+
+async def iter_sse(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, str]]:
+    """(event, data) pairs of a server-sent-event stream; a cut stream raises."""
+    event, data = "", list[str]()
+    try:
+        async for raw in response.content:
+            line = raw.decode("utf-8").rstrip("\r\n")
+            if not line:
+                if data:
+                    yield event, "\n".join(data)
+                event, data = "", list[str]()
+            elif line.startswith("data:"):
+                data.append(line[5:].lstrip(" "))
+            elif line.startswith("event:"):
+                event = line[6:].strip()
+        if data:
+            yield event, "\n".join(data)
+    except TimeoutError:
+        raise UpstreamTimeoutError("stream timed out") from None
+    except aiohttp.ClientError as exc:
+        raise UpstreamConnectionError(f"stream cut off: {type(exc).__name__}") from None
+
+
+def loads_event(data: str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise InvalidResponseError("stream event is not JSON") from None
+
+
+def error_for_status(
+    status: int, message: str, kinds: Mapping[int, type[ProviderError]], retry_after: float | None
+) -> ProviderError:
+    """The taxonomy error for an HTTP status (>= 500 maps to upstream 5xx)."""
+    from tierwise.errors import BadRequestError, UpstreamServerError
+
+    cls = kinds.get(status) or (UpstreamServerError if status >= 500 else BadRequestError)
+    return cls(f"status {status}: {message}", status=status, retry_after_s=retry_after)

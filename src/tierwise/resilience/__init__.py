@@ -1,0 +1,1 @@
+"""Circuit breakers, backoff and load balancing: pure decisions, clock passed in."""

@@ -1,0 +1,119 @@
+"""Compile config into runtime targets: what a request's `model` name resolves to."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tierwise.checks.registry import build_check, build_confidence
+from tierwise.config import DeploymentConfig, GatewayConfig, RouteConfig
+from tierwise.errors import RouteNotFoundError
+from tierwise.plan import Deployment, Policy, Step
+from tierwise.providers.base import HttpClient, Timeouts
+from tierwise.providers.registry import build_provider
+from tierwise.routing.base import Router
+from tierwise.routing.registry import build_router
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A resolved name: the steps it may use (cheapest first), the router that
+    picks the starting step (None: start at the first), its policy and baseline."""
+
+    name: str
+    steps: tuple[Step, ...]
+    policy: Policy
+    router: Router | None = None
+    baseline: Deployment | None = None
+    hold_back: int = 0
+
+    def plan_from(self, start: str) -> list[Step]:
+        names = [s.tier for s in self.steps]
+        index = names.index(start) if start in names else 0
+        return list(self.steps[index:])
+
+
+def build_deployments(
+    config: GatewayConfig, http: HttpClient, environ: Mapping[str, str] | None = None
+) -> dict[str, Deployment]:
+    tier_of: dict[str, str] = {}
+    for tier, members in config.tiers.items():
+        for member in members:
+            tier_of.setdefault(member, tier)
+    return {
+        name: _deployment(dc, tier_of.get(name, name), http, environ)
+        for name, dc in config.deployments.items()
+    }
+
+
+def _deployment(
+    dc: DeploymentConfig, tier: str, http: HttpClient, environ: Mapping[str, str] | None
+) -> Deployment:
+    timeouts = Timeouts(dc.timeout.connect_s, dc.timeout.total_s, dc.timeout.first_token_s)
+    return Deployment(
+        name=dc.name, tier=tier, model=dc.model, provider_kind=dc.provider,
+        provider=build_provider(dc, http, environ), price=dc.resolved_price(),
+        context_window=dc.resolved_context_window(),
+        max_output_tokens=dc.resolved_max_output(), timeouts=timeouts, weight=dc.weight,
+    )
+
+
+class Targets:
+    """Every addressable name: routes, tiers, and deployments."""
+
+    def __init__(self, config: GatewayConfig, deployments: dict[str, Deployment]) -> None:
+        self._config, self._deployments = config, deployments
+        self._steps = {
+            tier: Step(tier, tuple(deployments[m] for m in members))
+            for tier, members in config.tiers.items()
+        }
+        self._default = Policy(fallback=config.fallback)
+        self._targets: dict[str, Target] = {}
+        for name, route in config.routes.items():
+            self._targets[name] = self._route(name, route)
+        for tier in config.tiers:
+            self._targets[tier] = self._tier(tier)
+        for name in config.deployments:
+            self._targets.setdefault(name, self._direct(name))
+
+    def names(self) -> list[str]:
+        return list(self._targets)
+
+    def get(self, name: str) -> Target:
+        target = self._targets.get(name)
+        if target is None:
+            raise RouteNotFoundError(name, self.names())
+        return target
+
+    def _strongest(self) -> Deployment | None:
+        tiers = list(self._steps.values())
+        return tiers[-1].deployments[0] if tiers and tiers[-1].deployments else None
+
+    def _route(self, name: str, route: RouteConfig) -> Target:
+        steps = tuple(self._steps[t] for t in self._config.tier_order(route))
+        checks = tuple(build_check(c) for c in route.checks)
+        confidence = build_confidence(route.confidence) if route.confidence else None
+        policy = Policy(
+            fallback=self._config.fallback, checks=checks, confidence=confidence,
+            confidence_threshold=route.confidence.threshold if route.confidence else 0.0,
+            return_last_on_checks=route.on_checks_exhausted == "return_last",
+        )
+        baseline = self._deployments[route.baseline] if route.baseline else (
+            steps[-1].deployments[0]
+        )
+        router = build_router(route.router)
+        return Target(name, steps, policy, router, baseline, route.stream_hold_back)
+
+    def _tier(self, tier: str) -> Target:
+        order = list(self._steps)
+        steps = tuple(self._steps[t] for t in order[order.index(tier):])
+        return Target(tier, steps, self._default, None, self._strongest())
+
+    def _direct(self, name: str) -> Target:
+        deployment = self._deployments[name]
+        steps = [Step(deployment.tier, (deployment,))]
+        for fallback in self._config.deployments[name].fallbacks:
+            step = self._steps.get(fallback)
+            steps.append(step or Step(fallback, (self._deployments[fallback],)))
+        baseline = self._strongest() or deployment
+        return Target(name, tuple(steps), self._default, None, baseline)

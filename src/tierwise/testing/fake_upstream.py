@@ -1,0 +1,369 @@
+"""Fake OpenAI- and Anthropic-compatible LLM upstream with fault injection.
+
+Endpoints: ``POST /v1/chat/completions``, ``POST /v1/messages``, ``GET /v1/models``.
+Faults come, in order of precedence, from `add_fault`, the ``x-fake-fault`` header,
+``[[fault=NAME ...]]`` directives in the last user message, and `set_failure_rate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import random
+import signal
+import socket
+import struct
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from tierwise.testing import _fake_wire as wire
+from tierwise.testing._fake_wire import ANTHROPIC, FAULTS, OPENAI, Call
+
+__all__ = ["FAULTS", "FakeUpstream", "ReceivedRequest"]
+
+_JSON = "application/json"
+_ROUTES = {
+    ("POST", "/v1/chat/completions"): OPENAI,
+    ("POST", "/v1/messages"): ANTHROPIC,
+}
+_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+
+
+@dataclass(slots=True)
+class ReceivedRequest:
+    """One request as received (header names lower-cased)."""
+
+    path: str
+    model: str | None
+    fault: str | None
+    stream: bool
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+@dataclass(slots=True)
+class _Fault:
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def num(self, key: str, default: float) -> float:
+        try:
+            return float(self.params.get(key, default))
+        except (TypeError, ValueError):
+            return default
+
+
+@dataclass(slots=True)
+class _Queued:
+    fault: _Fault
+    model: str | None
+    times: int
+
+
+def _check_fault(name: str) -> None:
+    if name not in FAULTS:
+        raise ValueError(f"unknown fault {name!r}; known: {sorted(FAULTS)}")
+
+
+def _seconds(value: float) -> str:
+    return str(int(value)) if value == int(value) else f"{value:g}"
+
+
+def _json(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=wire.dumps(payload), content_type=_JSON, headers=headers
+    )
+
+
+class FakeUpstream:
+    """A fake LLM upstream listening on a real socket."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        retry_after_s: float = 1.0,
+        hang_s: float = 3600.0,
+        latency_s: float = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        models: Sequence[str] = ("fake-small", "fake-large"),
+    ) -> None:
+        self.seed = seed
+        self.retry_after_s = retry_after_s
+        self.hang_s = hang_s
+        self.latency_s = latency_s
+        self.requests: list[ReceivedRequest] = []
+        self._host, self._port = host, port
+        self._models = {m: 1_700_000_000 for m in models}
+        self._rng = random.Random(seed)
+        self._queue: list[_Queued] = []
+        self._rates: dict[str | None, tuple[float, str]] = {}
+        self._ids = itertools.count(1)
+        self._runner: web.ServerRunner | None = None
+        self._closing = asyncio.Event()
+        self._bound_port: int | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        if self._bound_port is None:
+            raise RuntimeError("FakeUpstream is not started")
+        return self._bound_port
+
+    @property
+    def base_url(self) -> str:
+        """Root URL without ``/v1``."""
+        return f"http://{self._host}:{self.port}"
+
+    async def start(self) -> None:
+        """Start listening."""
+        if self._runner is not None:
+            return
+        self._closing = asyncio.Event()
+        server = web.Server(self._handle, handler_cancellation=True, access_log=None)
+        runner = web.ServerRunner(server, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self._host, self._port)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._bound_port = int(runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        """Stop listening and drop open connections."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        self._closing.set()
+        await runner.cleanup()
+        self._bound_port = None
+
+    async def __aenter__(self) -> FakeUpstream:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def add_fault(
+        self, fault: str, *, model: str | None = None, times: int = 1, **params: Any
+    ) -> None:
+        """Give the next `times` requests for `model` (None: any) this fault."""
+        _check_fault(fault)
+        if times > 0:
+            self._queue.append(_Queued(_Fault(fault, params), model, times))
+
+    def set_failure_rate(self, model: str | None, rate: float, fault: str = "500") -> None:
+        """Fail a `rate` share of requests for `model` (None: any) at random."""
+        _check_fault(fault)
+        if rate <= 0:
+            self._rates.pop(model, None)
+        else:
+            self._rates[model] = (rate, fault)
+
+    def clear(self) -> None:
+        """Drop queued faults, failure rates and recorded requests; reseed."""
+        self._queue.clear()
+        self._rates.clear()
+        self.requests.clear()
+        self._rng = random.Random(self.seed)
+
+    def count(self, model: str | None = None) -> int:
+        """Number of requests received (for `model`, when given)."""
+        if model is None:
+            return len(self.requests)
+        return sum(1 for r in self.requests if r.model == model)
+
+    def _pick_fault(self, call: Call, headers: Mapping[str, str]) -> _Fault | str | None:
+        for i, q in enumerate(self._queue):
+            if q.model is None or q.model == call.model:
+                q.times -= 1
+                if q.times <= 0:
+                    del self._queue[i]
+                return q.fault
+        header = headers.get("x-fake-fault")
+        if header:
+            d = wire.parse_directive(header)
+            if d is not None and d.model in (None, call.model):
+                return self._directive_fault(d.name, d.params)
+        d = call.fault_directive()
+        if d is not None and d.value is not None:
+            return self._directive_fault(d.value, d.params)
+        rate = self._rates.get(call.model) or self._rates.get(None)
+        if rate is not None and self._rng.random() < rate[0]:
+            return _Fault(rate[1])
+        return None
+
+    @staticmethod
+    def _directive_fault(name: str, params: Mapping[str, str]) -> _Fault | str:
+        return _Fault(name, params) if name in FAULTS else name
+
+    def _record(self, request: web.BaseRequest, call: Call | None, fault: str | None) -> None:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        if call is None:
+            self.requests.append(ReceivedRequest(request.path, None, fault, False, {}, headers))
+        else:
+            rec = ReceivedRequest(request.path, call.model, fault, call.stream, call.body, headers)
+            self.requests.append(rec)
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        kind = _ROUTES.get((request.method, request.path))
+        if kind is not None:
+            return await self._chat(request, kind)
+        self._record(request, None, None)
+        if request.method == "GET" and request.path == "/v1/models":
+            return _json(200, wire.models_payload(self._models))
+        msg = f"Unknown request URL: {request.method} {request.path}"
+        return _json(404, wire.openai_error(msg, "invalid_request_error", None, "unknown_url"))
+
+    async def _chat(self, request: web.BaseRequest, kind: str) -> web.StreamResponse:
+        try:
+            call = wire.parse_call(kind, wire.loads(await request.read()))
+        except ValueError as exc:
+            self._record(request, None, None)
+            return self._bad_request(kind, str(exc))
+        fault = self._pick_fault(call, request.headers)
+        if isinstance(fault, str):
+            self._record(request, call, None)
+            return self._bad_request(kind, f"fake upstream: unknown fault {fault!r}")
+        self._record(request, call, None if fault is None else fault.name)
+        latency = call.option("latency")
+        delay = self.latency_s if latency is None else wire.as_float(latency, 0.0)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if fault is None and not call.stream:
+            return self._answer_response(call, wire.build_answer(call, None))
+        return await self._faulted(request, call, fault or _Fault(""))
+
+    @staticmethod
+    def _bad_request(kind: str, message: str) -> web.Response:
+        if kind == ANTHROPIC:
+            return _json(400, wire.anthropic_error("invalid_request_error", message))
+        return _json(400, wire.openai_error(message, "invalid_request_error"))
+
+    def _answer_body(self, call: Call, answer: wire.Answer) -> bytes:
+        ident = f"fake{next(self._ids):012d}"
+        if call.wire == ANTHROPIC:
+            return wire.dumps(wire.anthropic_message(call, answer, ident))
+        return wire.dumps(wire.openai_completion(call, answer, ident, int(time.time())))
+
+    def _answer_response(self, call: Call, answer: wire.Answer) -> web.Response:
+        return web.Response(body=self._answer_body(call, answer), content_type=_JSON)
+
+    def _error_response(self, call: Call, fault: _Fault) -> web.Response:
+        retry = _seconds(fault.num("retry_after", self.retry_after_s))
+        status, payload = wire.error_payload(call.wire, fault.name, call.model, retry)
+        headers = {"Retry-After": retry} if fault.name == "429" else None
+        return _json(status, payload, headers)
+
+    async def _faulted(
+        self, request: web.BaseRequest, call: Call, fault: _Fault
+    ) -> web.StreamResponse:
+        name = fault.name
+        if wire.is_error_fault(name):
+            return self._error_response(call, fault)
+        if name == "reset":
+            return await self._abort(request, rst=True)
+        if name == "hang":
+            return await self._hang(request)
+        if call.stream:
+            return await self._stream(request, call, fault)
+        if name == "slow_first_token":
+            await asyncio.sleep(fault.num("delay", 1.0))
+        if name == "invalid_json":
+            return web.Response(body=wire.INVALID_JSON_BODY, content_type=_JSON)
+        answer = wire.build_answer(call, name)
+        if name == "cut":
+            return await self._cut_body(request, self._answer_body(call, answer))
+        return self._answer_response(call, answer)
+
+    async def _abort(self, request: web.BaseRequest, *, rst: bool) -> web.StreamResponse:
+        transport = request.transport
+        if transport is not None:
+            sock = transport.get_extra_info("socket")
+            if rst and sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        await asyncio.sleep(60)
+        raise ConnectionResetError("fake upstream aborted the connection")
+
+    async def _hang(self, request: web.BaseRequest) -> web.StreamResponse:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), self.hang_s)
+        return await self._abort(request, rst=False)
+
+    async def _cut_body(self, request: web.BaseRequest, body: bytes) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": _JSON})
+        resp.content_length = len(body)
+        await resp.prepare(request)
+        await resp.write(body[: len(body) // 2])
+        return await self._abort(request, rst=False)
+
+    def _plan(self, call: Call, answer: wire.Answer) -> wire.StreamPlan:
+        ident = f"fake{next(self._ids):012d}"
+        if call.wire == ANTHROPIC:
+            return wire.anthropic_stream(call, answer, ident)
+        return wire.openai_stream(call, answer, ident, int(time.time()))
+
+    async def _stream(
+        self, request: web.BaseRequest, call: Call, fault: _Fault
+    ) -> web.StreamResponse:
+        plan = self._plan(call, wire.build_answer(call, fault.name or None))
+        resp = web.StreamResponse(headers=_SSE_HEADERS)
+        await resp.prepare(request)
+        if fault.name == "slow_first_token":
+            await asyncio.sleep(fault.num("delay", 1.0))
+        if fault.name == "invalid_json":
+            plan.content = [wire.invalid_json_frame(call.wire)]
+        if fault.name == "cut":
+            for frame in [*plan.head, *plan.content[: int(fault.num("after", 2))]]:
+                await resp.write(frame)
+            return await self._abort(request, rst=False)
+        for frame in plan.frames():
+            await resp.write(frame)
+        await resp.write_eof()
+        return resp
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    upstream = FakeUpstream(seed=args.seed, latency_s=args.latency, host=args.host, port=args.port)
+    await upstream.start()
+    print(f"listening on {upstream.base_url}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await upstream.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the fake upstream as a process until killed."""
+    parser = argparse.ArgumentParser(prog="python -m tierwise.testing.fake_upstream")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before answering")
+    asyncio.run(_serve(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""Every trigger reaches the next attempt (or, for a bad request, does not),
+with the right cooldown scope, against a fake upstream over a real socket."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from tests.conftest import GatewayFactory
+from tierwise import AllAttemptsFailedError, ChatRequest, Message
+from tierwise.testing import FakeUpstream
+
+
+def ask(text: str, **options: object) -> ChatRequest:
+    return ChatRequest([Message("user", text)], model="auto", **options)  # type: ignore[arg-type]
+
+
+def trail(record: object) -> list[tuple[str, str | None]]:
+    return [(a.deployment, a.trigger) for a in record.attempts]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("fault", ["500", "503", "reset"])
+async def test_transient_errors_retry_then_fall_back(
+    upstream: FakeUpstream, make_gateway: GatewayFactory, fault: str
+) -> None:
+    gateway = make_gateway()
+    upstream.add_fault(fault, model="cheap-model", times=2)
+    result = await gateway.chat(ask("hello there"))
+    kind = "connection" if fault == "reset" else "upstream_5xx"
+    assert trail(result.record) == [("mini", kind), ("mini", kind), ("big", None)]
+    assert result.response.text().startswith("Answer from strong-model")
+    assert upstream.count("cheap-model") == 2 and upstream.count("strong-model") == 1
+
+
+async def test_rate_limit_cools_the_deployment_for_every_request(
+    upstream: FakeUpstream, make_gateway: GatewayFactory
+) -> None:
+    gateway = make_gateway()
+    first = await gateway.chat(ask("hi [[fault=429 model=cheap-model retry_after=5]]"))
+    assert trail(first.record) == [("mini", "rate_limited"), ("big", None)]
+    assert first.record.attempts[0].retry_after_s == 5.0
+    second = await gateway.chat(ask("hi again"))
+    assert trail(second.record) == [("mini", "circuit_open"), ("big", None)]
+    assert not second.record.attempts[0].called
+    assert upstream.count("cheap-model") == 1
+
+
+async def test_retry_after_is_honoured_when_nothing_else_is_left(
+    upstream: FakeUpstream, make_gateway: GatewayFactory
+) -> None:
+    gateway = make_gateway(tiers={"cheap": ["mini"]})
+    upstream.add_fault("429", retry_after=0.3)
+    result = await gateway.chat(ask("hi"), request_id="r1")
+    assert [a.trigger for a in result.record.calls] == ["rate_limited", None]
+    assert result.record.latency_ms >= 300
+
+
+async def test_hang_past_timeout_moves_on_without_retry(
+    upstream: FakeUpstream, make_gateway: GatewayFactory
+) -> None:
+    deployments = _with_timeout(upstream, {"connect_s": 1, "total_s": 0.4})
+    gateway = make_gateway(deployments=deployments)
+    upstream.add_fault("hang", model="cheap-model")
+    result = await gateway.chat(ask("hello"))
+    assert trail(result.record) == [("mini", "timeout"), ("big", None)]
+    assert 350 <= result.record.attempts[0].latency_ms < 2000
+
+
+async def test_slow_first_token_is_a_trigger(
+    upstream: FakeUpstream, make_gateway: GatewayFactory
+) -> None:
+    timeouts = {"connect_s": 1, "total_s": 5, "first_token_s": 0.3}
+    gateway = make_gateway(deployments=_with_timeout(upstream, timeouts))
+    prompt = "hello [[fault=slow_first_token delay=1.5 model=cheap-model]]"
+    result = await gateway.chat(ask(prompt))
+    assert trail(result.record) == [("mini", "first_token_timeout"), ("big", None)]
+    stream = await gateway.stream(ask(prompt))
+    text = "".join([d.text async for d in stream])
+    assert text.startswith("Answer from strong-model")
+    assert trail(stream.record) == [("mini", "first_token_timeout"), ("big", None)]
+
+
+@pytest.mark.parametrize(
+    ("fault", "trigger"),
+    [("context_length", "context_window"), ("content_policy", "content_policy")],
+)
+async def test_request_scoped_errors_move_on_without_cooldown(
+    upstream: FakeUpstream, make_gateway: GatewayFactory, fault: str, trigger: str
+) -> None:
+    gateway = make_gateway()
+    for _ in range(4):
+        upstream.add_fault(fault, model="cheap-model")
+        result = await gateway.chat(ask("hello"))
+        assert trail(result.record) == [("mini", trigger), ("big", None)]
+    assert upstream.count("cheap-model") == 4
+
+
+async def test_context_window_precheck_skips_small_deployments(
+    upstream: FakeUpstream, make_gateway: GatewayFactory
+) -> None:
+    gateway = make_gateway()
+    long_prompt = "word " * 9000
+    result = await gateway.chat(ask(long_prompt, max_tokens=100))
+    assert trail(result.record) == [("mini", "context_window"), ("big", None)]
+    assert not result.record.attempts[0].called
+    assert upstream.count("cheap-model") == 0
+
+
+@pytest.mark.parametrize("fault", ["empty", "invalid_json"])
+async def test_invalid_answers_are_retried_then_escalated(
+    upstream: FakeUpstream, make_gateway: GatewayFactory, fault: str
+) -> None:
+    gateway = make_gateway()
+    upstream.add_fault(fault, model="cheap-model", times=2)
+    result = await gateway.chat(ask("hello"))
+    assert trail(result.record) == [
+        ("mini", "invalid_response"), ("mini", "invalid_response"), ("big", None)
+    ]
+
+
+async def test_bad_request_is_not_retried_anywhere(
+    upstream: FakeUpstream, make_gateway: GatewayFactory
+) -> None:
+    gateway = make_gateway()
+    upstream.add_fault("bad_request", model="cheap-model")
+    with pytest.raises(AllAttemptsFailedError) as caught:
+        await gateway.chat(ask("hello"))
+    assert trail(caught.value.record) == [("mini", "bad_request")]
+    assert caught.value.status == 400
+    assert upstream.count() == 1
+
+
+async def test_auth_failure_cools_down_and_moves_on(
+    upstream: FakeUpstream, make_gateway: GatewayFactory
+) -> None:
+    gateway = make_gateway()
+    upstream.add_fault("auth", model="cheap-model")
+    first = await gateway.chat(ask("hello"))
+    second = await gateway.chat(ask("hello"))
+    assert trail(first.record) == [("mini", "auth"), ("big", None)]
+    assert trail(second.record) == [("mini", "circuit_open"), ("big", None)]
+
+
+async def test_punt_fails_the_quality_check_and_escalates(
+    upstream: FakeUpstream, make_gateway: GatewayFactory
+) -> None:
+    routes = {"auto": {"router": "fixed", "checks": ["punt", {"kind": "min_length",
+                                                               "min_chars": 5}]}}
+    gateway = make_gateway(routes=routes)
+    upstream.add_fault("punt", model="cheap-model")
+    result = await gateway.chat(ask("what is the airspeed of a swallow"))
+    assert trail(result.record) == [("mini", "quality_check"), ("big", None)]
+    rejected = result.record.attempts[0]
+    assert [c.passed for c in rejected.checks] == [False, True]
+    assert rejected.cost_usd > 0
+    assert result.record.cost.attempts_usd == rejected.cost_usd + result.record.attempts[1].cost_usd
+    again = await gateway.chat(ask("and a second question"))
+    assert trail(again.record) == [("mini", None)]
+
+
+async def test_invalid_json_content_fails_the_json_check(
+    upstream: FakeUpstream, make_gateway: GatewayFactory
+) -> None:
+    gateway = make_gateway(routes={"auto": {"router": "fixed", "checks": ["json"]}})
+    upstream.add_fault("not_json_content", model="cheap-model")
+    result = await gateway.chat(ask("give json", response_format={"type": "json_object"}))
+    assert trail(result.record) == [("mini", "quality_check"), ("big", None)]
+    assert '"answer"' in result.response.text()
+
+
+async def test_checks_exhausted_return_the_last_answer_marked_degraded(
+    upstream: FakeUpstream, make_gateway: GatewayFactory
+) -> None:
+    gateway = make_gateway(routes={"auto": {"router": "fixed", "checks": ["punt"]}})
+    result = await gateway.chat(ask("hard one [[fault=punt]]"))
+    assert trail(result.record) == [("mini", "quality_check"), ("big", "quality_check")]
+    assert result.record.status == "degraded"
+    assert "strong-model" in upstream.requests[-1].model  # type: ignore[operator]
+    strict = make_gateway(routes={"auto": {"router": "fixed", "checks": ["punt"],
+                                           "on_checks_exhausted": "error"}})
+    with pytest.raises(AllAttemptsFailedError):
+        await strict.chat(ask("hard one [[fault=punt]]"))
+
+
+@pytest.mark.parametrize(
+    ("confidence", "prompt", "options"),
+    [
+        ({"kind": "logprob", "threshold": 0.5}, "hi [[logprob=-2.5 model=cheap-model]]",
+         {"logprobs": True}),
+        ({"kind": "self_reported", "threshold": 0.8}, "hi [[confidence=0.3 model=cheap-model]]",
+         {"response_format": {"type": "json_object"}}),
+    ],
+)
+async def test_low_confidence_escalates(
+    make_gateway: GatewayFactory, confidence: dict[str, object], prompt: str,
+    options: dict[str, object],
+) -> None:
+    gateway = make_gateway(routes={"auto": {"router": "fixed", "confidence": confidence}})
+    result = await gateway.chat(ask(prompt, **options))
+    assert trail(result.record) == [("mini", "low_confidence"), ("big", None)]
+    low, high = result.record.attempts
+    assert low.confidence is not None and low.confidence < confidence["threshold"]  # type: ignore[operator]
+    assert high.confidence is not None and high.confidence >= confidence["threshold"]  # type: ignore[operator]
+
+
+async def test_attempt_budget_bounds_every_hop(
+    upstream: FakeUpstream, make_gateway: GatewayFactory
+) -> None:
+    gateway = make_gateway(
+        tiers={"cheap": ["mini", "mini-b"], "strong": ["big", "claude"]},
+        fallback={"max_attempts": 3, "retries_per_deployment": 2,
+                  "backoff": {"base_s": 0.001, "max_s": 0.002},
+                  "breaker": {"failure_threshold": 100}},
+    )
+    upstream.set_failure_rate(None, 1.0, fault="500")
+    with pytest.raises(AllAttemptsFailedError) as caught:
+        await gateway.chat(ask("hello"))
+    assert len(caught.value.record.calls) == 3
+    assert upstream.count() == 3
+    assert "attempt budget of 3 used" in (caught.value.record.error or "")
+    assert str(caught.value).startswith("all 3 attempts failed: mini")
+
+
+async def test_same_tier_backup_comes_before_escalation(
+    upstream: FakeUpstream, make_gateway: GatewayFactory
+) -> None:
+    gateway = make_gateway(
+        tiers={"cheap": ["mini", "mini-b"], "strong": ["big"]},
+        fallback={"retries_per_deployment": 0},
+    )
+    upstream.set_failure_rate("cheap-model", 1.0, fault="503")
+    upstream.set_failure_rate("cheap-b-model", 1.0, fault="503")
+    result = await gateway.chat(ask("hello"))
+    assert sorted(a.deployment for a in result.record.attempts[:2]) == ["mini", "mini-b"]
+    assert result.record.final_deployment == "big"
+
+
+async def test_other_provider_catches_failures(
+    upstream: FakeUpstream, make_gateway: GatewayFactory
+) -> None:
+    gateway = make_gateway(tiers={"cheap": ["mini"], "strong": ["claude"]},
+                           routes={"auto": {"router": "fixed", "baseline": "claude"}})
+    upstream.set_failure_rate("cheap-model", 1.0, fault="500")
+    result = await gateway.chat(ask("hello"))
+    assert result.record.final_deployment == "claude"
+    assert result.response.text().startswith("Answer from claude-model")
+    usage = result.response.usage
+    assert usage is not None and usage.input_tokens > 0
+    expected = (usage.input_tokens * Decimal(3) + usage.output_tokens * Decimal(15)) / 10**6
+    assert result.record.cost.attempts_usd == expected
+
+
+def _with_timeout(upstream: FakeUpstream, timeout: dict[str, float]) -> dict[str, object]:
+    v1 = upstream.base_url + "/v1"
+    return {
+        "mini": {"model": "cheap-model", "api_base": v1, "timeout": timeout},
+        "big": {"model": "strong-model", "api_base": v1},
+    }
