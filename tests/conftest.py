@@ -29,20 +29,41 @@ def gateway_config(base_url: str, **overrides: Any) -> GatewayConfig:
     timeout = {"connect_s": 2, "total_s": 5}
     data: dict[str, Any] = {
         "deployments": {
-            "mini": {"model": "cheap-model", "api_base": v1, "price": CHEAP_PRICE,
-                      "context_window": 8192, "timeout": timeout},
-            "mini-b": {"model": "cheap-b-model", "api_base": v1, "price": CHEAP_PRICE,
-                        "context_window": 8192, "timeout": timeout},
-            "big": {"model": "strong-model", "api_base": v1, "price": STRONG_PRICE,
-                       "timeout": timeout},
-            "claude": {"provider": "anthropic", "model": "claude-model", "api_base": base_url,
-                       "api_key": "sk-ant-test", "price": {"input": "3", "output": "15"},
-                       "timeout": timeout},
+            "mini": {
+                "model": "cheap-model",
+                "api_base": v1,
+                "price": CHEAP_PRICE,
+                "context_window": 8192,
+                "timeout": timeout,
+            },
+            "mini-b": {
+                "model": "cheap-b-model",
+                "api_base": v1,
+                "price": CHEAP_PRICE,
+                "context_window": 8192,
+                "timeout": timeout,
+            },
+            "big": {
+                "model": "strong-model",
+                "api_base": v1,
+                "price": STRONG_PRICE,
+                "timeout": timeout,
+            },
+            "claude": {
+                "provider": "anthropic",
+                "model": "claude-model",
+                "api_base": base_url,
+                "api_key": "sk-ant-test",
+                "price": {"input": "3", "output": "15"},
+                "timeout": timeout,
+            },
         },
         "tiers": {"cheap": ["mini"], "strong": ["big"]},
         "routes": {"auto": {"router": {"kind": "fixed"}, "baseline": "big"}},
-        "fallback": {"backoff": {"base_s": 0.01, "max_s": 0.05, "max_retry_after_s": 2},
-                     "breaker": {"failure_threshold": 3, "cooldown_s": 0.2}},
+        "fallback": {
+            "backoff": {"base_s": 0.01, "max_s": 0.05, "max_retry_after_s": 2},
+            "breaker": {"failure_threshold": 3, "cooldown_s": 0.2},
+        },
     }
     for key, value in overrides.items():
         data[key] = value

@@ -6,8 +6,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-
 from tests.conftest import GatewayFactory
+
 from tierwise import AllAttemptsFailedError, ChatRequest, Message
 from tierwise.testing import FakeUpstream
 
@@ -115,7 +115,9 @@ async def test_invalid_answers_are_retried_then_escalated(
     upstream.add_fault(fault, model="cheap-model", times=2)
     result = await gateway.chat(ask("hello"))
     assert trail(result.record) == [
-        ("mini", "invalid_response"), ("mini", "invalid_response"), ("big", None)
+        ("mini", "invalid_response"),
+        ("mini", "invalid_response"),
+        ("big", None),
     ]
 
 
@@ -145,8 +147,9 @@ async def test_auth_failure_cools_down_and_moves_on(
 async def test_punt_fails_the_quality_check_and_escalates(
     upstream: FakeUpstream, make_gateway: GatewayFactory
 ) -> None:
-    routes = {"auto": {"router": "fixed", "checks": ["punt", {"kind": "min_length",
-                                                               "min_chars": 5}]}}
+    routes = {
+        "auto": {"router": "fixed", "checks": ["punt", {"kind": "min_length", "min_chars": 5}]}
+    }
     gateway = make_gateway(routes=routes)
     upstream.add_fault("punt", model="cheap-model")
     result = await gateway.chat(ask("what is the airspeed of a swallow"))
@@ -177,8 +180,9 @@ async def test_checks_exhausted_return_the_last_answer_marked_degraded(
     assert trail(result.record) == [("mini", "quality_check"), ("big", "quality_check")]
     assert result.record.status == "degraded"
     assert "strong-model" in upstream.requests[-1].model  # type: ignore[operator]
-    strict = make_gateway(routes={"auto": {"router": "fixed", "checks": ["punt"],
-                                           "on_checks_exhausted": "error"}})
+    strict = make_gateway(
+        routes={"auto": {"router": "fixed", "checks": ["punt"], "on_checks_exhausted": "error"}}
+    )
     with pytest.raises(AllAttemptsFailedError):
         await strict.chat(ask("hard one [[fault=punt]]"))
 
@@ -186,14 +190,22 @@ async def test_checks_exhausted_return_the_last_answer_marked_degraded(
 @pytest.mark.parametrize(
     ("confidence", "prompt", "options"),
     [
-        ({"kind": "logprob", "threshold": 0.5}, "hi [[logprob=-2.5 model=cheap-model]]",
-         {"logprobs": True}),
-        ({"kind": "self_reported", "threshold": 0.8}, "hi [[confidence=0.3 model=cheap-model]]",
-         {"response_format": {"type": "json_object"}}),
+        (
+            {"kind": "logprob", "threshold": 0.5},
+            "hi [[logprob=-2.5 model=cheap-model]]",
+            {"logprobs": True},
+        ),
+        (
+            {"kind": "self_reported", "threshold": 0.8},
+            "hi [[confidence=0.3 model=cheap-model]]",
+            {"response_format": {"type": "json_object"}},
+        ),
     ],
 )
 async def test_low_confidence_escalates(
-    make_gateway: GatewayFactory, confidence: dict[str, object], prompt: str,
+    make_gateway: GatewayFactory,
+    confidence: dict[str, object],
+    prompt: str,
     options: dict[str, object],
 ) -> None:
     gateway = make_gateway(routes={"auto": {"router": "fixed", "confidence": confidence}})
@@ -209,9 +221,12 @@ async def test_attempt_budget_bounds_every_hop(
 ) -> None:
     gateway = make_gateway(
         tiers={"cheap": ["mini", "mini-b"], "strong": ["big", "claude"]},
-        fallback={"max_attempts": 3, "retries_per_deployment": 2,
-                  "backoff": {"base_s": 0.001, "max_s": 0.002},
-                  "breaker": {"failure_threshold": 100}},
+        fallback={
+            "max_attempts": 3,
+            "retries_per_deployment": 2,
+            "backoff": {"base_s": 0.001, "max_s": 0.002},
+            "breaker": {"failure_threshold": 100},
+        },
     )
     upstream.set_failure_rate(None, 1.0, fault="500")
     with pytest.raises(AllAttemptsFailedError) as caught:
@@ -239,8 +254,10 @@ async def test_same_tier_backup_comes_before_escalation(
 async def test_other_provider_catches_failures(
     upstream: FakeUpstream, make_gateway: GatewayFactory
 ) -> None:
-    gateway = make_gateway(tiers={"cheap": ["mini"], "strong": ["claude"]},
-                           routes={"auto": {"router": "fixed", "baseline": "claude"}})
+    gateway = make_gateway(
+        tiers={"cheap": ["mini"], "strong": ["claude"]},
+        routes={"auto": {"router": "fixed", "baseline": "claude"}},
+    )
     upstream.set_failure_rate("cheap-model", 1.0, fault="500")
     result = await gateway.chat(ask("hello"))
     assert result.record.final_deployment == "claude"
@@ -257,3 +274,25 @@ def _with_timeout(upstream: FakeUpstream, timeout: dict[str, float]) -> dict[str
         "mini": {"model": "cheap-model", "api_base": v1, "timeout": timeout},
         "big": {"model": "strong-model", "api_base": v1},
     }
+
+
+@pytest.mark.parametrize(
+    ("fault", "trigger"),
+    [
+        ("429", "rate_limited"),
+        ("529", "upstream_5xx"),
+        ("context_length", "context_window"),
+        ("content_policy", "content_policy"),
+        ("auth", "auth"),
+        ("empty", "invalid_response"),
+    ],
+)
+async def test_anthropic_errors_are_translated_at_the_edge(
+    upstream: FakeUpstream, make_gateway: GatewayFactory, fault: str, trigger: str
+) -> None:
+    gateway = make_gateway(
+        tiers={"cheap": ["claude"], "strong": ["big"]}, fallback={"retries_per_deployment": 0}
+    )
+    upstream.add_fault(fault, model="claude-model")
+    result = await gateway.chat(ask("hello"))
+    assert trail(result.record) == [("claude", trigger), ("big", None)]

@@ -229,7 +229,10 @@ def _check_shorthand(value: object) -> object:
     if isinstance(value, str):
         return {"kind": value}
     if isinstance(value, dict) and "options" not in value:
-        return {"kind": value.get("kind"), "options": {k: v for k, v in value.items() if k != "kind"}}
+        return {
+            "kind": value.get("kind"),
+            "options": {k: v for k, v in value.items() if k != "kind"},
+        }
     return value
 
 
@@ -279,27 +282,40 @@ class GatewayConfig(_Model):
 
 
 def _check_names(config: GatewayConfig) -> None:
-    for tier, members in config.tiers.items():
-        for member in members:
-            if member not in config.deployments:
-                raise ValueError(f"tiers.{tier}: unknown deployment {member!r}")
-    for name, deployment in config.deployments.items():
-        for fallback in deployment.fallbacks:
-            if fallback not in config.deployments and fallback not in config.tiers:
-                raise ValueError(f"deployments.{name}.fallbacks: unknown name {fallback!r}")
-    for name, route in config.routes.items():
-        for tier in route.tiers:
-            if tier not in config.tiers:
-                raise ValueError(f"routes.{name}.tiers: unknown tier {tier!r}")
-        if route.baseline and route.baseline not in config.deployments:
-            raise ValueError(f"routes.{name}.baseline: unknown deployment {route.baseline!r}")
-        if not config.tier_order(route):
-            raise ValueError(f"routes.{name}: no tiers defined")
+    for problem in _reference_problems(config):
+        raise ValueError(problem)
     clashes = (set(config.routes) & set(config.tiers)) | (
         (set(config.routes) | set(config.tiers)) & set(config.deployments)
     )
     if clashes:
-        raise ValueError(f"names used twice across routes, tiers and deployments: {sorted(clashes)}")
+        raise ValueError(
+            f"names used twice across routes, tiers and deployments: {sorted(clashes)}"
+        )
+
+
+def _reference_problems(config: GatewayConfig) -> list[str]:
+    """Every name that points nowhere, as `key: problem`."""
+    problems = [
+        f"tiers.{tier}: unknown deployment {member!r}"
+        for tier, members in config.tiers.items()
+        for member in members
+        if member not in config.deployments
+    ]
+    problems += [
+        f"deployments.{name}.fallbacks: unknown name {fallback!r}"
+        for name, deployment in config.deployments.items()
+        for fallback in deployment.fallbacks
+        if fallback not in config.deployments and fallback not in config.tiers
+    ]
+    for name, route in config.routes.items():
+        problems += [
+            f"routes.{name}.tiers: unknown tier {t!r}" for t in route.tiers if t not in config.tiers
+        ]
+        if route.baseline and route.baseline not in config.deployments:
+            problems.append(f"routes.{name}.baseline: unknown deployment {route.baseline!r}")
+        if not config.tier_order(route):
+            problems.append(f"routes.{name}: no tiers defined")
+    return problems
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> GatewayConfig:

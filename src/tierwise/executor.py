@@ -156,8 +156,13 @@ class Executor:
         self, run: _Run[T], deployment: Deployment, policy: Policy
     ) -> _Result[T]:
         if not deployment.fits(run.request):
-            run.attempts.append(_skipped(deployment, ErrorKind.CONTEXT_WINDOW.value,
-                                         "prompt + max tokens exceed the context window"))
+            run.attempts.append(
+                _skipped(
+                    deployment,
+                    ErrorKind.CONTEXT_WINDOW.value,
+                    "prompt + max tokens exceed the context window",
+                )
+            )
             return _Result(Action.NEXT)
         retries = policy.fallback.retries_per_deployment
         for retry in range(retries + 1):
@@ -191,9 +196,7 @@ class Executor:
         await self.clock.sleep(delay)
         return True
 
-    async def _attempt(
-        self, run: _Run[T], deployment: Deployment, policy: Policy
-    ) -> _Result[T]:
+    async def _attempt(self, run: _Run[T], deployment: Deployment, policy: Policy) -> _Result[T]:
         run.calls += 1
         started = self.clock.now()
         timeouts = deployment.timeouts.within(run.deadline - started)
@@ -207,18 +210,32 @@ class Executor:
         return await self._judge(run, deployment, policy, answer, started)
 
     async def _failed(
-        self, run: _Run[T], deployment: Deployment, policy: Policy,
-        exc: ProviderError, started: float,
+        self,
+        run: _Run[T],
+        deployment: Deployment,
+        policy: Policy,
+        exc: ProviderError,
+        started: float,
     ) -> _Result[T]:
         rule = policy.fallback.policy(exc.kind.value)
         cooldown_s = rule.cooldown_s if rule.cooldown_s is not None else exc.retry_after_s
-        latency_ms = await self._release(deployment, started, ok=False,
-                                         cooldown=rule.cooldown, cooldown_s=cooldown_s)
-        run.attempts.append(AttemptRecord(
-            deployment.name, deployment.tier, deployment.model, deployment.provider_kind,
-            outcome="error", trigger=exc.kind.value, detail=exc.message, status=exc.status,
-            latency_ms=latency_ms, retry_after_s=exc.retry_after_s,
-        ))
+        latency_ms = await self._release(
+            deployment, started, ok=False, cooldown=rule.cooldown, cooldown_s=cooldown_s
+        )
+        run.attempts.append(
+            AttemptRecord(
+                deployment.name,
+                deployment.tier,
+                deployment.model,
+                deployment.provider_kind,
+                outcome="error",
+                trigger=exc.kind.value,
+                detail=exc.message,
+                status=exc.status,
+                latency_ms=latency_ms,
+                retry_after_s=exc.retry_after_s,
+            )
+        )
         if rule.action is Action.FAIL:
             run.stop = f"{exc.kind.value} is not retried"
         if rule.cooldown is Cooldown.IMMEDIATE:
@@ -226,8 +243,12 @@ class Executor:
         return _Result(rule.action, retry_after_s=exc.retry_after_s)
 
     async def _judge(
-        self, run: _Run[T], deployment: Deployment, policy: Policy,
-        answer: Answer[T], started: float,
+        self,
+        run: _Run[T],
+        deployment: Deployment,
+        policy: Policy,
+        answer: Answer[T],
+        started: float,
     ) -> _Result[T]:
         view = AnswerView(run.request, answer.view, answer.complete)
         checks = [await check.evaluate(view) for check in policy.checks]
@@ -241,7 +262,9 @@ class Executor:
             detail = f"confidence {confidence:.3f} < {policy.confidence_threshold}"
         rule = policy.fallback.policy(trigger) if trigger else None
         latency_ms = await self._release(
-            deployment, started, ok=rule is None,
+            deployment,
+            started,
+            ok=rule is None,
             cooldown=rule.cooldown if rule else Cooldown.NONE,
             cooldown_s=rule.cooldown_s if rule else None,
         )
@@ -256,18 +279,30 @@ class Executor:
         return _Result(rule.action)
 
     def _answer_record(
-        self, run: _Run[T], deployment: Deployment, answer: Answer[T],
-        latency_ms: float, trigger: str | None, detail: str,
+        self,
+        run: _Run[T],
+        deployment: Deployment,
+        answer: Answer[T],
+        latency_ms: float,
+        trigger: str | None,
+        detail: str,
     ) -> AttemptRecord:
         usage: Usage | None = None
         cost = deployment.price.cost_usd(Usage())
         if answer.complete:
             usage, cost = deployment.cost_usd(run.request, answer.view)
         return AttemptRecord(
-            deployment.name, deployment.tier, deployment.model, deployment.provider_kind,
-            outcome="ok" if trigger is None else "rejected", trigger=trigger, detail=detail,
-            latency_ms=latency_ms, first_token_ms=answer.first_token_ms,
-            usage=usage, cost_usd=cost,
+            deployment.name,
+            deployment.tier,
+            deployment.model,
+            deployment.provider_kind,
+            outcome="ok" if trigger is None else "rejected",
+            trigger=trigger,
+            detail=detail,
+            latency_ms=latency_ms,
+            first_token_ms=answer.first_token_ms,
+            usage=usage,
+            cost_usd=cost,
         )
 
     async def _keep_as_fallback(
@@ -278,13 +313,24 @@ class Executor:
         await _discard(previous)
 
     async def _release(
-        self, deployment: Deployment, started: float, *, ok: bool,
-        cooldown: Cooldown, cooldown_s: float | None = None,
+        self,
+        deployment: Deployment,
+        started: float,
+        *,
+        ok: bool,
+        cooldown: Cooldown,
+        cooldown_s: float | None = None,
     ) -> float:
         now = self.clock.now()
         latency_ms = (now - started) * 1000
-        await self.health.release(deployment.name, now, ok=ok, latency_ms=latency_ms,
-                                  cooldown=cooldown, cooldown_s=cooldown_s)
+        await self.health.release(
+            deployment.name,
+            now,
+            ok=ok,
+            latency_ms=latency_ms,
+            cooldown=cooldown,
+            cooldown_s=cooldown_s,
+        )
         return latency_ms
 
     async def _wait_for_cooldown(
@@ -312,6 +358,12 @@ async def _discard(kept: tuple[Answer[Any], Deployment] | None) -> None:
 
 def _skipped(deployment: Deployment, trigger: str, detail: str) -> AttemptRecord:
     return AttemptRecord(
-        deployment.name, deployment.tier, deployment.model, deployment.provider_kind,
-        called=False, outcome="skipped", trigger=trigger, detail=detail,
+        deployment.name,
+        deployment.tier,
+        deployment.model,
+        deployment.provider_kind,
+        called=False,
+        outcome="skipped",
+        trigger=trigger,
+        detail=detail,
     )

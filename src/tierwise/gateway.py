@@ -58,7 +58,9 @@ class Gateway:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
@@ -103,7 +105,10 @@ class Gateway:
             raise AllAttemptsFailedError(record)
         self._close(record, outcome, target, decision)
         return ChatStream(
-            outcome.answer.value, request, record, outcome.deployment,
+            outcome.answer.value,
+            request,
+            record,
+            outcome.deployment,
             lambda: self._finish_stream(record, target, decision),
         )
 
@@ -112,8 +117,11 @@ class Gateway:
         return RequestRecord(rid, request.model, started_at=time.time())
 
     def _close(
-        self, record: RequestRecord, outcome: Outcome[ChatResponse] | Outcome[PendingStream],
-        target: Target, decision: Decision | None,
+        self,
+        record: RequestRecord,
+        outcome: Outcome[ChatResponse] | Outcome[PendingStream],
+        target: Target,
+        decision: Decision | None,
     ) -> None:
         record.attempts = outcome.attempts
         record.latency_ms = (time.time() - record.started_at) * 1000
@@ -121,8 +129,8 @@ class Gateway:
             record.final_deployment = outcome.deployment.name
             record.final_tier = outcome.deployment.tier
             record.first_token_ms = outcome.attempts[-1].first_token_ms
-        record.status = "error" if outcome.answer is None else (
-            "degraded" if outcome.degraded else "ok"
+        record.status = (
+            "error" if outcome.answer is None else ("degraded" if outcome.degraded else "ok")
         )
         record.error = outcome.error if record.status != "ok" else None
         final = next((a.usage for a in reversed(outcome.attempts) if a.usage), None)

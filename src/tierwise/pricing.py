@@ -27,8 +27,10 @@ class Price:
     def cost_usd(self, usage: Usage) -> Decimal:
         """Exact cost of `usage`; cached input tokens are a subset of input tokens."""
         cached = min(usage.cached_input_tokens, usage.input_tokens)
-        cached_price = self.input_per_mtok if self.cached_input_per_mtok is None else (
-            self.cached_input_per_mtok
+        cached_price = (
+            self.input_per_mtok
+            if self.cached_input_per_mtok is None
+            else (self.cached_input_per_mtok)
         )
         total = (
             (usage.input_tokens - cached) * self.input_per_mtok

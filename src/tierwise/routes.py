@@ -51,10 +51,16 @@ def _deployment(
 ) -> Deployment:
     timeouts = Timeouts(dc.timeout.connect_s, dc.timeout.total_s, dc.timeout.first_token_s)
     return Deployment(
-        name=dc.name, tier=tier, model=dc.model, provider_kind=dc.provider,
-        provider=build_provider(dc, http, environ), price=dc.resolved_price(),
+        name=dc.name,
+        tier=tier,
+        model=dc.model,
+        provider_kind=dc.provider,
+        provider=build_provider(dc, http, environ),
+        price=dc.resolved_price(),
         context_window=dc.resolved_context_window(),
-        max_output_tokens=dc.resolved_max_output(), timeouts=timeouts, weight=dc.weight,
+        max_output_tokens=dc.resolved_max_output(),
+        timeouts=timeouts,
+        weight=dc.weight,
     )
 
 
@@ -94,19 +100,21 @@ class Targets:
         checks = tuple(build_check(c) for c in route.checks)
         confidence = build_confidence(route.confidence) if route.confidence else None
         policy = Policy(
-            fallback=self._config.fallback, checks=checks, confidence=confidence,
+            fallback=self._config.fallback,
+            checks=checks,
+            confidence=confidence,
             confidence_threshold=route.confidence.threshold if route.confidence else 0.0,
             return_last_on_checks=route.on_checks_exhausted == "return_last",
         )
-        baseline = self._deployments[route.baseline] if route.baseline else (
-            steps[-1].deployments[0]
+        baseline = (
+            self._deployments[route.baseline] if route.baseline else (steps[-1].deployments[0])
         )
         router = build_router(route.router)
         return Target(name, steps, policy, router, baseline, route.stream_hold_back)
 
     def _tier(self, tier: str) -> Target:
         order = list(self._steps)
-        steps = tuple(self._steps[t] for t in order[order.index(tier):])
+        steps = tuple(self._steps[t] for t in order[order.index(tier) :])
         return Target(tier, steps, self._default, None, self._strongest())
 
     def _direct(self, name: str) -> Target:

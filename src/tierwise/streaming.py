@@ -141,8 +141,12 @@ class ChatStream:
     """The committed stream: iterate for deltas; `record` is final afterwards."""
 
     def __init__(
-        self, pending: PendingStream, request: ChatRequest, record: RequestRecord,
-        deployment: Deployment, on_finish: Callable[[], None],
+        self,
+        pending: PendingStream,
+        request: ChatRequest,
+        record: RequestRecord,
+        deployment: Deployment,
+        on_finish: Callable[[], None],
     ) -> None:
         self.record, self.deployment = record, deployment
         self._pending, self._request, self._on_finish = pending, request, on_finish
@@ -152,7 +156,9 @@ class ChatStream:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()

@@ -12,10 +12,23 @@ import orjson
 from tierwise.checks.base import AnswerView
 from tierwise.record import CheckResult
 
-DEFAULT_PUNTS = ("i don't know", "i do not know", "i cannot", "i can't help",
-                 "i am unable to", "i'm unable to", "i'm not sure")
-DEFAULT_REFUSALS = ("i'm sorry, but i can't", "i'm sorry, but i cannot", "i can't assist",
-                    "i cannot assist", "i won't be able to help", "as an ai language model, i")
+DEFAULT_PUNTS = (
+    "i don't know",
+    "i do not know",
+    "i cannot",
+    "i can't help",
+    "i am unable to",
+    "i'm unable to",
+    "i'm not sure",
+)
+DEFAULT_REFUSALS = (
+    "i'm sorry, but i can't",
+    "i'm sorry, but i cannot",
+    "i can't assist",
+    "i cannot assist",
+    "i won't be able to help",
+    "as an ai language model, i",
+)
 
 
 def _normalize(text: str) -> str:

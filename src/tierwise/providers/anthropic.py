@@ -41,11 +41,21 @@ from tierwise.types import (
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
-STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
-                "tool_use": "tool_calls", "refusal": "content_filter", "pause_turn": "stop"}
+STOP_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    "pause_turn": "stop",
+}
 STATUS_KINDS: dict[int, type[ProviderError]] = {
-    401: UpstreamAuthError, 403: UpstreamAuthError, 404: UpstreamServerError,
-    413: ContextWindowError, 429: RateLimitedError, 529: UpstreamServerError,
+    401: UpstreamAuthError,
+    403: UpstreamAuthError,
+    404: UpstreamServerError,
+    413: ContextWindowError,
+    429: RateLimitedError,
+    529: UpstreamServerError,
 }
 JSON_INSTRUCTION = "Respond only with a valid JSON object, with no text around it."
 
@@ -66,8 +76,11 @@ class AnthropicProvider:
         self._http, self._model = http, model
         self._url = api_base.rstrip("/").removesuffix("/v1") + "/v1/messages"
         self._max_tokens = max_output_tokens or DEFAULT_MAX_TOKENS
-        self._headers = {"content-type": "application/json", "anthropic-version": API_VERSION,
-                         **(headers or {})}
+        self._headers = {
+            "content-type": "application/json",
+            "anthropic-version": API_VERSION,
+            **(headers or {}),
+        }
         if api_key:
             self._headers["x-api-key"] = api_key
 
@@ -115,7 +128,8 @@ def encode_request(request: ChatRequest, model: str, default_max_tokens: int) ->
     if system:
         body["system"] = "\n\n".join(system)
     optional: dict[str, Any] = {
-        "temperature": request.temperature, "top_p": request.top_p,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
         "stop_sequences": request.stop,
         "tools": [_encode_tool(t) for t in request.tools] if request.tools else None,
         "tool_choice": _encode_tool_choice(request.tool_choice),
@@ -150,8 +164,13 @@ def encode_messages(messages: list[Message]) -> list[JSON]:
 
 def _encode_blocks(message: Message) -> list[JSON]:
     if message.role == "tool":
-        return [{"type": "tool_result", "tool_use_id": message.tool_call_id or "",
-                 "content": message.text()}]
+        return [
+            {
+                "type": "tool_result",
+                "tool_use_id": message.tool_call_id or "",
+                "content": message.text(),
+            }
+        ]
     blocks: list[JSON] = []
     if isinstance(message.content, str):
         if message.content:
@@ -159,8 +178,14 @@ def _encode_blocks(message: Message) -> list[JSON]:
     elif message.content:
         blocks.extend(_encode_part(part) for part in message.content)
     for call in message.tool_calls or ():
-        blocks.append({"type": "tool_use", "id": call.id, "name": call.name,
-                       "input": _loads_object(call.arguments)})
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": call.id,
+                "name": call.name,
+                "input": _loads_object(call.arguments),
+            }
+        )
     return blocks
 
 
@@ -184,16 +209,22 @@ def _loads_object(text: str) -> JSON:
 
 def _encode_tool(tool: JSON) -> JSON:
     function = tool.get("function", tool)
-    return {"name": function.get("name"), "description": function.get("description", ""),
-            "input_schema": function.get("parameters") or {"type": "object", "properties": {}}}
+    return {
+        "name": function.get("name"),
+        "description": function.get("description", ""),
+        "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
+    }
 
 
 def _encode_tool_choice(choice: str | JSON | None) -> JSON | None:
     if choice is None:
         return None
     if isinstance(choice, str):
-        return {"auto": {"type": "auto"}, "required": {"type": "any"},
-                "none": {"type": "none"}}.get(choice, {"type": "auto"})
+        return {
+            "auto": {"type": "auto"},
+            "required": {"type": "any"},
+            "none": {"type": "none"},
+        }.get(choice, {"type": "auto"})
     name = (choice.get("function") or {}).get("name")
     return {"type": "tool", "name": name} if name else {"type": "auto"}
 
@@ -204,9 +235,15 @@ def decode_response(body: Any, model: str) -> ChatResponse:
     except (KeyError, TypeError):
         raise InvalidResponseError("malformed message: no content") from None
     text = "".join(str(b.get("text", "")) for b in blocks if b.get("type") == "text")
-    calls = [ToolCall(str(b.get("id", "")), str(b.get("name", "")),
-                      orjson.dumps(b.get("input") or {}).decode())
-             for b in blocks if b.get("type") == "tool_use"]
+    calls = [
+        ToolCall(
+            str(b.get("id", "")),
+            str(b.get("name", "")),
+            orjson.dumps(b.get("input") or {}).decode(),
+        )
+        for b in blocks
+        if b.get("type") == "tool_use"
+    ]
     if not text and not calls:
         raise InvalidResponseError("empty answer")
     message = Message("assistant", text or None, tool_calls=calls or None)

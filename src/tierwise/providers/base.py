@@ -81,7 +81,9 @@ class HttpClient:
         except TimeoutError:
             elapsed = time.monotonic() - started
             if timeouts.first_token_s is not None and elapsed < timeouts.total_s - 0.001:
-                raise FirstTokenTimeoutError(f"no response within {timeouts.first_token_s}s") from None
+                raise FirstTokenTimeoutError(
+                    f"no response within {timeouts.first_token_s}s"
+                ) from None
             raise UpstreamTimeoutError(f"timed out after {elapsed:.2f}s") from None
         except aiohttp.ClientError as exc:
             raise UpstreamConnectionError(f"connection failed: {type(exc).__name__}") from None

@@ -29,8 +29,9 @@ def model_file(ref: str, log: Callable[[str], None] = _stderr) -> Path:
         return resolve_model_file(known, log=log)
     path = Path(ref).expanduser()
     if not path.is_file():
-        raise LocalModelError(f"model file {ref!r} not found; known local models: "
-                              f"{', '.join(sorted(LOCAL_MODELS))}")
+        raise LocalModelError(
+            f"model file {ref!r} not found; known local models: {', '.join(sorted(LOCAL_MODELS))}"
+        )
     return path
 
 
@@ -38,7 +39,9 @@ class LlamaCppProvider:
     """Starts one llama.cpp server for the deployment's model on first call."""
 
     def __init__(
-        self, http: HttpClient, config: DeploymentConfig,
+        self,
+        http: HttpClient,
+        config: DeploymentConfig,
         log: Callable[[str], None] = _stderr,
     ) -> None:
         self._http, self._config, self._log = http, config, log
@@ -55,7 +58,8 @@ class LlamaCppProvider:
             path = await asyncio.to_thread(model_file, ref, self._log)
             self._log(f"loading local model {self._config.name} from {path.name} ...")
             server = LocalModelServer(
-                path, context_window=self._config.resolved_context_window() or 4096,
+                path,
+                context_window=self._config.resolved_context_window() or 4096,
                 model_alias=self._config.model,
             )
             await server.start()

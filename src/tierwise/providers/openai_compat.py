@@ -48,10 +48,22 @@ STATUS_KINDS: dict[int, type[ProviderError]] = {
     413: ContextWindowError,
     429: RateLimitedError,
 }
-CONTEXT_MARKERS = ("context_length_exceeded", "maximum context length", "context window",
-                   "too many tokens", "prompt is too long", "exceeds the context")
-POLICY_MARKERS = ("content_policy", "content_filter", "content management policy",
-                  "safety system", "flagged", "content filtering")
+CONTEXT_MARKERS = (
+    "context_length_exceeded",
+    "maximum context length",
+    "context window",
+    "too many tokens",
+    "prompt is too long",
+    "exceeds the context",
+)
+POLICY_MARKERS = (
+    "content_policy",
+    "content_filter",
+    "content management policy",
+    "safety system",
+    "flagged",
+    "content filtering",
+)
 
 
 class OpenAICompatProvider:
@@ -155,8 +167,11 @@ def decode_message(raw: JSON) -> Message:
     tool_calls = None
     if calls:
         tool_calls = [
-            ToolCall(str(c.get("id", "")), str(c["function"]["name"]),
-                     str(c["function"].get("arguments") or ""))
+            ToolCall(
+                str(c.get("id", "")),
+                str(c["function"]["name"]),
+                str(c["function"].get("arguments") or ""),
+            )
             for c in calls
         ]
     return Message(
@@ -230,7 +245,8 @@ def _decode_choice_delta(raw: JSON) -> StreamDelta:
     if calls:
         tool_deltas = [
             ToolCallDelta(
-                int(c.get("index", 0)), c.get("id"),
+                int(c.get("index", 0)),
+                c.get("id"),
                 (c.get("function") or {}).get("name"),
                 (c.get("function") or {}).get("arguments") or "",
             )

@@ -28,8 +28,11 @@ def _openai(
     from tierwise.providers.openai_compat import OpenAICompatProvider
 
     return OpenAICompatProvider(
-        http, api_base=config.api_base or OPENAI_BASE, model=config.model,
-        api_key=_api_key(config, environ), headers=dict(config.headers),
+        http,
+        api_base=config.api_base or OPENAI_BASE,
+        model=config.model,
+        api_key=_api_key(config, environ),
+        headers=dict(config.headers),
     )
 
 
@@ -39,9 +42,12 @@ def _anthropic(
     from tierwise.providers.anthropic import AnthropicProvider
 
     return AnthropicProvider(
-        http, model=config.model, api_key=_api_key(config, environ),
+        http,
+        model=config.model,
+        api_key=_api_key(config, environ),
         api_base=config.api_base or ANTHROPIC_BASE,
-        max_output_tokens=config.resolved_max_output(), headers=dict(config.headers),
+        max_output_tokens=config.resolved_max_output(),
+        headers=dict(config.headers),
     )
 
 
@@ -71,6 +77,7 @@ def build_provider(
 ) -> Provider:
     factory = _FACTORIES.get(config.provider)
     if factory is None:
-        raise ConfigError(f"unknown provider {config.provider!r}",
-                          key=f"deployments.{config.name}.provider")
+        raise ConfigError(
+            f"unknown provider {config.provider!r}", key=f"deployments.{config.name}.provider"
+        )
     return factory(config, http, environ)

@@ -9,8 +9,16 @@ from dataclasses import dataclass
 from tierwise.record import Decision
 from tierwise.types import ChatRequest
 
-DEFAULT_KEYWORDS = ("analyze", "compare", "evaluate", "recommend", "debug",
-                    "explain why", "tradeoff", "architecture")
+DEFAULT_KEYWORDS = (
+    "analyze",
+    "compare",
+    "evaluate",
+    "recommend",
+    "debug",
+    "explain why",
+    "tradeoff",
+    "architecture",
+)
 
 
 @dataclass(frozen=True, slots=True)

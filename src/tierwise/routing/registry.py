@@ -22,7 +22,9 @@ def register_router(kind: str, factory: RouterFactory) -> None:
 def build_router(config: RouterConfig) -> Router:
     factory = _ROUTERS.get(config.kind)
     if factory is None:
-        raise ConfigError(f"unknown router {config.kind!r}; known: {sorted(_ROUTERS)}", key="router")
+        raise ConfigError(
+            f"unknown router {config.kind!r}; known: {sorted(_ROUTERS)}", key="router"
+        )
     options: dict[str, Any] = dict(config.options)
     if "keywords" in options:
         options["keywords"] = tuple(str(k).lower() for k in options["keywords"])

@@ -22,8 +22,14 @@ class HealthState(Protocol):
         ...
 
     async def release(
-        self, deployment: str, now: float, *, ok: bool, latency_ms: float | None,
-        cooldown: Cooldown = Cooldown.NONE, cooldown_s: float | None = None,
+        self,
+        deployment: str,
+        now: float,
+        *,
+        ok: bool,
+        latency_ms: float | None,
+        cooldown: Cooldown = Cooldown.NONE,
+        cooldown_s: float | None = None,
     ) -> None:
         """End an acquired call. A success, or a failure that does not cool the
         deployment down (`Cooldown.NONE`), closes the breaker; others apply `cooldown`."""

@@ -37,8 +37,14 @@ class MemoryHealthState:
         return True
 
     async def release(
-        self, deployment: str, now: float, *, ok: bool, latency_ms: float | None,
-        cooldown: Cooldown = Cooldown.NONE, cooldown_s: float | None = None,
+        self,
+        deployment: str,
+        now: float,
+        *,
+        ok: bool,
+        latency_ms: float | None,
+        cooldown: Cooldown = Cooldown.NONE,
+        cooldown_s: float | None = None,
     ) -> None:
         slot = self._slot(deployment)
         slot.in_flight = max(0, slot.in_flight - 1)
@@ -48,8 +54,10 @@ class MemoryHealthState:
             slot.breaker.record_failure(now, cooldown, cooldown_s)
         if ok and latency_ms is not None:
             previous = slot.latency_ms
-            slot.latency_ms = latency_ms if previous is None else (
-                previous + LATENCY_SMOOTHING * (latency_ms - previous)
+            slot.latency_ms = (
+                latency_ms
+                if previous is None
+                else (previous + LATENCY_SMOOTHING * (latency_ms - previous))
             )
 
     async def health(self, deployment: str, now: float) -> DeploymentHealth:

@@ -23,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tierwise.testing import _fake_errors as errors
 from tierwise.testing import _fake_wire as wire
 from tierwise.testing._fake_wire import ANTHROPIC, FAULTS, OPENAI, Call
 
@@ -230,7 +231,7 @@ class FakeUpstream:
         if request.method == "GET" and request.path == "/v1/models":
             return _json(200, wire.models_payload(self._models))
         msg = f"Unknown request URL: {request.method} {request.path}"
-        return _json(404, wire.openai_error(msg, "invalid_request_error", None, "unknown_url"))
+        return _json(404, errors.openai_error(msg, "invalid_request_error", None, "unknown_url"))
 
     async def _chat(self, request: web.BaseRequest, kind: str) -> web.StreamResponse:
         try:
@@ -254,8 +255,8 @@ class FakeUpstream:
     @staticmethod
     def _bad_request(kind: str, message: str) -> web.Response:
         if kind == ANTHROPIC:
-            return _json(400, wire.anthropic_error("invalid_request_error", message))
-        return _json(400, wire.openai_error(message, "invalid_request_error"))
+            return _json(400, errors.anthropic_error("invalid_request_error", message))
+        return _json(400, errors.openai_error(message, "invalid_request_error"))
 
     def _answer_body(self, call: Call, answer: wire.Answer) -> bytes:
         ident = f"fake{next(self._ids):012d}"
@@ -268,7 +269,7 @@ class FakeUpstream:
 
     def _error_response(self, call: Call, fault: _Fault) -> web.Response:
         retry = _seconds(fault.num("retry_after", self.retry_after_s))
-        status, payload = wire.error_payload(call.wire, fault.name, call.model, retry)
+        status, payload = errors.error_payload(call.wire, fault.name, call.model, retry)
         headers = {"Retry-After": retry} if fault.name == "429" else None
         return _json(status, payload, headers)
 
@@ -276,7 +277,7 @@ class FakeUpstream:
         self, request: web.BaseRequest, call: Call, fault: _Fault
     ) -> web.StreamResponse:
         name = fault.name
-        if wire.is_error_fault(name):
+        if errors.is_error_fault(name):
             return self._error_response(call, fault)
         if name == "reset":
             return await self._abort(request, rst=True)

@@ -1,0 +1,92 @@
+"""The `tierwise` command: thin over the library."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tierwise.config import GatewayConfig, load_config
+from tierwise.errors import TierwiseError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+config_app = typer.Typer(no_args_is_help=True, help="Validate and inspect configuration.")
+app.add_typer(config_app, name="config")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML config; default: $TIERWISE_CONFIG or embedded."),
+]
+
+
+def _config(path: Path | None) -> GatewayConfig:
+    chosen = path or (
+        Path(os.environ["TIERWISE_CONFIG"]) if "TIERWISE_CONFIG" in os.environ else None
+    )
+    if chosen is None:
+        from tierwise.defaults import embedded_config
+
+        return embedded_config()
+    return load_config(chosen)
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(code=1)
+
+
+@app.command()
+def chat(
+    prompt: str,
+    config: ConfigOption = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="Route, tier or model.")] = "auto",
+    max_tokens: Annotated[int, typer.Option(help="Most tokens to generate.")] = 256,
+) -> None:
+    """Answer PROMPT through the gateway; print the answer and a route/cost line."""
+    from tierwise.commands import run_chat
+
+    try:
+        answer, summary = asyncio.run(run_chat(_config(config), prompt, model, max_tokens))
+    except TierwiseError as exc:
+        raise _fail(exc) from None
+    typer.echo(answer)
+    typer.echo(summary, err=True)
+
+
+@app.command()
+def models(
+    config: ConfigOption = None,
+    verify: Annotated[bool, typer.Option(help="Check local model files (sha256).")] = False,
+) -> None:
+    """List deployments with tier, provider, prices and context window."""
+    from tierwise.commands import describe_models, verify_local_models
+
+    try:
+        cfg = _config(config)
+        typer.echo(describe_models(cfg))
+        if verify:
+            verify_local_models(cfg)
+    except (TierwiseError, OSError) as exc:
+        raise _fail(exc) from None
+
+
+@config_app.command("check")
+def config_check(path: Path) -> None:
+    """Validate a config file and print the resolved plan of each route."""
+    from tierwise.commands import describe_plans
+
+    try:
+        typer.echo(describe_plans(load_config(path)))
+    except TierwiseError as exc:
+        raise _fail(exc) from None
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

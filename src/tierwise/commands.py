@@ -1,0 +1,74 @@
+"""What the CLI commands do, as plain functions returning text."""
+
+from __future__ import annotations
+
+import sys
+
+from tierwise.config import GatewayConfig, ProviderKind
+from tierwise.gateway import Gateway
+from tierwise.record import RequestRecord
+from tierwise.types import ChatRequest, Message
+
+
+async def run_chat(
+    config: GatewayConfig, prompt: str, model: str, max_tokens: int
+) -> tuple[str, str]:
+    """(answer, one-line summary of route, model, attempts and cost)."""
+    request = ChatRequest([Message("user", prompt)], model=model, max_tokens=max_tokens)
+    async with Gateway(config) as gateway:
+        result = await gateway.chat(request)
+    return result.response.text(), summarize(result.record)
+
+
+def summarize(record: RequestRecord) -> str:
+    cost = record.cost
+    reason = f" ({record.decision.reason})" if record.decision else ""
+    return (
+        f"route={record.route}{reason} model={record.final_deployment} "
+        f"tier={record.final_tier} attempts={len(record.calls)} status={record.status} "
+        f"cost=${cost.total_usd:.6f} router=${cost.router_usd:.6f} "
+        f"baseline=${cost.baseline_usd:.6f} saved=${cost.savings_usd:.6f} "
+        f"latency={record.latency_ms:.0f}ms"
+    )
+
+
+def describe_models(config: GatewayConfig) -> str:
+    tier_of = {m: t for t, members in config.tiers.items() for m in members}
+    lines = [
+        f"{'deployment':<20} {'tier':<8} {'provider':<10} {'model':<22} "
+        f"{'$/M in':>8} {'$/M out':>8} {'context':>9}"
+    ]
+    for name, d in config.deployments.items():
+        price = d.resolved_price()
+        window = d.resolved_context_window()
+        lines.append(
+            f"{name:<20} {tier_of.get(name, '-'):<8} {d.provider:<10} {d.model:<22} "
+            f"{price.input_per_mtok:>8} {price.output_per_mtok:>8} {window or '-':>9}"
+        )
+    return "\n".join(lines)
+
+
+def verify_local_models(config: GatewayConfig) -> None:
+    """Resolve and sha256-verify every local model file the config uses."""
+    from tierwise.providers.local import model_file
+
+    for name, d in config.deployments.items():
+        if d.provider == ProviderKind.LLAMACPP and d.model_path:
+            path = model_file(d.model_path, lambda line: print(line, file=sys.stderr))
+            print(f"{name}: {path} verified", file=sys.stderr)
+
+
+def describe_plans(config: GatewayConfig) -> str:
+    lines = []
+    for name, route in config.routes.items():
+        tiers = config.tier_order(route)
+        steps = " -> ".join(f"{t}[{', '.join(config.tiers[t])}]" for t in tiers)
+        lines.append(f"route {name}: router={route.router.kind} plan: {steps}")
+        if route.checks:
+            lines.append(f"  checks: {', '.join(c.kind for c in route.checks)}")
+    fb = config.fallback
+    lines.append(
+        f"fallback: max_attempts={fb.max_attempts} deadline={fb.deadline_s}s "
+        f"retries_per_deployment={fb.retries_per_deployment} balancing={fb.balancing}"
+    )
+    return "\n".join(lines) or "no routes"
