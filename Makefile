@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml requirements/local-models.txt
 	touch $@
 
 run: setup
-	$(VENV)/bin/tierwise chat "What are your opening hours?"
+	$(VENV)/bin/tierwise serve
 
 test: setup
 	$(PY) -m pytest

@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import datetime
 import gc
+import importlib
 import json
 import os
 import platform
@@ -74,7 +75,7 @@ def messages() -> list[dict[str, str]]:
 
 def loop_factory() -> tuple[Callable[[], asyncio.AbstractEventLoop], str]:
     try:
-        import uvloop
+        uvloop = importlib.import_module("uvloop")
     except ImportError:
         return asyncio.new_event_loop, "asyncio (uvloop not installed)"
     return uvloop.new_event_loop, f"uvloop {metadata.version('uvloop')}"
@@ -124,8 +125,12 @@ async def raw_aiohttp_stream(base: str) -> tuple[CallFn, CloseFn]:
     options = {"include_usage": True}
 
     async def call() -> None:
-        payload = {"model": MODEL, "messages": messages(), "stream": True,
-                   "stream_options": options}  # fmt: skip
+        payload = {
+            "model": MODEL,
+            "messages": messages(),
+            "stream": True,
+            "stream_options": options,
+        }
         text: list[str] = []
         async with session.post(url, data=orjson.dumps(payload), headers=headers) as response:
             async for line in response.content:
@@ -141,13 +146,12 @@ async def raw_aiohttp_stream(base: str) -> tuple[CallFn, CloseFn]:
 
 def gateway_config(base: str) -> dict[str, Any]:
     v1 = base + "/v1"
+    cheap, strong = {"input": "0.15", "output": "0.60"}, {"input": "2.50", "output": "10.00"}
     return {
         "deployments": {
-            "mini": {"model": MODEL, "api_base": v1,
-                     "price": {"input": "0.15", "output": "0.60"}},
-            "big": {"model": "gpt-4o", "api_base": v1,
-                    "price": {"input": "2.50", "output": "10.00"}},
-        },  # fmt: skip
+            "mini": {"model": MODEL, "api_base": v1, "price": cheap},
+            "big": {"model": "gpt-4o", "api_base": v1, "price": strong},
+        },
         "tiers": {"cheap": ["mini"], "strong": ["big"]},
         "routes": {"auto": {"router": "heuristic", "checks": ["empty", "punt"]}},
     }
@@ -203,11 +207,14 @@ async def openai_sdk(base: str) -> tuple[CallFn, CloseFn]:
 
 
 async def litellm_router(base: str) -> tuple[CallFn, CloseFn]:
-    import litellm
-
+    litellm: Any = importlib.import_module("litellm")
     litellm.suppress_debug_info = True
-    params = {"model": "openai/" + MODEL, "api_base": base + "/v1", "api_key": "sk-bench",
-              "max_retries": 0}  # fmt: skip
+    params = {
+        "model": "openai/" + MODEL,
+        "api_base": base + "/v1",
+        "api_key": "sk-bench",
+        "max_retries": 0,
+    }
     router = litellm.Router(
         model_list=[{"model_name": MODEL, "litellm_params": params}], num_retries=0
     )
@@ -247,7 +254,8 @@ async def drive(call: CallFn, concurrency: int, count: int, latencies: list[floa
 
 
 async def measure(call: CallFn, cell: Cell, warmup: int) -> None:
-    await drive(call, cell.concurrency, warmup, [])
+    if warmup:
+        await drive(call, cell.concurrency, warmup, [])
     gc.collect()
     latencies: list[float] = []
     cpu, wall = time.process_time(), time.perf_counter()
@@ -264,10 +272,10 @@ async def run_clients(names: Sequence[str], base: str, settings: Settings) -> li
     try:
         for concurrency in settings.concurrency:
             row = [cell for cell in cells if cell.concurrency == concurrency]
-            for _ in range(settings.rounds):
+            warmup = max(settings.warmup, 2 * concurrency)
+            for round_ in range(settings.rounds):
                 for cell in row:
-                    warmup = max(settings.warmup, 4 * concurrency)
-                    await measure(clients[cell.client][0], cell, warmup)
+                    await measure(clients[cell.client][0], cell, 0 if round_ else warmup)
             print(f"  c={concurrency} done: {', '.join(names)}", file=sys.stderr, flush=True)
     finally:
         for _, close in clients.values():
@@ -301,32 +309,48 @@ def start_upstream(core: int | None) -> tuple[subprocess.Popen[str], str]:
 def ensure_litellm_venv() -> Path:
     python = LITELLM_VENV / "bin" / "python"
     probe = [str(python), "-c", "import litellm"]
-    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+    if python.exists() and subprocess.run(probe, capture_output=True, check=False).returncode == 0:
         return python
     print(f"creating {LITELLM_VENV} with {LITELLM_SPEC}", file=sys.stderr, flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
     (LITELLM_VENV / ".gitignore").write_text("*\n")
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    if subprocess.run([*pip, LITELLM_SPEC]).returncode != 0:
+    first = subprocess.run([*pip, LITELLM_SPEC], capture_output=True, text=True, check=False)
+    if first.returncode != 0:
         print(f"{LITELLM_SPEC} failed; trying the newest litellm", file=sys.stderr, flush=True)
-        subprocess.run([*pip, "litellm"], check=True)
+        subprocess.run([*pip, "litellm"], capture_output=True, text=True, check=True)
     return python
 
 
-def run_litellm(base: str, settings: Settings, core: int | None) -> tuple[list[Cell], str]:
-    python = ensure_litellm_venv()
-    command = [
-        str(python), str(Path(__file__).resolve()), "--only", "litellm", "--upstream", base,
-        "--requests", str(settings.requests), "--rounds", str(settings.rounds),
-        "--concurrency", ",".join(map(str, settings.concurrency)),
-        "--warmup", str(settings.warmup),
-    ]  # fmt: skip
+def litellm_python() -> tuple[Path | None, str]:
+    try:
+        return ensure_litellm_venv(), ""
+    except subprocess.CalledProcessError as exc:
+        tail = (exc.stderr or "").strip().splitlines()[-3:]
+        return None, f"installing litellm failed: {' / '.join(tail) or exc}"
+    except OSError as exc:
+        return None, f"creating {LITELLM_VENV.name} failed: {exc}"
+
+
+def run_litellm(
+    python: Path, base: str, settings: Settings, core: int | None
+) -> tuple[list[Cell], str]:
+    flags = {
+        "--only": "litellm",
+        "--upstream": base,
+        "--requests": str(settings.requests),
+        "--rounds": str(settings.rounds),
+        "--concurrency": ",".join(map(str, settings.concurrency)),
+        "--warmup": str(settings.warmup),
+    }
     if core is not None:
-        command += ["--pin", str(core)]
+        flags["--pin"] = str(core)
+    command = [str(python), str(Path(__file__).resolve())]
+    command += [part for pair in flags.items() for part in pair]
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"litellm run failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr else "no output")
     data = json.loads(done.stdout.strip().splitlines()[-1])
     return [Cell(**cell) for cell in data["cells"]], data["version"]
 
@@ -347,17 +371,29 @@ def table_rows(cells: list[Cell]) -> list[str]:
     base = {c.concurrency: c for c in cells if c.client == BASELINE}
     rows = []
     for cell in sorted(cells, key=lambda c: (c.concurrency, order_of(c.client))):
-        ref = base[cell.concurrency]
-        cpu, ref_cpu = statistics.median(cell.cpu_ms), statistics.median(ref.cpu_ms)
-        latency = ["", "", "", ""]
-        if cell.concurrency == 1:
-            p50, p99 = percentile(cell.latencies_ms, 0.5), percentile(cell.latencies_ms, 0.99)
-            r50, r99 = percentile(ref.latencies_ms, 0.5), percentile(ref.latencies_ms, 0.99)
-            latency = [f"{p50:.2f}", f"{p99:.2f}", f"{p50 - r50:+.2f}", f"{p99 - r99:+.2f}"]
-        cols = [cell.client, str(cell.concurrency), f"{statistics.median(cell.rps):,.0f}",
-                f"{cpu:.3f}", f"{cpu / ref_cpu:.2f}x", *latency]  # fmt: skip
+        ref = base.get(cell.concurrency)
+        cpu = statistics.median(cell.cpu_ms)
+        ratio = f"{cpu / statistics.median(ref.cpu_ms):.2f}x" if ref else "n/a"
+        cols = [
+            cell.client,
+            str(cell.concurrency),
+            f"{statistics.median(cell.rps):,.0f}",
+            f"{cpu:.3f}",
+            ratio,
+            *latency_cols(cell, ref),
+        ]
         rows.append("| " + " | ".join(cols) + " |")
     return rows
+
+
+def latency_cols(cell: Cell, ref: Cell | None) -> list[str]:
+    if cell.concurrency != 1:
+        return ["", "", "", ""]
+    p50, p99 = percentile(cell.latencies_ms, 0.5), percentile(cell.latencies_ms, 0.99)
+    if ref is None:
+        return [f"{p50:.2f}", f"{p99:.2f}", "n/a", "n/a"]
+    r50, r99 = percentile(ref.latencies_ms, 0.5), percentile(ref.latencies_ms, 0.99)
+    return [f"{p50:.2f}", f"{p99:.2f}", f"{p50 - r50:+.2f}", f"{p99 - r99:+.2f}"]
 
 
 def order_of(client: str) -> int:
@@ -372,15 +408,18 @@ def render(cells: list[Cell], settings: Settings, notes: list[str]) -> str:
     stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     intro = [
         f"Run {stamp}. N = {settings.requests:,} requests per cell and round, "
-        f"{settings.rounds} rounds (median of rounds shown), warm-up of "
-        f"max({settings.warmup}, 4*c) requests before each cell.",
+        f"{settings.rounds} interleaved rounds (median of rounds shown); warm-up of "
+        f"max({settings.warmup}, 2*c) requests before each client's first round at each c.",
         "",
         *[f"- {note}" for note in notes],
         "",
     ]
-    footer = ["", "c: concurrent asyncio tasks. CPU vs raw: CPU ms/req over raw aiohttp's at "
-              "the same c. Latency (c=1 only) pools all rounds; +p50/+p99: added over raw "
-              "aiohttp."]  # fmt: skip
+    footer = [
+        "",
+        "c: concurrent asyncio tasks. CPU vs raw: CPU ms/req over raw aiohttp's at "
+        "the same c. Latency (c=1 only) pools all rounds; +p50/+p99: added over raw "
+        "aiohttp.",
+    ]
     return "\n".join([*intro, *header, *table_rows(cells), *footer]) + "\n"
 
 
@@ -388,12 +427,12 @@ def environment_notes(client_core: int | None, upstream_core: int | None) -> lis
     _, loop = loop_factory()
     pinning = "no pinning (fewer than 2 usable cores)"
     if client_core is not None:
-        pinning = f"measuring process pinned to CPU {client_core}, fake upstream to CPU {upstream_core}"
+        pinning = f"measuring process on CPU {client_core}, fake upstream on CPU {upstream_core}"
     return [
-        f"{platform.python_implementation()} {platform.python_version()} on "
-        f"{os.cpu_count()} CPU(s); {pinning}; event loop: {loop}",
-        f"aiohttp {version('aiohttp')}, openai {version('openai')}, "
-        f"tierwise {version('tierwise')}",
+        f"{platform.python_implementation()} {platform.python_version()}, "
+        f"{os.cpu_count()} CPU(s) ({platform.processor() or platform.machine()}); {pinning}; "
+        f"event loop: {loop}",
+        f"aiohttp {version('aiohttp')}, openai {version('openai')}, tierwise {version('tierwise')}",
     ]
 
 
@@ -409,32 +448,48 @@ def choose_cores() -> tuple[int | None, int | None]:
     return cores[0], cores[1]
 
 
+def load_note(when: str) -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {when}: {one:.2f} (1 min), {five:.2f} (5 min)"
+
+
+def litellm_cells(
+    python: Path | None, why: str, base: str, settings: Settings, core: int | None
+) -> tuple[list[Cell], str]:
+    if python is None:
+        return [], f"litellm not measured: {why}"
+    try:
+        cells, litellm_version = run_litellm(python, base, settings, core)
+    except (RuntimeError, ValueError) as exc:
+        return [], f"litellm not measured: its run failed: {exc}"
+    return cells, f"litellm {litellm_version} in bench/{LITELLM_VENV.name}, same pinning"
+
+
 def full_run(args: argparse.Namespace) -> str:
     settings = settings_of(args)
+    python, why = litellm_python() if args.with_litellm else (None, "pass --with-litellm")
     client_core, upstream_core = choose_cores()
     pin(client_core)
     upstream, base = start_upstream(upstream_core)
-    notes = environment_notes(client_core, upstream_core)
+    notes = [*environment_notes(client_core, upstream_core), load_note("at start")]
+    names = [n.strip() for n in args.clients.split(",")] if args.clients else list(CLIENTS)
     try:
-        cells = run_async(run_clients(CLIENTS, base, settings))
-        if args.with_litellm:
-            extra, litellm_version = run_litellm(base, settings, client_core)
-            cells += extra
-            notes.append(f"litellm {litellm_version} in {LITELLM_VENV.name}, same pinning")
-        else:
-            notes.append("litellm not measured (pass --with-litellm)")
+        cells = run_async(run_clients(names, base, settings))
+        extra, note = litellm_cells(python, why, base, settings, client_core)
     finally:
         upstream.terminate()
         upstream.wait(timeout=10)
-    return render(cells, settings, notes)
+    notes += [note, load_note("at end")]
+    return render(cells + extra, settings, notes)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--requests", type=int, default=1000, help="N per cell and round")
+    parser.add_argument("--requests", type=int, default=300, help="N per cell and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", default="1,16,64", help="comma-separated levels")
     parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--clients", help=f"comma-separated subset of: {', '.join(CLIENTS)}")
     parser.add_argument("--with-litellm", action="store_true")
     parser.add_argument("--write", type=Path, help="also write the table to this file")
     parser.add_argument("--only", choices=["litellm"], help=argparse.SUPPRESS)

@@ -133,7 +133,9 @@ def test_weighted_second_choice_is_sampled_without_replacement() -> None:
 def test_equal_weights_are_fair() -> None:
     rng = random.Random(1)
     candidates = [cand(name) for name in "abcd"]
-    firsts = Counter(order_candidates(candidates, Balancing.WEIGHTED, rng)[0] for _ in range(10_000))
+    firsts = Counter(
+        order_candidates(candidates, Balancing.WEIGHTED, rng)[0] for _ in range(10_000)
+    )
     for name in "abcd":
         assert firsts[name] / 10_000 == pytest.approx(0.25, abs=0.02)
 

@@ -202,11 +202,13 @@ def test_stale_probe_wait_is_at_least_one_second() -> None:
     assert breaker.allow(1.01)
 
 
-def test_reopens_at_while_half_open_is_now() -> None:
+def test_reopens_at_while_the_probe_is_out_is_when_it_goes_stale() -> None:
     breaker = make_breaker(cooldown_s=10.0)
     open_breaker(breaker, 0.0)
+    assert breaker.reopens_at(5.0) == 10.0
     assert breaker.allow(10.0)
-    assert breaker.reopens_at(12.0) == 12.0
+    assert breaker.reopens_at(12.0) == 20.0
+    assert not breaker.allow(12.0)
 
 
 # --- MemoryHealthState ------------------------------------------------------------------
@@ -318,3 +320,13 @@ async def test_a_cooldown_none_failure_of_the_probe_closes_the_breaker() -> None
     await state.release("a", 5.5, ok=False, latency_ms=None, cooldown=Cooldown.NONE)
     assert (await state.health("a", 5.5)).state == "closed"
     assert await state.acquire("a", 5.5)
+
+
+async def test_a_late_cooldown_none_failure_does_not_cut_an_open_period_short() -> None:
+    state = fast_state()
+    assert await state.acquire("a", 0.0)
+    assert await state.acquire("a", 0.0)
+    await state.release("a", 0.1, ok=False, latency_ms=None, cooldown=Cooldown.IMMEDIATE)
+    await state.release("a", 0.2, ok=False, latency_ms=None, cooldown=Cooldown.NONE)
+    assert (await state.health("a", 0.2)).state == "open"
+    assert not await state.acquire("a", 0.3)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from tests.conftest import GatewayFactory
 
+from tests.conftest import GatewayFactory
 from tierwise import AllAttemptsFailedError, ChatRequest, Message
 from tierwise.testing import FakeUpstream
 

@@ -3,6 +3,17 @@ heuristic router, offline."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import anthropic
+import openai
 import pytest
 
 from tierwise import ChatRequest, Gateway, Message
@@ -33,3 +44,56 @@ async def test_embedded_default_routes_and_answers_with_local_models() -> None:
     assert text.strip()
     usage = stream.record.attempts[-1].usage
     assert usage is not None and usage.input_tokens > 10 and 0 < usage.output_tokens <= 40
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def _wait_ready(base_url: str, process: subprocess.Popen[bytes], limit_s: float) -> None:
+    deadline = time.monotonic() + limit_s
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            assert process.poll() is None, "tierwise serve exited early"
+            try:
+                async with session.get(base_url + "/ready") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.5)
+    raise AssertionError("tierwise serve did not become ready")
+
+
+async def test_serve_with_no_config_answers_both_sdks(tmp_path: Path) -> None:
+    port = _free_port()
+    log = (tmp_path / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tierwise", "serve", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_ready(base_url, process, 300)
+        async with openai.AsyncOpenAI(base_url=base_url + "/v1", api_key="x") as oai:
+            raw = await oai.chat.completions.with_raw_response.create(
+                model="auto", max_tokens=16, messages=[{"role": "user", "content": "Say hi."}]
+            )
+        assert raw.headers["x-tierwise-model"] == "smollm2-135m"
+        assert raw.parse().choices[0].message.content
+        async with anthropic.AsyncAnthropic(base_url=base_url, api_key="x") as claude:
+            message = await claude.messages.create(
+                model="qwen2.5-0.5b",
+                max_tokens=16,
+                messages=[{"role": "user", "content": "Name a colour."}],
+            )
+        assert message.content and message.usage.output_tokens > 0
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+        log.close()
+    assert "loading local model" in (tmp_path / "serve.log").read_text()

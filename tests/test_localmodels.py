@@ -109,7 +109,7 @@ MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 @pytest.mark.slow
 @pytest.mark.asyncio
 async def test_server_chat_and_stream(smol_path: Path) -> None:
-    server = LocalModelServer(smol_path, context_window=2048, parallel=2)
+    server = LocalModelServer(smol_path, context_window=2048, parallel=2, threads=1)
     async with server, aiohttp.ClientSession() as session:
         assert server.base_url.startswith("http://127.0.0.1:")
         data = await _chat(session, server.base_url, messages=MESSAGES, max_tokens=16)
@@ -141,7 +141,7 @@ async def test_server_chat_and_stream(smol_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.asyncio
 async def test_server_logprobs_and_json_mode(smol_path: Path) -> None:
-    server = LocalModelServer(smol_path, context_window=1024, parallel=1)
+    server = LocalModelServer(smol_path, context_window=1024, parallel=1, threads=1)
     async with server, aiohttp.ClientSession() as session:
         data = await _chat(
             session,

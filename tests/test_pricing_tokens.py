@@ -154,7 +154,7 @@ def test_encoding_for_a_model(model: str, encoding: str) -> None:
 
 
 def test_o200k_counts_differ_from_cl100k() -> None:
-    text = "你好，世界。今天天气很好，我们去公园散步吧。"
+    text = "你好\uff0c世界。今天天气很好\uff0c我们去公园散步吧。"
     assert count_text_tokens(text, "o200k_base") < count_text_tokens(text, "cl100k_base")
 
 
@@ -197,9 +197,10 @@ def test_fits_context_at_the_boundary_for_longer_text() -> None:
 
 TEXTS = {
     "english": "The quick brown fox jumps over the lazy dog; it's 12:30 pm.",
-    "cjk": "東京は日本の首都です。你好，世界！안녕하세요, 세계.",
+    "cjk": "東京は日本の首都です。你好\uff0c世界\uff01안녕하세요, 세계.",
     "emoji": "🙂🎉👍🏽👨‍👩‍👧‍👦🏳️‍🌈 ok 🚀🚀🚀",
-    "mixed": "Ünïcödé naïve café — «quotes» and 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 math.",
+    "mixed": "Ünïcödé naïve café — «quotes» and "
+    "\U0001d518\U0001d52b\U0001d526\U0001d520\U0001d52c\U0001d521\U0001d522 math.",
 }
 
 

@@ -4,8 +4,8 @@ on; failures after it end the stream with an error, recorded."""
 from __future__ import annotations
 
 import pytest
-from tests.conftest import GatewayFactory
 
+from tests.conftest import GatewayFactory
 from tierwise import AllAttemptsFailedError, ChatRequest, Message, StreamInterruptedError
 from tierwise.testing import FakeUpstream
 

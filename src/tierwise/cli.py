@@ -58,6 +58,25 @@ def chat(
 
 
 @app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[
+        str | None, typer.Option(help="Bind address (default: config or 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: config or 8080).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Processes sharing the port.")] = 1,
+) -> None:
+    """Run the OpenAI- and Anthropic-compatible gateway."""
+    from tierwise.server.run import serve as run_server
+
+    try:
+        cfg = _config(config)
+        run_server(cfg, host or cfg.server.host, port or cfg.server.port, workers)
+    except TierwiseError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
 def models(
     config: ConfigOption = None,
     verify: Annotated[bool, typer.Option(help="Check local model files (sha256).")] = False,

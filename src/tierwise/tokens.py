@@ -8,11 +8,11 @@ from typing import Protocol
 from tierwise.types import ChatRequest, Message
 
 PER_MESSAGE_OVERHEAD = 4
-CHARS_PER_TOKEN_HIGH = 10
+LONGEST_TOKEN_BYTES = 128
 
 
 class _Encoding(Protocol):
-    def encode(self, text: str) -> list[int]: ...
+    def encode_ordinary(self, text: str) -> list[int]: ...
 
 
 @functools.cache
@@ -35,7 +35,7 @@ def count_text_tokens(text: str, encoding: str = "cl100k_base") -> int:
     """Exact BPE token count of `text` (an estimate for non-OpenAI models)."""
     if not text:
         return 0
-    return len(_encoding(encoding).encode(text))
+    return len(_encoding(encoding).encode_ordinary(text))
 
 
 def count_message_tokens(messages: list[Message], encoding: str = "cl100k_base") -> int:
@@ -47,18 +47,27 @@ def count_message_tokens(messages: list[Message], encoding: str = "cl100k_base")
     return total
 
 
+def _message_bytes(message: Message) -> int:
+    size = len(message.text().encode())
+    for call in message.tool_calls or ():
+        size += len(call.name.encode()) + len(call.arguments.encode())
+    return size
+
+
 def upper_bound_tokens(request: ChatRequest) -> int:
     """A strict bound: a byte-level BPE token covers at least one UTF-8 byte."""
-    size = sum(len(m.text().encode()) for m in request.messages)
+    size = sum(_message_bytes(m) for m in request.messages)
     return size + PER_MESSAGE_OVERHEAD * len(request.messages) + 3
 
 
 def lower_bound_tokens(request: ChatRequest) -> int:
-    """A practical bound: real text averages well under ten characters a token."""
-    return sum(len(m.text()) for m in request.messages) // CHARS_PER_TOKEN_HIGH
+    """A strict bound: no token of cl100k or o200k covers more than 128 bytes."""
+    return sum(_message_bytes(m) for m in request.messages) // LONGEST_TOKEN_BYTES
 
 
-def fits_context(request: ChatRequest, context_window: int, max_output: int) -> bool:
+def fits_context(
+    request: ChatRequest, context_window: int, max_output: int, encoding: str = "cl100k_base"
+) -> bool:
     """Whether prompt + `max_output` fits `context_window`, counting exactly only
     when the cheap bounds cannot decide."""
     budget = context_window - max_output
@@ -66,4 +75,4 @@ def fits_context(request: ChatRequest, context_window: int, max_output: int) -> 
         return True
     if lower_bound_tokens(request) > budget:
         return False
-    return count_message_tokens(request.messages) <= budget
+    return count_message_tokens(request.messages, encoding) <= budget

@@ -73,7 +73,7 @@ class PuntCheck:
 
     async def evaluate(self, answer: AnswerView) -> CheckResult:
         text = _normalize(answer.text)
-        hit = next((p for p in self.phrases if p.lower() in text), None)
+        hit = next((p for p in self.phrases if _normalize(p) in text), None)
         return CheckResult(self.name, hit is None, f"answer punts: {hit!r}" if hit else "")
 
 
@@ -89,7 +89,7 @@ class RefusalCheck:
         if choice is not None and choice.finish_reason == "content_filter":
             return CheckResult(self.name, False, "finished by the content filter")
         opening = _normalize(answer.text.lstrip()[:200])
-        hit = next((p for p in self.phrases if opening.startswith(p)), None)
+        hit = next((p for p in self.phrases if opening.startswith(_normalize(p))), None)
         return CheckResult(self.name, hit is None, f"answer refuses: {hit!r}" if hit else "")
 
 

@@ -109,6 +109,7 @@ class LocalModelServer:
         if not self.model_path.is_file():
             raise LocalModelError(f"model file not found: {self.model_path}")
         began = time.monotonic()
+        self._stderr.clear()
         self._proc = await asyncio.create_subprocess_exec(
             *self.command(),
             stdin=asyncio.subprocess.PIPE,
@@ -190,6 +191,7 @@ def _child_env() -> dict[str, str]:
     root = str(Path(__file__).resolve().parents[2])
     current = env.get("PYTHONPATH")
     env["PYTHONPATH"] = root if not current else os.pathsep.join([root, current])
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return env
 
 

@@ -16,6 +16,8 @@ from tierwise.providers.llamacpp import LocalModelServer
 from tierwise.providers.openai_compat import OpenAICompatProvider
 from tierwise.types import ChatRequest, ChatResponse, StreamDelta
 
+DEFAULT_CONTEXT = 4096
+
 
 def _stderr(line: str) -> None:
     print(f"tierwise: {line}", file=sys.stderr, flush=True)

@@ -14,6 +14,6 @@ def retry_delay_s(
     provider asks for a longer wait than `max_retry_after_s` allows."""
     if retry_after_s is not None and retry_after_s > config.max_retry_after_s:
         return None
-    ceiling = min(config.max_s, config.base_s * (2**retry_number))
+    ceiling = min(config.max_s, config.base_s * (2 ** min(retry_number, 32)))
     jittered = rng.uniform(0, ceiling)
     return max(jittered, retry_after_s or 0.0)

@@ -47,7 +47,18 @@ class Breaker:
         """When a call may next go out (`now` when it may go out already)."""
         if self.state is BreakerState.OPEN:
             return max(now, self.open_until)
+        if self.state is BreakerState.HALF_OPEN and self.probe_started is not None:
+            return max(now, self.probe_started + max(self.config.cooldown_s, 1.0))
         return now
+
+    def record_neutral(self) -> None:
+        """A failure that is the request's own (e.g. a bad request) shows the
+        deployment answering: it ends a half-open probe as a success and resets
+        the count of consecutive failures, but does not cut an open period short."""
+        if self.state is BreakerState.HALF_OPEN:
+            self.record_success()
+        elif self.state is BreakerState.CLOSED:
+            self.failures = 0
 
     def record_success(self) -> None:
         self.state, self.failures, self.trips = BreakerState.CLOSED, 0, 0
@@ -70,7 +81,9 @@ class Breaker:
         backoff = self.config.cooldown_s * (2 ** min(self.trips, 16))
         duration = min(backoff, self.config.max_cooldown_s)
         if cooldown_s is not None:
-            duration = max(duration if self.trips else 0.0, cooldown_s)
+            duration = min(
+                max(duration if self.trips else 0.0, cooldown_s), self.config.max_cooldown_s
+            )
         self.state, self.open_until = BreakerState.OPEN, now + duration
         self.trips += 1
         self.failures = 0

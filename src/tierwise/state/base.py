@@ -31,8 +31,9 @@ class HealthState(Protocol):
         cooldown: Cooldown = Cooldown.NONE,
         cooldown_s: float | None = None,
     ) -> None:
-        """End an acquired call. A success, or a failure that does not cool the
-        deployment down (`Cooldown.NONE`), closes the breaker; others apply `cooldown`."""
+        """End an acquired call. A success closes the breaker; a failure that does
+        not cool the deployment down (`Cooldown.NONE`) only ends a half-open probe
+        as a success; other failures apply `cooldown`."""
         ...
 
     async def health(self, deployment: str, now: float) -> DeploymentHealth: ...

@@ -48,8 +48,10 @@ class MemoryHealthState:
     ) -> None:
         slot = self._slot(deployment)
         slot.in_flight = max(0, slot.in_flight - 1)
-        if ok or cooldown is Cooldown.NONE:
+        if ok:
             slot.breaker.record_success()
+        elif cooldown is Cooldown.NONE:
+            slot.breaker.record_neutral()
         else:
             slot.breaker.record_failure(now, cooldown, cooldown_s)
         if ok and latency_ms is not None:

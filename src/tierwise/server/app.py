@@ -1,0 +1,232 @@
+"""The aiohttp application: routes, request ids, auth, errors in the client's format."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tierwise.errors import (
+    AccessError,
+    AllAttemptsFailedError,
+    RequestError,
+    RouteNotFoundError,
+    TierwiseError,
+)
+from tierwise.gateway import Gateway
+from tierwise.record import RequestRecord
+from tierwise.server import anthropic_wire, openai_wire
+from tierwise.server.auth import ApiKey, KeyRing, check_model
+from tierwise.server.streams import stream_anthropic, stream_openai
+
+log = logging.getLogger("tierwise.server")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
+KEYS: web.AppKey[KeyRing] = web.AppKey("keys", KeyRing)
+READY: web.AppKey[asyncio.Event] = web.AppKey("ready", asyncio.Event)
+RID: web.RequestKey[str] = web.RequestKey("rid", str)
+WARM_UP: web.AppKey[asyncio.Task[None]] = web.AppKey("warm_up", asyncio.Task)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(gateway: Gateway, keys: KeyRing, *, max_body_bytes: int) -> web.Application:
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[errors_middleware])
+    app[GATEWAY], app[KEYS], app[READY] = gateway, keys, asyncio.Event()
+    app.router.add_post("/v1/chat/completions", openai_chat)
+    app.router.add_post("/v1/messages", anthropic_messages)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    app.on_startup.append(_warm_up)
+    app.on_cleanup.append(_close)
+    return app
+
+
+async def _warm_up(app: web.Application) -> None:
+    async def run() -> None:
+        await app[GATEWAY].warm_up()
+        app[READY].set()
+
+    app[WARM_UP] = asyncio.get_running_loop().create_task(run())
+
+
+async def _close(app: web.Application) -> None:
+    app[WARM_UP].cancel()
+    await app[GATEWAY].aclose()
+
+
+def request_id(request: web.Request) -> str:
+    given = request.headers.get("x-request-id", "")
+    return given if REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def is_anthropic(request: web.Request) -> bool:
+    return request.path.startswith("/v1/messages")
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes an error object in the wire format of the route."""
+    rid = request_id(request)
+    request[RID] = rid
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        status, message = exc.status, exc.reason
+        if status == 413:
+            message = f"request body is larger than {request.app._client_max_size} bytes"
+        return error_response(request, status, message, rid)
+    except TierwiseError as exc:
+        return tierwise_error_response(request, exc, rid)
+    except Exception:
+        log.exception("unhandled error in request %s", rid)
+        return error_response(request, 500, f"internal error (request id {rid})", rid)
+
+
+def tierwise_error_response(request: web.Request, exc: TierwiseError, rid: str) -> web.Response:
+    if isinstance(exc, RequestError):
+        return error_response(request, exc.status, exc.message, rid, param=exc.param)
+    if isinstance(exc, AccessError):
+        return error_response(request, exc.status, exc.message, rid)
+    if isinstance(exc, RouteNotFoundError):
+        return error_response(request, 404, str(exc), rid, param="model", code="model_not_found")
+    if isinstance(exc, AllAttemptsFailedError):
+        attempts = [_attempt_summary(a) for a in exc.record.attempts]
+        response = error_response(request, exc.status, str(exc), rid, attempts=attempts)
+        response.headers.update(record_headers(exc.record))
+        return response
+    return error_response(request, 500, str(exc), rid)
+
+
+def _attempt_summary(attempt: Any) -> dict[str, Any]:
+    return {
+        "deployment": attempt.deployment,
+        "tier": attempt.tier,
+        "called": attempt.called,
+        "outcome": attempt.outcome,
+        "reason": attempt.trigger,
+        "detail": attempt.detail,
+        "status": attempt.status,
+    }
+
+
+def error_response(
+    request: web.Request,
+    status: int,
+    message: str,
+    rid: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    attempts: list[dict[str, Any]] | None = None,
+) -> web.Response:
+    if is_anthropic(request):
+        body = anthropic_wire.encode_error(status, message)
+        if attempts is not None:
+            body["error"]["attempts"] = attempts
+    else:
+        extra = {"attempts": attempts} if attempts is not None else None
+        body = openai_wire.encode_error(status, message, param=param, code=code, extra=extra)
+    return json_response(body, status, {"x-request-id": rid})
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, headers=headers, content_type="application/json"
+    )
+
+
+def record_headers(record: RequestRecord) -> dict[str, str]:
+    return {
+        "x-request-id": record.request_id,
+        "x-tierwise-route": record.route,
+        "x-tierwise-model": record.final_deployment or "",
+        "x-tierwise-tier": record.final_tier or "",
+        "x-tierwise-attempts": str(len(record.calls)),
+        "x-tierwise-cost-usd": f"{record.cost.total_usd:f}",
+        "x-tierwise-status": record.status,
+    }
+
+
+async def read_body(request: web.Request) -> Any:
+    raw = await request.read()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(f"request body is not valid JSON: {exc}") from None
+
+
+def authorize(request: web.Request, key: ApiKey | None, model: str) -> None:
+    """The key may use `model`, and `model` names a route, tier or deployment."""
+    check_model(key, model)
+    request.app[GATEWAY].targets.get(model)
+
+
+async def openai_chat(request: web.Request) -> web.StreamResponse:
+    key = request.app[KEYS].authenticate(request.headers)
+    chat, stream, include_usage = openai_wire.decode_request(await read_body(request))
+    authorize(request, key, chat.model)
+    gateway, rid = request.app[GATEWAY], request[RID]
+    if stream:
+        return await stream_openai(request, gateway, chat, rid, include_usage, record_headers)
+    result = await gateway.chat(chat, request_id=rid)
+    model = _served_model(gateway, result.record)
+    body = openai_wire.encode_response(result.response, f"chatcmpl-{rid}", model, int(time.time()))
+    return json_response(body, headers=record_headers(result.record))
+
+
+async def anthropic_messages(request: web.Request) -> web.StreamResponse:
+    key = request.app[KEYS].authenticate(request.headers)
+    chat, stream = anthropic_wire.decode_request(await read_body(request))
+    authorize(request, key, chat.model)
+    gateway, rid = request.app[GATEWAY], request[RID]
+    if stream:
+        return await stream_anthropic(request, gateway, chat, rid, record_headers)
+    result = await gateway.chat(chat, request_id=rid)
+    model = _served_model(gateway, result.record)
+    body = anthropic_wire.encode_response(result.response, f"msg_{rid}", model)
+    return json_response(body, headers=record_headers(result.record))
+
+
+def _served_model(gateway: Gateway, record: RequestRecord) -> str:
+    deployment = gateway.deployments.get(record.final_deployment or "")
+    return deployment.model if deployment else record.route
+
+
+async def list_models(request: web.Request) -> web.Response:
+    request.app[KEYS].authenticate(request.headers)
+    names = request.app[GATEWAY].targets.names()
+    if "anthropic-version" in request.headers:
+        data: list[dict[str, Any]] = [
+            {"type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"}
+            for n in names
+        ]
+        return json_response(
+            {
+                "data": data,
+                "has_more": False,
+                "first_id": names[0] if names else None,
+                "last_id": names[-1] if names else None,
+            }
+        )
+    data = [{"id": n, "object": "model", "created": 0, "owned_by": "tierwise"} for n in names]
+    return json_response({"object": "list", "data": data})
+
+
+async def health(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    if request.app[READY].is_set():
+        return json_response({"status": "ready"})
+    return json_response({"status": "starting"}, status=503)

@@ -1,0 +1,78 @@
+"""API keys: kept only as SHA-256 digests, compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tierwise.config import ServerConfig
+from tierwise.errors import AccessError, ConfigError
+
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    name: str
+    sha256: bytes
+    models: frozenset[str] | None
+
+
+class KeyRing:
+    """The configured keys; empty means requests need no key."""
+
+    def __init__(self, keys: list[ApiKey]) -> None:
+        self.keys = keys
+
+    @classmethod
+    def from_config(cls, config: ServerConfig, environ: Mapping[str, str] | None = None) -> KeyRing:
+        keys = []
+        for entry in config.api_keys:
+            sha = (
+                bytes.fromhex(entry.key_sha256)
+                if entry.key_sha256
+                else (digest(entry.key.reveal(environ)) if entry.key else b"")
+            )
+            models = frozenset(entry.models) if entry.models is not None else None
+            keys.append(ApiKey(entry.name, sha, models))
+        if not keys and config.host not in LOOPBACK and not config.allow_unauthenticated:
+            raise ConfigError(
+                f"server.host {config.host!r} is not loopback and no server.api_keys are set; "
+                "add keys or set server.allow_unauthenticated: true",
+                key="server.api_keys",
+            )
+        return cls(keys)
+
+    def authenticate(self, headers: Mapping[str, str]) -> ApiKey | None:
+        """The caller's key (None when no keys are configured); raises AccessError."""
+        if not self.keys:
+            return None
+        presented = _presented(headers)
+        if presented is None:
+            raise AccessError("missing API key: send 'Authorization: Bearer <key>' or 'x-api-key'")
+        wanted = digest(presented)
+        match = None
+        for key in self.keys:
+            if hmac.compare_digest(key.sha256, wanted):
+                match = key
+        if match is None:
+            raise AccessError("invalid API key")
+        return match
+
+
+def _presented(headers: Mapping[str, str]) -> str | None:
+    bearer = headers.get("authorization", "")
+    if bearer[:7].lower() == "bearer " and bearer[7:].strip():
+        return bearer[7:].strip()
+    return headers.get("x-api-key") or None
+
+
+def check_model(key: ApiKey | None, model: str) -> None:
+    if key is not None and key.models is not None and model not in key.models:
+        raise AccessError(f"API key {key.name!r} may not use model {model!r}", status=403)

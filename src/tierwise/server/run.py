@@ -1,0 +1,97 @@
+"""Run the gateway server: one process, or several sharing a port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from tierwise.config import GatewayConfig
+from tierwise.gateway import Gateway
+from tierwise.server.app import create_app
+from tierwise.server.auth import KeyRing
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    base_url: str
+    app: web.Application
+
+
+def build(config: GatewayConfig, host: str | None = None) -> web.Application:
+    server = config.server if host is None else config.server.model_copy(update={"host": host})
+    keys = KeyRing.from_config(server)
+    return create_app(Gateway(config), keys, max_body_bytes=server.max_body_bytes)
+
+
+@asynccontextmanager
+async def running(
+    config: GatewayConfig, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[Running]:
+    """The server on a real socket for the duration of the block (tests, embedding)."""
+    app = build(config, host)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0][1]
+    try:
+        yield Running(f"http://{host}:{bound}", app)
+    finally:
+        await runner.cleanup()
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def serve(config: GatewayConfig, host: str, port: int, workers: int = 1) -> None:
+    """Serve until interrupted; `workers` > 1 runs processes sharing the port."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if workers <= 1:
+        _serve_one(config, host, port, reuse_port=False)
+        return
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(target=_serve_one, args=(config, host, port, True)) for _ in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        for process in processes:
+            process.join()
+    except KeyboardInterrupt:
+        for process in processes:
+            process.terminate()
+
+
+def _serve_one(config: GatewayConfig, host: str, port: int, reuse_port: bool) -> None:
+    _install_uvloop()
+    app = build(config, host)
+    names = ", ".join(app_names(config))
+    print(
+        f"tierwise gateway on http://{host}:{port} (models: {names})", file=sys.stderr, flush=True
+    )
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        access_log=None,
+        print=None,
+        reuse_port=reuse_port,
+        handle_signals=True,
+    )
+
+
+def app_names(config: GatewayConfig) -> list[str]:
+    return [*config.routes, *config.tiers, *config.deployments]

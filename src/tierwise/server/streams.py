@@ -1,0 +1,101 @@
+"""Server-sent events for both wire formats, over a committed `ChatStream`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tierwise.errors import StreamInterruptedError
+from tierwise.gateway import Gateway
+from tierwise.record import RequestRecord
+from tierwise.server import anthropic_wire, openai_wire
+from tierwise.streaming import ChatStream
+from tierwise.types import ChatRequest
+
+HeaderFn = Callable[[RequestRecord], dict[str, str]]
+SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache"}
+
+
+async def _open(request: web.Request, stream: ChatStream, headers: HeaderFn) -> web.StreamResponse:
+    found = headers(stream.record)
+    found.pop("x-tierwise-cost-usd", None)
+    response = web.StreamResponse(headers={**SSE_HEADERS, **found})
+    await response.prepare(request)
+    return response
+
+
+def _data(payload: Any) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def _event(name: str, payload: Any) -> bytes:
+    return b"event: " + name.encode() + b"\n" + _data(payload)
+
+
+def _summary(record: RequestRecord) -> bytes:
+    """An SSE comment (ignored by clients) with the final bill."""
+    info = {
+        "request_id": record.request_id,
+        "model": record.final_deployment,
+        "attempts": len(record.calls),
+        "cost_usd": f"{record.cost.total_usd:f}",
+        "status": record.status,
+    }
+    return b": tierwise " + orjson.dumps(info) + b"\n\n"
+
+
+async def stream_openai(
+    request: web.Request,
+    gateway: Gateway,
+    chat: ChatRequest,
+    rid: str,
+    include_usage: bool,
+    headers: HeaderFn,
+) -> web.StreamResponse:
+    stream = await gateway.stream(chat, request_id=rid)
+    model, created, cid = stream.deployment.model, int(time.time()), f"chatcmpl-{rid}"
+    async with stream:
+        response = await _open(request, stream, headers)
+        try:
+            async for delta in stream:
+                if delta.text or delta.role or delta.tool_calls or delta.finish_reason:
+                    await response.write(
+                        _data(openai_wire.encode_chunk(delta, cid, model, created))
+                    )
+        except StreamInterruptedError as exc:
+            error = openai_wire.encode_error(502, f"upstream stream failed: {exc}")
+            await response.write(_data(error) + _summary(exc.record))
+            return response
+        usage = stream.response().usage or stream.record.attempts[-1].usage
+        if include_usage and usage is not None:
+            await response.write(_data(openai_wire.encode_usage_chunk(usage, cid, model, created)))
+        await response.write(_summary(stream.record) + b"data: [DONE]\n\n")
+    return response
+
+
+async def stream_anthropic(
+    request: web.Request, gateway: Gateway, chat: ChatRequest, rid: str, headers: HeaderFn
+) -> web.StreamResponse:
+    stream = await gateway.stream(chat, request_id=rid)
+    encoder = anthropic_wire.EventEncoder(f"msg_{rid}", stream.deployment.model)
+    async with stream:
+        response = await _open(request, stream, headers)
+        await response.write(b"".join(_event(n, p) for n, p in encoder.start()))
+        try:
+            async for delta in stream:
+                events = encoder.feed(delta)
+                if events:
+                    await response.write(b"".join(_event(n, p) for n, p in events))
+        except StreamInterruptedError as exc:
+            error = anthropic_wire.encode_error(502, f"upstream stream failed: {exc}")
+            await response.write(_event("error", error) + _summary(exc.record))
+            return response
+        if stream.record.attempts[-1].usage is not None:
+            encoder.usage = stream.record.attempts[-1].usage
+        finish = b"".join(_event(n, p) for n, p in encoder.finish())
+        await response.write(finish + _summary(stream.record))
+    return response
