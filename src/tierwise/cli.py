@@ -58,6 +58,22 @@ def chat(
 
 
 @app.command()
+def route(
+    prompt: str,
+    config: ConfigOption = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="Route, tier or model.")] = "auto",
+    explain: Annotated[bool, typer.Option(help="Show scores, reason and the plan.")] = False,
+) -> None:
+    """Show where PROMPT would go, without calling any model."""
+    from tierwise.commands import explain_route
+
+    try:
+        typer.echo(asyncio.run(explain_route(_config(config), prompt, model, explain)))
+    except TierwiseError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
 def serve(
     config: ConfigOption = None,
     host: Annotated[

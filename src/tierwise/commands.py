@@ -20,6 +20,30 @@ async def run_chat(
     return result.response.text(), summarize(result.record)
 
 
+async def explain_route(config: GatewayConfig, prompt: str, model: str, explain: bool) -> str:
+    """The router's decision for `prompt` and the plan it leads to; calls no model."""
+    request = ChatRequest([Message("user", prompt)], model=model)
+    async with Gateway(config) as gateway:
+        target, decision = await gateway.decide(request)
+    plan = target.plan_from(decision.target if decision else "")
+    first = plan[0].tier if plan else "-"
+    if not explain:
+        return first
+    lines = [f"route: {target.name}", f"start: {first}"]
+    if decision is not None:
+        scores = ", ".join(f"{k}={v:.3f}" for k, v in decision.scores.items()) or "-"
+        lines += [
+            f"router: {decision.router}",
+            f"reason: {decision.reason}",
+            f"scores: {scores}",
+            f"router latency: {decision.latency_ms:.3f} ms",
+            f"router cost: ${decision.cost_usd:f}",
+        ]
+    steps = " -> ".join(f"{s.tier}[{', '.join(d.name for d in s.deployments)}]" for s in plan)
+    lines.append(f"plan: {steps}")
+    return "\n".join(lines)
+
+
 def summarize(record: RequestRecord) -> str:
     cost = record.cost
     reason = f" ({record.decision.reason})" if record.decision else ""

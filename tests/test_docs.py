@@ -1,0 +1,32 @@
+"""The configs shown in the README and the docs are valid."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tierwise import parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCK = re.compile(r"```yaml\n(.*?)```", re.DOTALL)
+
+
+def yaml_blocks(name: str) -> list[str]:
+    return BLOCK.findall((ROOT / name).read_text())
+
+
+@pytest.mark.parametrize("name", ["README.md", "docs/configuration.md"])
+def test_config_examples_parse(name: str) -> None:
+    blocks = yaml_blocks(name)
+    assert blocks
+    for block in blocks:
+        config = parse_config(yaml.safe_load(block), file=name)
+        assert "auto" in config.routes
+
+
+def test_minimal_config_is_about_twenty_lines() -> None:
+    minimal = yaml_blocks("docs/configuration.md")[0]
+    assert len(minimal.strip().splitlines()) <= 22
