@@ -3,6 +3,7 @@ with the right cooldown scope, against a fake upstream over a real socket."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import pytest
@@ -296,3 +297,36 @@ async def test_anthropic_errors_are_translated_at_the_edge(
     upstream.add_fault(fault, model="claude-model")
     result = await gateway.chat(ask("hello"))
     assert trail(result.record) == [("claude", trigger), ("big", None)]
+
+
+async def test_logprob_confidence_asks_for_logprobs_itself(
+    upstream: FakeUpstream, make_gateway: GatewayFactory
+) -> None:
+    confidence = {"kind": "logprob", "threshold": 0.5}
+    gateway = make_gateway(routes={"auto": {"router": "fixed", "confidence": confidence}})
+    result = await gateway.chat(ask("hi [[logprob=-2.5 model=cheap-model]]"))
+    assert trail(result.record) == [("mini", "low_confidence"), ("big", None)]
+    assert all(r.body.get("logprobs") is True for r in upstream.requests)
+
+
+async def test_a_cancelled_request_is_recorded_with_its_attempts(
+    upstream: FakeUpstream, make_gateway: GatewayFactory
+) -> None:
+    gateway = make_gateway()
+    records: list[object] = []
+    gateway.sinks.append(records.append)
+    upstream.add_fault("500", model="cheap-model", times=2)
+    upstream.add_fault("hang", model="strong-model")
+    task = asyncio.create_task(gateway.chat(ask("hello")))
+    while upstream.count("strong-model") == 0:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (record,) = records
+    assert record.status == "cancelled"  # type: ignore[attr-defined]
+    assert trail(record) == [
+        ("mini", "upstream_5xx"),
+        ("mini", "upstream_5xx"),
+        ("big", "cancelled"),
+    ]

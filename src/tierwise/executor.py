@@ -102,9 +102,17 @@ class Executor:
         self.rng = rng or random.Random()
 
     async def run(
-        self, request: ChatRequest, plan: list[Step], policy: Policy, call: Call[T]
+        self,
+        request: ChatRequest,
+        plan: list[Step],
+        policy: Policy,
+        call: Call[T],
+        attempts: list[AttemptRecord] | None = None,
     ) -> Outcome[T]:
-        run = _Run(request, call, self.clock.now() + policy.fallback.deadline_s)
+        """Run `plan`; each attempt is appended to `attempts` as it ends, so a
+        caller still holds them when the run is cancelled."""
+        deadline = self.clock.now() + policy.fallback.deadline_s
+        run = _Run(request, call, deadline, attempts if attempts is not None else [])
         for step in plan:
             found = await self._run_tier(run, step, policy)
             if found is not None:
@@ -205,7 +213,19 @@ class Executor:
         except ProviderError as exc:
             return await self._failed(run, deployment, policy, exc, started)
         except BaseException:
-            await self._release(deployment, started, ok=False, cooldown=Cooldown.NONE)
+            latency_ms = await self._release(deployment, started, ok=False, cooldown=Cooldown.NONE)
+            run.attempts.append(
+                AttemptRecord(
+                    deployment.name,
+                    deployment.tier,
+                    deployment.model,
+                    deployment.provider_kind,
+                    outcome="cancelled",
+                    trigger="cancelled",
+                    detail="the caller went away",
+                    latency_ms=latency_ms,
+                )
+            )
             raise
         return await self._judge(run, deployment, policy, answer, started)
 

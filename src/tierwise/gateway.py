@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 import uuid
@@ -92,7 +93,14 @@ class Gateway:
         target, decision = await self.decide(request)
         record.route, record.decision = target.name, decision
         plan = target.plan_from(decision.target if decision else "")
-        outcome = await self.executor.run(request, plan, target.policy, _complete)
+        request = target.policy.prepare(request)
+        try:
+            outcome = await self.executor.run(
+                request, plan, target.policy, _complete, record.attempts
+            )
+        except asyncio.CancelledError:
+            self._cancelled(record, target, decision)
+            raise
         self._close(record, outcome, target, decision)
         if outcome.answer is None:
             raise AllAttemptsFailedError(record)
@@ -106,7 +114,12 @@ class Gateway:
         record.route, record.decision = target.name, decision
         plan = target.plan_from(decision.target if decision else "")
         call = open_stream(target.hold_back, self.executor.clock)
-        outcome = await self.executor.run(request, plan, target.policy, call)
+        request = target.policy.prepare(request)
+        try:
+            outcome = await self.executor.run(request, plan, target.policy, call, record.attempts)
+        except asyncio.CancelledError:
+            self._cancelled(record, target, decision)
+            raise
         if outcome.answer is None or outcome.deployment is None:
             self._close(record, outcome, target, decision)
             raise AllAttemptsFailedError(record)
@@ -145,6 +158,13 @@ class Gateway:
         record.cost = bill(outcome.attempts, decision, baseline, final)
         if outcome.answer is not None and not outcome.answer.complete:
             return
+        self._emit(record)
+
+    def _cancelled(self, record: RequestRecord, target: Target, decision: Decision | None) -> None:
+        record.status, record.error = "cancelled", "the caller went away"
+        record.latency_ms = (time.time() - record.started_at) * 1000
+        baseline = target.baseline.price if target.baseline else None
+        record.cost = bill(record.attempts, decision, baseline, None)
         self._emit(record)
 
     def _finish_stream(

@@ -65,3 +65,14 @@ class Policy:
     confidence: ConfidenceSignal | None = None
     confidence_threshold: float = 0.0
     return_last_on_checks: bool = True
+
+    def prepare(self, request: ChatRequest) -> ChatRequest:
+        """The request as sent upstream: logprobs are asked for when the
+        route's confidence signal reads them."""
+        if (
+            self.confidence is not None
+            and self.confidence.name == "logprob"
+            and (not request.logprobs)
+        ):
+            return request.with_changes(logprobs=True)
+        return request
