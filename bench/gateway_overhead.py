@@ -28,7 +28,6 @@ import importlib
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -306,19 +305,27 @@ def start_upstream(core: int | None) -> tuple[subprocess.Popen[str], str]:
     return process, base
 
 
+def importable(python: Path, module: str) -> bool:
+    probe = [str(python), "-c", f"import {module}"]
+    return (
+        python.exists() and subprocess.run(probe, capture_output=True, check=False).returncode == 0
+    )
+
+
 def ensure_litellm_venv() -> Path:
     python = LITELLM_VENV / "bin" / "python"
-    probe = [str(python), "-c", "import litellm"]
-    if python.exists() and subprocess.run(probe, capture_output=True, check=False).returncode == 0:
-        return python
-    print(f"creating {LITELLM_VENV} with {LITELLM_SPEC}", file=sys.stderr, flush=True)
-    subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
-    (LITELLM_VENV / ".gitignore").write_text("*\n")
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    first = subprocess.run([*pip, LITELLM_SPEC], capture_output=True, text=True, check=False)
-    if first.returncode != 0:
-        print(f"{LITELLM_SPEC} failed; trying the newest litellm", file=sys.stderr, flush=True)
-        subprocess.run([*pip, "litellm"], capture_output=True, text=True, check=True)
+    if not importable(python, "litellm"):
+        print(f"creating {LITELLM_VENV} with {LITELLM_SPEC}", file=sys.stderr, flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+        (LITELLM_VENV / ".gitignore").write_text("*\n")
+        first = subprocess.run([*pip, LITELLM_SPEC], capture_output=True, text=True, check=False)
+        if first.returncode != 0:
+            print(f"{LITELLM_SPEC} failed; trying the newest litellm", file=sys.stderr, flush=True)
+            subprocess.run([*pip, "litellm"], capture_output=True, text=True, check=True)
+    uvloop = version("uvloop")
+    if uvloop != "not installed" and not importable(python, "uvloop"):
+        subprocess.run([*pip, f"uvloop=={uvloop}"], capture_output=True, check=False)
     return python
 
 
@@ -358,7 +365,8 @@ def run_litellm(
 def only_litellm(args: argparse.Namespace) -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     cells = run_async(run_clients([LITELLM], args.upstream, settings_of(args)))
-    out = {"cells": [asdict(cell) for cell in cells], "version": version("litellm")}
+    versions = f"litellm {version('litellm')}, event loop: {loop_factory()[1]}"
+    out = {"cells": [asdict(cell) for cell in cells], "version": versions}
     print(json.dumps(out))
 
 
@@ -372,12 +380,12 @@ def table_rows(cells: list[Cell]) -> list[str]:
     rows = []
     for cell in sorted(cells, key=lambda c: (c.concurrency, order_of(c.client))):
         ref = base.get(cell.concurrency)
-        cpu = statistics.median(cell.cpu_ms)
-        ratio = f"{cpu / statistics.median(ref.cpu_ms):.2f}x" if ref else "n/a"
+        cpu = min(cell.cpu_ms)
+        ratio = f"{cpu / min(ref.cpu_ms):.2f}x" if ref else "n/a"
         cols = [
             cell.client,
             str(cell.concurrency),
-            f"{statistics.median(cell.rps):,.0f}",
+            f"{max(cell.rps):,.0f}",
             f"{cpu:.3f}",
             ratio,
             *latency_cols(cell, ref),
@@ -408,17 +416,17 @@ def render(cells: list[Cell], settings: Settings, notes: list[str]) -> str:
     stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     intro = [
         f"Run {stamp}. N = {settings.requests:,} requests per cell and round, "
-        f"{settings.rounds} interleaved rounds (median of rounds shown); warm-up of "
-        f"max({settings.warmup}, 2*c) requests before each client's first round at each c.",
+        f"{settings.rounds} interleaved rounds (best round shown: lowest CPU, highest req/s), "
+        f"warm-up of max({settings.warmup}, 2*c) requests before a client's first round at each c.",
         "",
         *[f"- {note}" for note in notes],
         "",
     ]
     footer = [
         "",
-        "c: concurrent asyncio tasks. CPU vs raw: CPU ms/req over raw aiohttp's at "
-        "the same c. Latency (c=1 only) pools all rounds; +p50/+p99: added over raw "
-        "aiohttp.",
+        "c: concurrent asyncio tasks. CPU vs raw: CPU ms/req over raw aiohttp's (non-streaming) "
+        "at the same c; for streaming, compare with `raw aiohttp stream`. Latency (c=1 only) "
+        "pools all rounds; +p50/+p99: added over raw aiohttp.",
     ]
     return "\n".join([*intro, *header, *table_rows(cells), *footer]) + "\n"
 
@@ -459,10 +467,10 @@ def litellm_cells(
     if python is None:
         return [], f"litellm not measured: {why}"
     try:
-        cells, litellm_version = run_litellm(python, base, settings, core)
+        cells, versions = run_litellm(python, base, settings, core)
     except (RuntimeError, ValueError) as exc:
         return [], f"litellm not measured: its run failed: {exc}"
-    return cells, f"litellm {litellm_version} in bench/{LITELLM_VENV.name}, same pinning"
+    return cells, f"{versions}; in bench/{LITELLM_VENV.name}, same pinning"
 
 
 def full_run(args: argparse.Namespace) -> str:
@@ -485,8 +493,8 @@ def full_run(args: argparse.Namespace) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--requests", type=int, default=300, help="N per cell and round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=200, help="N per cell and round")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", default="1,16,64", help="comma-separated levels")
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--clients", help=f"comma-separated subset of: {', '.join(CLIENTS)}")
