@@ -49,7 +49,7 @@ def test_route_explain_shows_the_decision_without_calling(tmp_path: Path) -> Non
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "start: strong" in result.output and "complex keyword 'compare'" in result.output
+    assert "start: strong" in result.output and "keyword 'compare'" in result.output
     assert "plan: strong[big]" in result.output
     short = runner.invoke(app, ["route", "--config", str(path), "hello"])
     assert short.output.strip() == "cheap"

@@ -97,3 +97,30 @@ async def test_serve_with_no_config_answers_both_sdks(tmp_path: Path) -> None:
         process.wait(timeout=60)
         log.close()
     assert "loading local model" in (tmp_path / "serve.log").read_text()
+
+
+async def test_classifier_router_on_the_local_model() -> None:
+    from tierwise import parse_config
+    from tierwise.defaults import EMBEDDED
+
+    data = dict(EMBEDDED)
+    data["routes"] = {
+        "auto": {"router": {"kind": "classifier", "deployment": "smollm2-135m", "timeout_s": 60}}
+    }
+    async with Gateway(parse_config(data)) as gateway:
+        result = await gateway.chat(
+            ChatRequest(
+                [
+                    Message(
+                        "user", "Write a Python function that merges two sorted lists, with tests."
+                    )
+                ],
+                max_tokens=16,
+            )
+        )
+    decision = result.record.decision
+    assert decision is not None and decision.router == "classifier", decision
+    assert decision.reason.split(":")[0] in ("simple", "moderate", "complex")
+    assert decision.usage is not None and decision.usage.input_tokens > 20
+    assert decision.cost_usd > 0
+    assert result.record.cost.router_usd == decision.cost_usd

@@ -211,7 +211,7 @@ class CheckConfig(_Model):
 
 
 class ConfidenceConfig(_Model):
-    kind: Literal["logprob", "self_reported"]
+    kind: Literal["logprob", "self_reported", "auto"]
     threshold: float
     field: str = "confidence"
 
@@ -220,9 +220,22 @@ class RouterConfig(_Model):
     kind: str = "heuristic"
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _flat(cls, value: Any) -> Any:
+        return _router_shorthand(value)
+
 
 def _router_shorthand(value: object) -> object:
-    return {"kind": value} if isinstance(value, str) else value
+    """`heuristic`, or `{kind: heuristic, rules: [...]}` with options inline."""
+    if isinstance(value, str):
+        return {"kind": value}
+    if isinstance(value, dict) and "options" not in value:
+        return {
+            "kind": value.get("kind", "heuristic"),
+            "options": {k: v for k, v in value.items() if k != "kind"},
+        }
+    return value
 
 
 def _check_shorthand(value: object) -> object:

@@ -56,6 +56,9 @@ class Step:
     deployments: tuple[Deployment, ...]
 
 
+LOGPROB_SIGNALS = ("logprob", "auto")
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """What a route asks of each answer, and how hard to try."""
@@ -69,10 +72,7 @@ class Policy:
     def prepare(self, request: ChatRequest) -> ChatRequest:
         """The request as sent upstream: logprobs are asked for when the
         route's confidence signal reads them."""
-        if (
-            self.confidence is not None
-            and self.confidence.name == "logprob"
-            and (not request.logprobs)
-        ):
+        reads_logprobs = self.confidence is not None and self.confidence.name in LOGPROB_SIGNALS
+        if reads_logprobs and not request.logprobs:
             return request.with_changes(logprobs=True)
         return request

@@ -55,6 +55,7 @@ class Decision:
     cost_usd: Decimal = ZERO
     latency_ms: float = 0.0
     usage: Usage | None = None
+    confident: bool = True
 
 
 @dataclass(slots=True, frozen=True)

@@ -12,6 +12,7 @@ from tierwise.plan import Deployment, Policy, Step
 from tierwise.providers.base import HttpClient, Timeouts
 from tierwise.providers.registry import build_provider
 from tierwise.routing.base import Router
+from tierwise.routing.context import BuildContext
 from tierwise.routing.registry import build_router
 
 
@@ -97,7 +98,7 @@ class Targets:
 
     def _route(self, name: str, route: RouteConfig) -> Target:
         steps = tuple(self._steps[t] for t in self._config.tier_order(route))
-        checks = tuple(build_check(c) for c in route.checks)
+        checks = tuple(build_check(c, BuildContext(self._deployments)) for c in route.checks)
         confidence = build_confidence(route.confidence) if route.confidence else None
         policy = Policy(
             fallback=self._config.fallback,
@@ -109,7 +110,7 @@ class Targets:
         baseline = (
             self._deployments[route.baseline] if route.baseline else (steps[-1].deployments[0])
         )
-        router = build_router(route.router)
+        router = build_router(route.router, BuildContext(self._deployments))
         return Target(name, steps, policy, router, baseline, route.stream_hold_back)
 
     def _tier(self, tier: str) -> Target:

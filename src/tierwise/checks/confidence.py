@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from tierwise.checks.base import AnswerView
+from tierwise.checks.base import AnswerView, ConfidenceSignal
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,3 +43,23 @@ class SelfReportedConfidence:
         if isinstance(reported, bool) or not isinstance(reported, int | float):
             return None
         return min(1.0, max(0.0, float(reported)))
+
+
+@dataclass(frozen=True, slots=True)
+class FirstConfidence:
+    """The first signal that has something to say: token logprobs where the
+    provider returns them, the model's own report otherwise."""
+
+    signals: tuple[ConfidenceSignal, ...]
+    name: str = "auto"
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return any(s.name == "logprob" for s in self.signals)
+
+    def confidence(self, answer: AnswerView) -> float | None:
+        for signal in self.signals:
+            value = signal.confidence(answer)
+            if value is not None:
+                return value
+        return None

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 from tierwise.checks.base import Check, ConfidenceSignal
 from tierwise.checks.builtin import EmptyCheck, JsonCheck, MinLengthCheck, PuntCheck, RefusalCheck
-from tierwise.checks.confidence import LogprobConfidence, SelfReportedConfidence
+from tierwise.checks.confidence import (
+    FirstConfidence,
+    LogprobConfidence,
+    SelfReportedConfidence,
+)
 from tierwise.config import CheckConfig, ConfidenceConfig
 from tierwise.errors import ConfigError
+from tierwise.routing.context import BuildContext
 
 CheckFactory = Callable[..., Check]
 
@@ -27,11 +33,24 @@ def register_check(kind: str, factory: CheckFactory) -> None:
     _CHECKS[kind] = factory
 
 
-def build_check(config: CheckConfig) -> Check:
+def _agreement(context: BuildContext, **options: Any) -> Check:
+    from tierwise.checks.agreement import AgreementCheck
+
+    return AgreementCheck.from_options(context, **options)
+
+
+_CHECKS["agreement"] = _agreement
+
+
+def build_check(config: CheckConfig, context: BuildContext | None = None) -> Check:
+    """A check of `config.kind`; factories with a `context` parameter get the
+    gateway's deployments (agreement)."""
     factory = _CHECKS.get(config.kind)
     if factory is None:
         raise ConfigError(f"unknown check {config.kind!r}; known: {sorted(_CHECKS)}", key="checks")
     options: dict[str, Any] = dict(config.options)
+    if "context" in inspect.signature(factory).parameters:
+        options["context"] = context or BuildContext()
     if "phrases" in options:
         options["phrases"] = tuple(str(p).lower() for p in options["phrases"])
     try:
@@ -43,4 +62,6 @@ def build_check(config: CheckConfig) -> Check:
 def build_confidence(config: ConfidenceConfig) -> ConfidenceSignal:
     if config.kind == "logprob":
         return LogprobConfidence()
-    return SelfReportedConfidence(field=config.field)
+    if config.kind == "self_reported":
+        return SelfReportedConfidence(field=config.field)
+    return FirstConfidence((LogprobConfidence(), SelfReportedConfidence(field=config.field)))

@@ -7,6 +7,7 @@ than a neural model, useful offline, in tests, and as a fallback.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -47,8 +48,8 @@ class HashingEmbedder:
     def _features(self, text: str) -> list[str]:
         words = WORD.findall(text)
         grams = [f"w:{w}" for w in words]
-        grams += [f"b:{a}_{b}" for a, b in zip(words, words[1:], strict=False)]
+        grams += [f"b:{a}_{b}" for a, b in itertools.pairwise(words)]
         for word in words:
             padded = f"<{word}>"
-            grams += [f"c:{padded[i:i + self._n]}" for i in range(len(padded) - self._n + 1)]
+            grams += [f"c:{padded[i : i + self._n]}" for i in range(len(padded) - self._n + 1)]
         return grams

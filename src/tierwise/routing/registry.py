@@ -6,18 +6,27 @@ Built-in kinds that need heavy dependencies are imported only when used.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 from tierwise.config import RouterConfig
 from tierwise.errors import ConfigError
 from tierwise.routing.base import FixedRouter, Router
+from tierwise.routing.compose import CascadeRouter, ChainRouter
+from tierwise.routing.context import BuildContext
 from tierwise.routing.heuristic import HeuristicRouter
 
 RouterFactory = Callable[..., Router]
 
-_ROUTERS: dict[str, RouterFactory] = {"heuristic": HeuristicRouter, "fixed": FixedRouter}
+_ROUTERS: dict[str, RouterFactory] = {
+    "heuristic": HeuristicRouter.from_options,
+    "fixed": FixedRouter,
+    "cascade": CascadeRouter,
+    "chain": ChainRouter.from_options,
+}
 _LAZY: dict[str, str] = {
+    "classifier": "tierwise.routing.classifier:ClassifierRouter.from_options",
     "embedding": "tierwise.routing.embedding:EmbeddingRouter.from_options",
     "learned": "tierwise.routing.learned:LearnedRouter.from_options",
 }
@@ -44,13 +53,15 @@ def _factory(kind: str) -> RouterFactory | None:
     return factory
 
 
-def build_router(config: RouterConfig) -> Router:
+def build_router(config: RouterConfig, context: BuildContext | None = None) -> Router:
+    """A router of `config.kind`; factories with a `context` parameter get the
+    gateway's deployments (classifier, chain)."""
     factory = _factory(config.kind)
     if factory is None:
         raise ConfigError(f"unknown router {config.kind!r}; known: {known_routers()}", key="router")
     options: dict[str, Any] = dict(config.options)
-    if "keywords" in options:
-        options["keywords"] = tuple(str(k).lower() for k in options["keywords"])
+    if "context" in inspect.signature(factory).parameters:
+        options["context"] = context or BuildContext()
     try:
         return factory(**options)
     except TypeError as exc:

@@ -239,10 +239,20 @@ def build_answer(call: Call, fault: str | None) -> Answer:
         text = PUNT_TEXT
     elif text is None:
         text = f"Answer from {call.model}: {call.echo}"
-    if _json_mode(call.body):
+    if _json_mode(call.body) and not _is_json_object(text):
         conf = as_float(call.option("confidence"), 0.9)
         text = dumps({"answer": text, "confidence": conf}).decode()
     return Answer(text, len(text) // 4 + 1, logprob=logprob)
+
+
+def _is_json_object(text: str) -> bool:
+    """True for a `[[reply=...]]` that is already a JSON object (sent verbatim)."""
+    if not text.startswith("{"):
+        return False
+    try:
+        return isinstance(loads(text.encode()), dict)
+    except ValueError:
+        return False
 
 
 def cached_tokens(call: Call) -> int:
