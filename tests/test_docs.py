@@ -30,3 +30,14 @@ def test_config_examples_parse(name: str) -> None:
 def test_minimal_config_is_about_twenty_lines() -> None:
     minimal = yaml_blocks("docs/configuration.md")[0]
     assert len(minimal.strip().splitlines()) <= 22
+
+
+def test_router_examples_build() -> None:
+    from tests.conftest import gateway_config
+    from tierwise import Gateway
+
+    for block in yaml_blocks("docs/routers.md"):
+        data = yaml.safe_load(block)
+        routes = data["routes"] if "routes" in data else {"auto": {"router": data["router"]}}
+        gateway = Gateway(gateway_config("http://127.0.0.1:9", routes=routes))
+        assert gateway.targets.get("auto").router is not None
