@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,14 @@ from tierwise.testing import FakeUpstream
 
 CHEAP_PRICE = {"input": "0.15", "output": "0.60"}
 STRONG_PRICE = {"input": "2.50", "output": "10.00"}
+
+
+@pytest.fixture(autouse=True)
+def request_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Servers started by a test log requests into the test's own SQLite file."""
+    path = tmp_path / "requests.db"
+    monkeypatch.setenv("TIERWISE_STORE_URL", f"sqlite:///{path}")
+    return path
 
 
 @pytest.fixture

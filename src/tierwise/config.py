@@ -295,12 +295,34 @@ class ServerConfig(_Model):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
 
+class StoreConfig(_Model):
+    enabled: bool = True
+    url: str | None = None
+    capture_prompts: bool = False
+    capture_answers: bool = False
+    max_text_chars: int = Field(default=4000, ge=0)
+    redact_patterns: list[str] = Field(default_factory=list)
+    retention_days: float | None = Field(default=30.0, gt=0)
+    batch_size: int = Field(default=500, ge=1)
+    flush_interval_s: float = Field(default=0.25, gt=0)
+
+    def resolved_url(self, environ: Mapping[str, str] | None = None) -> str:
+        """`url`, else `$TIERWISE_STORE_URL`, else `$TIERWISE_HOME/requests.db`, else
+        `~/.cache/tierwise/requests.db`."""
+        env = os.environ if environ is None else environ
+        if self.url or env.get("TIERWISE_STORE_URL"):
+            return self.url or env["TIERWISE_STORE_URL"]
+        home = Path(env.get("TIERWISE_HOME") or Path.home() / ".cache" / "tierwise")
+        return f"sqlite:///{home / 'requests.db'}"
+
+
 class GatewayConfig(_Model):
     deployments: dict[str, DeploymentConfig]
     tiers: dict[str, list[str]] = Field(default_factory=dict)
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
     fallback: FallbackConfig = FallbackConfig()
     server: ServerConfig = ServerConfig()
+    store: StoreConfig = StoreConfig()
 
     @model_validator(mode="before")
     @classmethod

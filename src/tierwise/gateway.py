@@ -86,10 +86,13 @@ class Gateway:
         tiers = [s.tier for s in target.steps]
         return target, await target.router.decide(request, tiers)
 
-    async def chat(self, request: ChatRequest, *, request_id: str | None = None) -> ChatResult:
+    async def chat(
+        self, request: ChatRequest, *, request_id: str | None = None, caller: str | None = None
+    ) -> ChatResult:
         """Answer `request`, falling back as the route's policy says; raises
-        AllAttemptsFailedError (with every attempt) when nothing answered."""
-        record = self._new_record(request, request_id)
+        AllAttemptsFailedError (with every attempt) when nothing answered.
+        `caller` names the API key the request came with, for the record."""
+        record = self._new_record(request, request_id, caller)
         target, decision = await self.decide(request)
         record.route, record.decision = target.name, decision
         plan = target.plan_from(decision.target if decision else "")
@@ -106,10 +109,12 @@ class Gateway:
             raise AllAttemptsFailedError(record)
         return ChatResult(outcome.answer.value, record)
 
-    async def stream(self, request: ChatRequest, *, request_id: str | None = None) -> ChatStream:
+    async def stream(
+        self, request: ChatRequest, *, request_id: str | None = None, caller: str | None = None
+    ) -> ChatStream:
         """Run the plan until one stream commits (first tokens in hand and checks
         passed on the held-back prefix); iterate the result for its deltas."""
-        record = self._new_record(request, request_id)
+        record = self._new_record(request, request_id, caller)
         target, decision = await self.decide(request)
         record.route, record.decision = target.name, decision
         plan = target.plan_from(decision.target if decision else "")
@@ -132,9 +137,18 @@ class Gateway:
             lambda: self._finish_stream(record, target, decision),
         )
 
-    def _new_record(self, request: ChatRequest, request_id: str | None) -> RequestRecord:
+    def _new_record(
+        self, request: ChatRequest, request_id: str | None, caller: str | None
+    ) -> RequestRecord:
         rid = request_id or uuid.uuid4().hex
-        return RequestRecord(rid, request.model, started_at=time.time())
+        return RequestRecord(
+            rid,
+            request.model,
+            started_at=time.time(),
+            user=request.user,
+            api_key=caller,
+            prompt=request.last_user_text(),
+        )
 
     def _close(
         self,
@@ -158,6 +172,8 @@ class Gateway:
         record.cost = bill(outcome.attempts, decision, baseline, final)
         if outcome.answer is not None and not outcome.answer.complete:
             return
+        if outcome.answer is not None:
+            record.answer = outcome.answer.view.text()
         self._emit(record)
 
     def _cancelled(self, record: RequestRecord, target: Target, decision: Decision | None) -> None:

@@ -88,6 +88,11 @@ class RequestRecord:
     first_token_ms: float | None = None
     started_at: float = 0.0
     error: str | None = None
+    user: str | None = None
+    api_key: str | None = None
+    variant: str | None = None
+    prompt: str | None = None
+    answer: str | None = None
 
     @property
     def calls(self) -> list[AttemptRecord]:

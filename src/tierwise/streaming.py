@@ -192,6 +192,7 @@ class ChatStream:
         self._finished = True
         attempt = self.record.attempts[-1]
         answer = self.response()
+        self.record.answer = answer.text()
         if answer.text() or answer.tool_calls() or attempt.usage is None:
             attempt.usage, attempt.cost_usd = self.deployment.cost_usd(self._request, answer)
         if status != "ok":

@@ -24,7 +24,10 @@ from tierwise.gateway import Gateway
 from tierwise.record import RequestRecord
 from tierwise.server import anthropic_wire, openai_wire
 from tierwise.server.auth import ApiKey, KeyRing, check_model
+from tierwise.server.feedback import parse_feedback
+from tierwise.server.headers import record_headers
 from tierwise.server.streams import stream_anthropic, stream_openai
+from tierwise.store.writer import RecordWriter
 
 log = logging.getLogger("tierwise.server")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -32,16 +35,23 @@ GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
 KEYS: web.AppKey[KeyRing] = web.AppKey("keys", KeyRing)
 READY: web.AppKey[asyncio.Event] = web.AppKey("ready", asyncio.Event)
 RID: web.RequestKey[str] = web.RequestKey("rid", str)
+WRITER: web.AppKey[RecordWriter | None] = web.AppKey("writer", RecordWriter)
 WARM_UP: web.AppKey[asyncio.Task[None]] = web.AppKey("warm_up", asyncio.Task)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def create_app(gateway: Gateway, keys: KeyRing, *, max_body_bytes: int) -> web.Application:
+def create_app(
+    gateway: Gateway, keys: KeyRing, *, max_body_bytes: int, writer: RecordWriter | None = None
+) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes, middlewares=[errors_middleware])
     app[GATEWAY], app[KEYS], app[READY] = gateway, keys, asyncio.Event()
+    app[WRITER] = writer
+    if writer is not None:
+        gateway.sinks.append(writer.submit)
     app.router.add_post("/v1/chat/completions", openai_chat)
     app.router.add_post("/v1/messages", anthropic_messages)
     app.router.add_get("/v1/models", list_models)
+    app.router.add_post("/v1/feedback", feedback)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.on_startup.append(_warm_up)
@@ -50,6 +60,10 @@ def create_app(gateway: Gateway, keys: KeyRing, *, max_body_bytes: int) -> web.A
 
 
 async def _warm_up(app: web.Application) -> None:
+    writer = app[WRITER]
+    if writer is not None:
+        await writer.start()
+
     async def run() -> None:
         await app[GATEWAY].warm_up()
         app[READY].set()
@@ -60,6 +74,9 @@ async def _warm_up(app: web.Application) -> None:
 async def _close(app: web.Application) -> None:
     app[WARM_UP].cancel()
     await app[GATEWAY].aclose()
+    writer = app[WRITER]
+    if writer is not None:
+        await writer.close()
 
 
 def request_id(request: web.Request) -> str:
@@ -145,18 +162,6 @@ def json_response(
     )
 
 
-def record_headers(record: RequestRecord) -> dict[str, str]:
-    return {
-        "x-request-id": record.request_id,
-        "x-tierwise-route": record.route,
-        "x-tierwise-model": record.final_deployment or "",
-        "x-tierwise-tier": record.final_tier or "",
-        "x-tierwise-attempts": str(len(record.calls)),
-        "x-tierwise-cost-usd": f"{record.cost.total_usd:f}",
-        "x-tierwise-status": record.status,
-    }
-
-
 async def read_body(request: web.Request) -> Any:
     raw = await request.read()
     try:
@@ -177,8 +182,9 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
     authorize(request, key, chat.model)
     gateway, rid = request.app[GATEWAY], request[RID]
     if stream:
-        return await stream_openai(request, gateway, chat, rid, include_usage, record_headers)
-    result = await gateway.chat(chat, request_id=rid)
+        caller = key.name if key else None
+        return await stream_openai(request, gateway, chat, rid, include_usage, caller)
+    result = await gateway.chat(chat, request_id=rid, caller=key.name if key else None)
     model = _served_model(gateway, result.record)
     body = openai_wire.encode_response(result.response, f"chatcmpl-{rid}", model, int(time.time()))
     return json_response(body, headers=record_headers(result.record))
@@ -190,8 +196,8 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     authorize(request, key, chat.model)
     gateway, rid = request.app[GATEWAY], request[RID]
     if stream:
-        return await stream_anthropic(request, gateway, chat, rid, record_headers)
-    result = await gateway.chat(chat, request_id=rid)
+        return await stream_anthropic(request, gateway, chat, rid, key.name if key else None)
+    result = await gateway.chat(chat, request_id=rid, caller=key.name if key else None)
     model = _served_model(gateway, result.record)
     body = anthropic_wire.encode_response(result.response, f"msg_{rid}", model)
     return json_response(body, headers=record_headers(result.record))
@@ -220,6 +226,26 @@ async def list_models(request: web.Request) -> web.Response:
         )
     data = [{"id": n, "object": "model", "created": 0, "owned_by": "tierwise"} for n in names]
     return json_response({"object": "list", "data": data})
+
+
+async def feedback(request: web.Request) -> web.Response:
+    """Store a user's score for a request; 404 when the request id is unknown."""
+    key = request.app[KEYS].authenticate(request.headers)
+    item = parse_feedback(await read_body(request), key.name if key else None)
+    writer = request.app[WRITER]
+    if writer is None:
+        raise RequestError("feedback needs the request store (store.enabled)", status=409)
+    stored = await writer.store.add_feedback(item)
+    if not stored and writer.pending:
+        await writer.flush()
+        stored = await writer.store.add_feedback(item)
+    if not stored:
+        raise RequestError(
+            f"unknown request id {item.request_id!r}", param="request_id", status=404
+        )
+    return json_response(
+        {"id": item.feedback_id, "request_id": item.request_id, "score": item.score}
+    )
 
 
 async def health(request: web.Request) -> web.Response:

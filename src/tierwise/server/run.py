@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from tierwise.config import GatewayConfig
+from tierwise.config import GatewayConfig, StoreConfig
 from tierwise.gateway import Gateway
 from tierwise.server.app import create_app
 from tierwise.server.auth import KeyRing
+from tierwise.store import Capture, RecordWriter, open_store
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +28,29 @@ class Running:
 def build(config: GatewayConfig, host: str | None = None) -> web.Application:
     server = config.server if host is None else config.server.model_copy(update={"host": host})
     keys = KeyRing.from_config(server)
-    return create_app(Gateway(config), keys, max_body_bytes=server.max_body_bytes)
+    return create_app(
+        Gateway(config),
+        keys,
+        max_body_bytes=server.max_body_bytes,
+        writer=build_writer(config.store),
+    )
+
+
+def build_writer(config: StoreConfig) -> RecordWriter | None:
+    if not config.enabled:
+        return None
+    capture = Capture.with_patterns(
+        config.redact_patterns,
+        prompts=config.capture_prompts,
+        answers=config.capture_answers,
+        max_chars=config.max_text_chars,
+    )
+    return RecordWriter(
+        open_store(config.resolved_url(), capture),
+        batch_size=config.batch_size,
+        interval_s=config.flush_interval_s,
+        retention_days=config.retention_days,
+    )
 
 
 @asynccontextmanager

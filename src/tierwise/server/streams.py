@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -13,15 +12,15 @@ from tierwise.errors import StreamInterruptedError
 from tierwise.gateway import Gateway
 from tierwise.record import RequestRecord
 from tierwise.server import anthropic_wire, openai_wire
+from tierwise.server.headers import record_headers
 from tierwise.streaming import ChatStream
 from tierwise.types import ChatRequest
 
-HeaderFn = Callable[[RequestRecord], dict[str, str]]
 SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache"}
 
 
-async def _open(request: web.Request, stream: ChatStream, headers: HeaderFn) -> web.StreamResponse:
-    found = headers(stream.record)
+async def _open(request: web.Request, stream: ChatStream) -> web.StreamResponse:
+    found = record_headers(stream.record)
     found.pop("x-tierwise-cost-usd", None)
     response = web.StreamResponse(headers={**SSE_HEADERS, **found})
     await response.prepare(request)
@@ -54,12 +53,12 @@ async def stream_openai(
     chat: ChatRequest,
     rid: str,
     include_usage: bool,
-    headers: HeaderFn,
+    caller: str | None,
 ) -> web.StreamResponse:
-    stream = await gateway.stream(chat, request_id=rid)
+    stream = await gateway.stream(chat, request_id=rid, caller=caller)
     model, created, cid = stream.deployment.model, int(time.time()), f"chatcmpl-{rid}"
     async with stream:
-        response = await _open(request, stream, headers)
+        response = await _open(request, stream)
         try:
             async for delta in stream:
                 if delta.text or delta.role or delta.tool_calls or delta.finish_reason:
@@ -78,12 +77,12 @@ async def stream_openai(
 
 
 async def stream_anthropic(
-    request: web.Request, gateway: Gateway, chat: ChatRequest, rid: str, headers: HeaderFn
+    request: web.Request, gateway: Gateway, chat: ChatRequest, rid: str, caller: str | None
 ) -> web.StreamResponse:
-    stream = await gateway.stream(chat, request_id=rid)
+    stream = await gateway.stream(chat, request_id=rid, caller=caller)
     encoder = anthropic_wire.EventEncoder(f"msg_{rid}", stream.deployment.model)
     async with stream:
-        response = await _open(request, stream, headers)
+        response = await _open(request, stream)
         await response.write(b"".join(_event(n, p) for n, p in encoder.start()))
         try:
             async for delta in stream:

@@ -1,0 +1,43 @@
+"""The request-log store interface and the feedback it keeps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tierwise.record import RequestRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """A user's verdict on one request: `score` in [0, 1]; `raw_score` as given."""
+
+    feedback_id: str
+    request_id: str
+    created_at: float
+    score: float
+    raw_score: str
+    comment: str | None = None
+    api_key: str | None = None
+
+
+class Store(Protocol):
+    """Append-only request log. SQL passed to `query` uses `?` placeholders and
+    the portable subset of SQL that SQLite and PostgreSQL share."""
+
+    async def migrate(self) -> None: ...
+
+    async def record(self, records: Sequence[RequestRecord]) -> None: ...
+
+    async def add_feedback(self, feedback: Feedback) -> bool:
+        """False when the request id is unknown."""
+        ...
+
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
+
+    async def prune(self, before: float) -> int:
+        """Delete requests (and their attempts and feedback) older than `before`."""
+        ...
+
+    async def close(self) -> None: ...

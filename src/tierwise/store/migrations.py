@@ -1,0 +1,55 @@
+"""Append-only schema migrations shared by SQLite and PostgreSQL.
+
+Never edit or reorder an entry; add a new one at the end. Costs are stored as
+integer pico-dollars (1e-12 USD) so sums in SQL stay exact on both engines.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[str, list[str]]] = [
+    (
+        "m001_initial",
+        [
+            """CREATE TABLE requests (
+            request_id TEXT PRIMARY KEY,
+            created_at DOUBLE PRECISION NOT NULL,
+            route TEXT NOT NULL,
+            router TEXT, decision_target TEXT, decision_reason TEXT, decision_scores TEXT,
+            router_confident INTEGER,
+            final_deployment TEXT, final_tier TEXT, final_model TEXT, provider TEXT,
+            status TEXT NOT NULL, error TEXT,
+            input_tokens BIGINT NOT NULL, output_tokens BIGINT NOT NULL,
+            cached_tokens BIGINT NOT NULL,
+            cost_pusd BIGINT NOT NULL, attempts_pusd BIGINT NOT NULL,
+            checks_pusd BIGINT NOT NULL, router_pusd BIGINT NOT NULL,
+            baseline_pusd BIGINT NOT NULL, savings_pusd BIGINT NOT NULL,
+            latency_ms DOUBLE PRECISION, first_token_ms DOUBLE PRECISION,
+            calls INTEGER NOT NULL, escalated INTEGER NOT NULL,
+            variant TEXT, user_id TEXT, api_key TEXT,
+            prompt TEXT, answer TEXT
+        )""",
+            "CREATE INDEX requests_created_at ON requests (created_at)",
+            """CREATE TABLE attempts (
+            request_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            deployment TEXT NOT NULL, tier TEXT, model TEXT, provider TEXT,
+            called INTEGER NOT NULL, outcome TEXT NOT NULL, trigger TEXT, detail TEXT,
+            status INTEGER, latency_ms DOUBLE PRECISION, first_token_ms DOUBLE PRECISION,
+            input_tokens BIGINT, output_tokens BIGINT,
+            cost_pusd BIGINT NOT NULL, check_pusd BIGINT NOT NULL,
+            confidence DOUBLE PRECISION,
+            PRIMARY KEY (request_id, seq)
+        )""",
+            """CREATE TABLE feedback (
+            feedback_id TEXT PRIMARY KEY,
+            request_id TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            score DOUBLE PRECISION NOT NULL,
+            raw_score TEXT NOT NULL,
+            comment TEXT,
+            api_key TEXT
+        )""",
+            "CREATE INDEX feedback_request ON feedback (request_id)",
+        ],
+    ),
+]

@@ -1,0 +1,106 @@
+"""PostgreSQL store on asyncpg: a small pool, migrations under an advisory lock."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from tierwise.record import RequestRecord
+from tierwise.store import sql
+from tierwise.store.base import Feedback
+from tierwise.store.migrations import MIGRATIONS
+from tierwise.store.rows import Capture, attempt_rows, request_row
+
+MIGRATION_LOCK = 7_221_901
+
+
+class PostgresStore:
+    def __init__(
+        self,
+        dsn: str,
+        capture: Capture | None = None,
+        *,
+        schema: str | None = None,
+        pool_size: int = 4,
+    ) -> None:
+        self.dsn, self.schema, self.pool_size = dsn, schema, pool_size
+        self.capture = capture or Capture()
+        self._pool: Any = None
+
+    async def _acquire_pool(self) -> Any:
+        if self._pool is None:
+            import asyncpg
+
+            settings = {"search_path": self.schema} if self.schema else None
+            self._pool = await asyncpg.create_pool(
+                self.dsn, min_size=1, max_size=self.pool_size, server_settings=settings
+            )
+        return self._pool
+
+    async def migrate(self) -> None:
+        pool = await self._acquire_pool()
+        async with pool.acquire() as conn:
+            if self.schema:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+            try:
+                await conn.execute(sql.MIGRATIONS_TABLE)
+                done = {r["id"] for r in await conn.fetch("SELECT id FROM schema_migrations")}
+                for name, statements in MIGRATIONS:
+                    if name not in done:
+                        await _apply(conn, name, statements)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+
+    async def record(self, records: Sequence[RequestRecord]) -> None:
+        requests = [request_row(r, self.capture) for r in records]
+        attempts = [row for r in records for row in attempt_rows(r)]
+        pool = await self._acquire_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.executemany(sql.numbered(sql.INSERT_REQUEST), requests)
+            if attempts:
+                await conn.executemany(sql.numbered(sql.INSERT_ATTEMPT), attempts)
+
+    async def add_feedback(self, feedback: Feedback) -> bool:
+        pool = await self._acquire_pool()
+        async with pool.acquire() as conn:
+            if await conn.fetchval(sql.numbered(sql.EXISTS), feedback.request_id) is None:
+                return False
+            await conn.execute(
+                sql.numbered(sql.INSERT_FEEDBACK),
+                feedback.feedback_id,
+                feedback.request_id,
+                feedback.created_at,
+                feedback.score,
+                feedback.raw_score,
+                feedback.comment,
+                feedback.api_key,
+            )
+            return True
+
+    async def query(self, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        pool = await self._acquire_pool()
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(sql.numbered(statement), *params)
+        return [dict(row) for row in rows]
+
+    async def prune(self, before: float) -> int:
+        pool = await self._acquire_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            count = len(await conn.fetch(sql.numbered(sql.OLD_IDS), before))
+            for statement in sql.PRUNE:
+                await conn.execute(sql.numbered(statement), before)
+        return count
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+async def _apply(conn: Any, name: str, statements: list[str]) -> None:
+    async with conn.transaction():
+        for statement in statements:
+            await conn.execute(statement)
+        await conn.execute("INSERT INTO schema_migrations VALUES ($1, $2)", name, time.time())

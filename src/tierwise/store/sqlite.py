@@ -1,0 +1,129 @@
+"""SQLite store: WAL mode, one connection, calls run in a worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tierwise.record import RequestRecord
+from tierwise.store import sql
+from tierwise.store.base import Feedback
+from tierwise.store.migrations import MIGRATIONS
+from tierwise.store.rows import Capture, attempt_rows, request_row
+
+
+class SQLiteStore:
+    def __init__(self, path: str | Path, capture: Capture | None = None) -> None:
+        self.path = Path(path)
+        self.capture = capture or Capture()
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            self._conn = conn
+        return self._conn
+
+    async def _run(self, work: Any, *args: Any) -> Any:
+        def locked() -> Any:
+            with self._lock:
+                return work(self._connection(), *args)
+
+        return await asyncio.to_thread(locked)
+
+    async def migrate(self) -> None:
+        await self._run(_migrate)
+
+    async def record(self, records: Sequence[RequestRecord]) -> None:
+        requests = [request_row(r, self.capture) for r in records]
+        attempts = [row for r in records for row in attempt_rows(r)]
+        await self._run(_write, requests, attempts)
+
+    async def add_feedback(self, feedback: Feedback) -> bool:
+        return bool(await self._run(_feedback, feedback))
+
+    async def query(self, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = await self._run(_select, statement, tuple(params))
+        return rows
+
+    async def prune(self, before: float) -> int:
+        count: int = await self._run(_prune, before)
+        return count
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._run(lambda conn: conn.close())
+            self._conn = None
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    conn.execute(sql.MIGRATIONS_TABLE)
+    done = {row[0] for row in conn.execute("SELECT id FROM schema_migrations")}
+    for name, statements in MIGRATIONS:
+        if name in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, time.time()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _write(conn: sqlite3.Connection, requests: list[Any], attempts: list[Any]) -> None:
+    conn.execute("BEGIN")
+    try:
+        conn.executemany(sql.INSERT_REQUEST, requests)
+        conn.executemany(sql.INSERT_ATTEMPT, attempts)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _feedback(conn: sqlite3.Connection, fb: Feedback) -> bool:
+    if conn.execute(sql.EXISTS, (fb.request_id,)).fetchone() is None:
+        return False
+    conn.execute(
+        sql.INSERT_FEEDBACK,
+        (
+            fb.feedback_id,
+            fb.request_id,
+            fb.created_at,
+            fb.score,
+            fb.raw_score,
+            fb.comment,
+            fb.api_key,
+        ),
+    )
+    return True
+
+
+def _select(
+    conn: sqlite3.Connection, statement: str, params: tuple[Any, ...]
+) -> list[dict[str, Any]]:
+    cursor = conn.execute(statement, params)
+    names = [d[0] for d in cursor.description or ()]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _prune(conn: sqlite3.Connection, before: float) -> int:
+    count = len(conn.execute(sql.OLD_IDS, (before,)).fetchall())
+    conn.execute("BEGIN")
+    for statement in sql.PRUNE:
+        conn.execute(statement, (before,))
+    conn.execute("COMMIT")
+    return count
