@@ -90,7 +90,7 @@ async def test_traffic_with_faults_is_logged_exactly(
         "upstream_5xx",
     ]
     assert sum(a["called"] for a in attempts) == upstream.count()
-    secret = [r for r in rows.values() if r["prompt"] and "my key is" in r["prompt"]][0]
+    secret = next(r for r in rows.values() if r["prompt"] and "my key is" in r["prompt"])
     assert "sk-abc123" not in secret["prompt"] and "[REDACTED]" in secret["prompt"]
     assert secret["answer"].startswith("Answer from strong-model")
     totals = await store.query("SELECT SUM(cost_pusd) AS total, COUNT(*) AS n FROM requests")
