@@ -21,6 +21,7 @@ from tierwise.errors import (
     TierwiseError,
 )
 from tierwise.gateway import Gateway
+from tierwise.observability.metrics import Metrics
 from tierwise.record import RequestRecord
 from tierwise.server import anthropic_wire, openai_wire
 from tierwise.server.auth import ApiKey, KeyRing, check_model
@@ -36,6 +37,7 @@ KEYS: web.AppKey[KeyRing] = web.AppKey("keys", KeyRing)
 READY: web.AppKey[asyncio.Event] = web.AppKey("ready", asyncio.Event)
 RID: web.RequestKey[str] = web.RequestKey("rid", str)
 WRITER: web.AppKey[RecordWriter | None] = web.AppKey("writer", RecordWriter)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 WARM_UP: web.AppKey[asyncio.Task[None]] = web.AppKey("warm_up", asyncio.Task)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -45,13 +47,15 @@ def create_app(
 ) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes, middlewares=[errors_middleware])
     app[GATEWAY], app[KEYS], app[READY] = gateway, keys, asyncio.Event()
-    app[WRITER] = writer
+    app[WRITER], app[METRICS] = writer, Metrics()
+    gateway.sinks.append(app[METRICS].observe)
     if writer is not None:
         gateway.sinks.append(writer.submit)
     app.router.add_post("/v1/chat/completions", openai_chat)
     app.router.add_post("/v1/messages", anthropic_messages)
     app.router.add_get("/v1/models", list_models)
     app.router.add_post("/v1/feedback", feedback)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.on_startup.append(_warm_up)
@@ -245,6 +249,21 @@ async def feedback(request: web.Request) -> web.Response:
         )
     return json_response(
         {"id": item.feedback_id, "request_id": item.request_id, "score": item.score}
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition; behind the same keys as the API."""
+    request.app[KEYS].authenticate(request.headers)
+    gateway = request.app[GATEWAY]
+    body = await request.app[METRICS].render(
+        gateway.health, gateway.deployments, gateway.executor.clock.now()
+    )
+    return web.Response(
+        body=body,
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"x-prometheus-format": "0.0.4"},
     )
 
 
