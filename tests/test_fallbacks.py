@@ -330,3 +330,11 @@ async def test_a_cancelled_request_is_recorded_with_its_attempts(
         ("mini", "upstream_5xx"),
         ("big", "cancelled"),
     ]
+
+
+async def test_sse_parser_handles_crlf_split_across_reads() -> None:
+    from tierwise.providers.base import parse_sse_block
+
+    assert parse_sse_block(b"event: ping\ndata: {}") == ("ping", "{}")
+    assert parse_sse_block(b": comment only") is None
+    assert parse_sse_block(b"data: a\ndata: b") == ("", "a\nb")

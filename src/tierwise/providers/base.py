@@ -132,25 +132,37 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
 
 
 async def iter_sse(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, str]]:
-    """(event, data) pairs of a server-sent-event stream; a cut stream raises."""
-    event, data = "", list[str]()
+    """(event, data) pairs of a server-sent-event stream; a cut stream raises.
+    Reads whatever has arrived at once and splits it, rather than line by line."""
+    pending = b""
     try:
-        async for raw in response.content:
-            line = raw.decode("utf-8").rstrip("\r\n")
-            if not line:
-                if data:
-                    yield event, "\n".join(data)
-                event, data = "", list[str]()
-            elif line.startswith("data:"):
-                data.append(line[5:].lstrip(" "))
-            elif line.startswith("event:"):
-                event = line[6:].strip()
-        if data:
-            yield event, "\n".join(data)
+        async for chunk in response.content.iter_any():
+            pending += chunk
+            if b"\r" in chunk:
+                pending = pending.replace(b"\r\n", b"\n")
+            *blocks, pending = pending.split(b"\n\n")
+            for block in blocks:
+                parsed = parse_sse_block(block)
+                if parsed is not None:
+                    yield parsed
+        parsed = parse_sse_block(pending)
+        if parsed is not None:
+            yield parsed
     except TimeoutError:
         raise UpstreamTimeoutError("stream timed out") from None
     except aiohttp.ClientError as exc:
         raise UpstreamConnectionError(f"stream cut off: {type(exc).__name__}") from None
+
+
+def parse_sse_block(block: bytes) -> tuple[str, str] | None:
+    """One event's (name, data), or None for a comment-only or empty block."""
+    event, data = "", []
+    for line in block.decode("utf-8").split("\n"):
+        if line.startswith("data:"):
+            data.append(line[5:].lstrip(" "))
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+    return (event, "\n".join(data)) if data else None
 
 
 def loads_event(data: str) -> Any:
