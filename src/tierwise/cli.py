@@ -12,6 +12,7 @@ import typer
 
 from tierwise.config import GatewayConfig, load_config
 from tierwise.errors import TierwiseError
+from tierwise.observability.cli import report_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 config_app = typer.Typer(no_args_is_help=True, help="Validate and inspect configuration.")
@@ -118,6 +119,9 @@ def config_check(path: Path) -> None:
         typer.echo(describe_plans(load_config(path)))
     except TierwiseError as exc:
         raise _fail(exc) from None
+
+
+app.command("report")(report_command)
 
 
 def main() -> None:

@@ -316,6 +316,11 @@ class StoreConfig(_Model):
         return f"sqlite:///{home / 'requests.db'}"
 
 
+class TelemetryConfig(_Model):
+    otlp_endpoint: str | None = None
+    service_name: str = "tierwise"
+
+
 class GatewayConfig(_Model):
     deployments: dict[str, DeploymentConfig]
     tiers: dict[str, list[str]] = Field(default_factory=dict)
@@ -323,6 +328,7 @@ class GatewayConfig(_Model):
     fallback: FallbackConfig = FallbackConfig()
     server: ServerConfig = ServerConfig()
     store: StoreConfig = StoreConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
 
     @model_validator(mode="before")
     @classmethod

@@ -58,6 +58,9 @@ def create_app(
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
+    from tierwise.observability.dashboard import add_dashboard_routes
+
+    add_dashboard_routes(app)
     app.on_startup.append(_warm_up)
     app.on_cleanup.append(_close)
     return app
