@@ -55,7 +55,7 @@ async def test_traffic_with_faults_is_logged_exactly(
         "hello",
         "hi [[fault=500 model=cheap-model]]",
         "yo [[fault=punt model=cheap-model]]",
-        "my key is sk-abc123 [[fault=429 model=cheap-model]]",
+        "my key is sk-abc123 [[fault=429 retry_after=30 model=cheap-model]]",
     ]
     async with openai.AsyncOpenAI(
         base_url=server.base_url + "/v1", api_key="x", max_retries=0
