@@ -36,6 +36,7 @@ class RecordWriter:
         self.written = 0
         self._queue: deque[RequestRecord] = deque()
         self._wake = asyncio.Event()
+        self._writing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -57,10 +58,11 @@ class RecordWriter:
         return len(self._queue)
 
     async def flush(self) -> None:
-        """Write everything queued now."""
-        while self._queue:
-            if not await self._write_batch():
-                break
+        """Write everything queued now, after any batch already being written."""
+        async with self._writing:
+            while self._queue:
+                if not await self._write_batch():
+                    break
 
     async def close(self) -> None:
         self._closing = True
