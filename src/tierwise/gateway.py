@@ -67,11 +67,17 @@ class Gateway:
         await self.aclose()
 
     async def warm_up(self) -> None:
-        """Start what loads lazily (local model servers) so the first request is fast."""
+        """Load what loads lazily (local model servers, router models and example
+        embeddings) so the first request is fast."""
         for deployment in self.deployments.values():
             start = getattr(deployment.provider, "start", None)
             if start is not None:
                 await start()
+        for name in self.targets.names():
+            router = self.targets.get(name).router
+            warm = getattr(router, "warm_up", None)
+            if warm is not None:
+                await asyncio.to_thread(warm)
 
     async def aclose(self) -> None:
         for deployment in self.deployments.values():
