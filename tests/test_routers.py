@@ -259,3 +259,23 @@ async def test_cascade_with_auto_confidence(make_gateway: GatewayFactory) -> Non
     )
     assert [a.trigger for a in reported.record.attempts] == ["low_confidence", None]
     assert reported.record.attempts[0].confidence == 0.2
+
+
+@pytest.mark.parametrize("embedder", ["hashing", "minilm"])
+async def test_embedding_router_through_the_gateway(
+    make_gateway: GatewayFactory, embedder: str
+) -> None:
+    if embedder == "minilm":
+        pytest.importorskip("onnxruntime")
+    routes = {"auto": {"router": {"kind": "embedding", "embedder": embedder}, "baseline": "big"}}
+    gateway = make_gateway(routes=routes)
+    simple = await gateway.chat(user("How do I reset my password?"))
+    hard = await gateway.chat(
+        user(
+            "Compare these three architectural approaches for a distributed cache and recommend "
+            "one, with the tradeoffs"
+        )
+    )
+    assert simple.record.final_tier == "cheap" and hard.record.final_tier == "strong"
+    assert hard.record.decision is not None and hard.record.decision.router == "embedding"
+    assert set(hard.record.decision.scores) == {"cheap", "strong"}
