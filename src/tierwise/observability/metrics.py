@@ -23,7 +23,11 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        r = self.registry
+        self._traffic(self.registry)
+        self._money(self.registry)
+        self._timing(self.registry)
+
+    def _traffic(self, r: CollectorRegistry) -> None:
         self.requests = Counter(
             "tierwise_requests",
             "Requests by outcome.",
@@ -51,6 +55,26 @@ class Metrics:
             ["route", "from_tier", "to_tier"],
             registry=r,
         )
+        self.tokens = Counter(
+            "tierwise_tokens",
+            "Tokens by direction.",
+            ["route", "tier", "model", "direction"],
+            registry=r,
+        )
+        self.breaker = Gauge(
+            "tierwise_breaker_state", "0 closed, 1 half-open, 2 open.", ["deployment"], registry=r
+        )
+        self.feedback = Counter(
+            "tierwise_feedback", "Feedback received.", ["route", "tier"], registry=r
+        )
+        self.feedback_score = Counter(
+            "tierwise_feedback_score",
+            "Sum of feedback scores in [0, 1].",
+            ["route", "tier"],
+            registry=r,
+        )
+
+    def _money(self, r: CollectorRegistry) -> None:
         self.cost = Counter(
             "tierwise_cost_usd",
             "Spend in USD by component.",
@@ -67,12 +91,8 @@ class Metrics:
             ["route"],
             registry=r,
         )
-        self.tokens = Counter(
-            "tierwise_tokens",
-            "Tokens by direction.",
-            ["route", "tier", "model", "direction"],
-            registry=r,
-        )
+
+    def _timing(self, r: CollectorRegistry) -> None:
         self.latency = Histogram(
             "tierwise_request_latency_seconds",
             "Request latency.",
@@ -92,18 +112,6 @@ class Metrics:
             "Router decision latency.",
             ["route", "router"],
             buckets=ROUTER_BUCKETS,
-            registry=r,
-        )
-        self.breaker = Gauge(
-            "tierwise_breaker_state", "0 closed, 1 half-open, 2 open.", ["deployment"], registry=r
-        )
-        self.feedback = Counter(
-            "tierwise_feedback", "Feedback received.", ["route", "tier"], registry=r
-        )
-        self.feedback_score = Counter(
-            "tierwise_feedback_score",
-            "Sum of feedback scores in [0, 1].",
-            ["route", "tier"],
             registry=r,
         )
 
