@@ -13,7 +13,8 @@ Each client sends the same short chat request to the fake OpenAI-compatible upst
                       runs in bench/.venv-litellm, created on first use)
 
 CPU per request is the measuring process's CPU time (time.process_time, all threads)
-over a cell of N requests, after a warm-up, divided by N.
+over a cell of N requests, after a warm-up, divided by N. Rounds are interleaved across
+clients; the table reports each client's lowest CPU and highest req/s over the rounds.
 
     .venv/bin/python bench/gateway_overhead.py [--with-litellm] [--write BENCHMARKS-table.md]
 """
@@ -431,6 +432,19 @@ def render(cells: list[Cell], settings: Settings, notes: list[str]) -> str:
     return "\n".join([*intro, *header, *table_rows(cells), *footer]) + "\n"
 
 
+def source_revision() -> str:
+    git = ["git", "-C", str(HERE.parent)]
+    try:
+        head = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+        clean = subprocess.run([*git, "diff", "--quiet", "HEAD", "--", "src"], check=False)
+    except (OSError, subprocess.CalledProcessError):
+        return "tierwise source: not a git checkout"
+    dirty = "" if clean.returncode == 0 else " plus uncommitted changes in src/"
+    return f"tierwise source: commit {head.stdout.strip()}{dirty}"
+
+
 def environment_notes(client_core: int | None, upstream_core: int | None) -> list[str]:
     _, loop = loop_factory()
     pinning = "no pinning (fewer than 2 usable cores)"
@@ -441,6 +455,7 @@ def environment_notes(client_core: int | None, upstream_core: int | None) -> lis
         f"{os.cpu_count()} CPU(s) ({platform.processor() or platform.machine()}); {pinning}; "
         f"event loop: {loop}",
         f"aiohttp {version('aiohttp')}, openai {version('openai')}, tierwise {version('tierwise')}",
+        source_revision(),
     ]
 
 
