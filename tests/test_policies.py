@@ -143,3 +143,20 @@ def test_sync_gateway_chat_and_stream(upstream_process: str) -> None:
         text = "".join(d.text for d in gateway.stream(ask("stream sync")))
         assert text == "Answer from cheap-model: stream sync"
         assert gateway.last_stream.record.status == "ok"
+
+
+def test_request_ids_are_unique_across_forks() -> None:
+    import os
+
+    from tierwise.gateway import new_request_id
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    parent = new_request_id()
+    assert len(child) == len(parent) == 32 and child[:16] != parent[:16]
+    assert len({new_request_id() for _ in range(1000)}) == 1000

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import random
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -25,6 +26,21 @@ from tierwise.streaming import ChatStream, PendingStream, open_stream
 from tierwise.types import ChatRequest, ChatResponse
 
 RecordSink = Callable[[RequestRecord], None]
+_ids = {"prefix": os.urandom(8).hex()}
+_ID_COUNTER = itertools.count()
+
+
+def _new_prefix() -> None:
+    _ids["prefix"] = os.urandom(8).hex()
+
+
+os.register_at_fork(after_in_child=_new_prefix)
+
+
+def new_request_id() -> str:
+    """A unique id without a syscall per request: a random per-process prefix
+    (renewed in forked children) and a counter; 32 hex digits, like a UUID."""
+    return f"{_ids['prefix']}{next(_ID_COUNTER):016x}"
 
 
 @dataclass(slots=True)
@@ -146,7 +162,7 @@ class Gateway:
     def _new_record(
         self, request: ChatRequest, request_id: str | None, caller: str | None
     ) -> RequestRecord:
-        rid = request_id or uuid.uuid4().hex
+        rid = request_id or new_request_id()
         return RequestRecord(
             rid,
             request.model,

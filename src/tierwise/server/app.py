@@ -6,7 +6,6 @@ import asyncio
 import logging
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,7 +19,7 @@ from tierwise.errors import (
     RouteNotFoundError,
     TierwiseError,
 )
-from tierwise.gateway import Gateway
+from tierwise.gateway import Gateway, new_request_id
 from tierwise.observability.metrics import Metrics
 from tierwise.record import RequestRecord
 from tierwise.server import anthropic_wire, openai_wire
@@ -88,7 +87,7 @@ async def _close(app: web.Application) -> None:
 
 def request_id(request: web.Request) -> str:
     given = request.headers.get("x-request-id", "")
-    return given if REQUEST_ID.match(given) else uuid.uuid4().hex
+    return given if REQUEST_ID.match(given) else new_request_id()
 
 
 def is_anthropic(request: web.Request) -> bool:
