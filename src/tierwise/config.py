@@ -271,6 +271,7 @@ class RouteConfig(_Model):
 
 class ApiKeyConfig(_Model):
     name: str
+    team: str | None = None
     key: Secret | None = None
     key_sha256: str | None = Field(default=None, pattern="^[0-9a-f]{64}$")
     models: list[str] | None = None
@@ -316,6 +317,23 @@ class StoreConfig(_Model):
         return f"sqlite:///{home / 'requests.db'}"
 
 
+class StateConfig(_Model):
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    namespace: str = "default"
+    on_unavailable: Literal["open", "closed"] = "open"
+
+
+class BudgetConfig(_Model):
+    limit_usd: Decimal = Field(gt=0)
+    period: Literal["minute", "hour", "day", "month"] = "day"
+
+
+class RateLimitConfig(_Model):
+    requests: int | None = Field(default=None, ge=1)
+    tokens: int | None = Field(default=None, ge=1)
+
+
 class TelemetryConfig(_Model):
     otlp_endpoint: str | None = None
     service_name: str = "tierwise"
@@ -329,6 +347,9 @@ class GatewayConfig(_Model):
     server: ServerConfig = ServerConfig()
     store: StoreConfig = StoreConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
+    state: StateConfig = StateConfig()
+    budgets: dict[str, BudgetConfig] = Field(default_factory=dict)
+    rate_limits: dict[str, RateLimitConfig] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod

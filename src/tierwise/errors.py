@@ -4,6 +4,7 @@
     +-- ConfigError                 invalid configuration (names file, key, problem)
     +-- RequestError                a client's request is malformed (names the parameter)
     +-- AccessError                 no or unknown API key, or a model the key may not use
+    +-- AdmissionError              over a rate limit before routing (with retry_after_s)
     +-- RouteNotFoundError          the request names no known route, tier or model
     +-- ProviderError               an upstream call failed; `kind` is the taxonomy
     |   +-- RateLimitedError        429, with `retry_after_s` when the provider sent one
@@ -65,6 +66,14 @@ class RequestError(TierwiseError):
 class AccessError(TierwiseError):
     def __init__(self, message: str, *, status: int = 401) -> None:
         self.message, self.status = message, status
+        super().__init__(message)
+
+
+class AdmissionError(TierwiseError):
+    """A request refused before routing: over a rate limit (429, with retry_after_s)."""
+
+    def __init__(self, message: str, *, status: int = 429, retry_after_s: float | None = None):
+        self.message, self.status, self.retry_after_s = message, status, retry_after_s
         super().__init__(message)
 
 
@@ -160,6 +169,8 @@ class AllAttemptsFailedError(TierwiseError):
         kinds = {a.trigger for a in self.record.attempts if a.trigger}
         if kinds == {ErrorKind.BAD_REQUEST.value}:
             return 400
+        if kinds == {"budget"}:
+            return 402
         if kinds and kinds <= {ErrorKind.RATE_LIMITED.value, "circuit_open"}:
             return 429
         if kinds and kinds <= {ErrorKind.CONTEXT_WINDOW.value}:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -25,10 +25,12 @@ from tierwise.record import AttemptRecord
 from tierwise.resilience.backoff import retry_delay_s
 from tierwise.resilience.balancing import Candidate, order_candidates
 from tierwise.state.base import HealthState
+from tierwise.state.budget import Budget, Reservation
 from tierwise.types import ChatRequest, ChatResponse, Usage
 
 T = TypeVar("T")
 CIRCUIT_OPEN = "circuit_open"
+BUDGET = "budget"
 
 
 class Clock(Protocol):
@@ -70,6 +72,7 @@ class Outcome(Generic[T]):
     attempts: list[AttemptRecord]
     degraded: bool = False
     error: str = ""
+    reservation: Reservation | None = None
 
 
 @dataclass(slots=True)
@@ -82,6 +85,8 @@ class _Run(Generic[T]):
     fallback_answer: tuple[Answer[T], Deployment] | None = None
     cooling: list[Deployment] = field(default_factory=list)
     stop: str = ""
+    scopes: tuple[str, ...] = ()
+    open_reservation: Reservation | None = None
 
 
 @dataclass(slots=True)
@@ -95,11 +100,17 @@ class Executor:
     """Runs a plan for one request under a route's `Policy`."""
 
     def __init__(
-        self, health: HealthState, *, clock: Clock | None = None, rng: random.Random | None = None
+        self,
+        health: HealthState,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.health = health
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()
+        self.budget = budget
 
     async def run(
         self,
@@ -108,11 +119,14 @@ class Executor:
         policy: Policy,
         call: Call[T],
         attempts: list[AttemptRecord] | None = None,
+        scopes: Sequence[str] = (),
     ) -> Outcome[T]:
         """Run `plan`; each attempt is appended to `attempts` as it ends, so a
-        caller still holds them when the run is cancelled."""
+        caller still holds them when the run is cancelled. With a budget, each
+        call first reserves its worst case in `scopes` and `model:<deployment>`."""
         deadline = self.clock.now() + policy.fallback.deadline_s
         run = _Run(request, call, deadline, attempts if attempts is not None else [])
+        run.scopes = tuple(scopes)
         for step in plan:
             found = await self._run_tier(run, step, policy)
             if found is not None:
@@ -127,7 +141,7 @@ class Executor:
 
     async def _done(self, run: _Run[T], answer: Answer[T], deployment: Deployment) -> Outcome[T]:
         await _discard(run.fallback_answer)
-        return Outcome(answer, deployment, run.attempts)
+        return Outcome(answer, deployment, run.attempts, reservation=run.open_reservation)
 
     async def _exhausted(self, run: _Run[T], policy: Policy) -> Outcome[T]:
         error = run.stop or "every option was tried"
@@ -176,17 +190,56 @@ class Executor:
         for retry in range(retries + 1):
             if not self._budget_left(run, policy):
                 return _Result(None)
+            reservation = await self._reserve(run, deployment)
+            if reservation is False:
+                run.attempts.append(_skipped(deployment, BUDGET, "budget exhausted"))
+                return _Result(Action.NEXT)
             if not await self.health.acquire(deployment.name, self.clock.now()):
+                await self._settle(reservation, None)
                 if retry == 0:
                     run.attempts.append(_skipped(deployment, CIRCUIT_OPEN, "circuit open"))
                     run.cooling.append(deployment)
                 return _Result(Action.NEXT)
-            result = await self._attempt(run, deployment, policy)
+            try:
+                result = await self._attempt(run, deployment, policy)
+            except BaseException:
+                await self._settle(reservation, run.attempts[-1] if run.attempts else None)
+                raise
+            streaming = result.answer is not None and not result.answer.complete
+            if streaming and isinstance(reservation, Reservation):
+                run.open_reservation = reservation
+            else:
+                await self._settle(reservation, run.attempts[-1] if run.attempts else None)
             if result.action is not Action.RETRY or retry == retries:
                 return result
             if not await self._backoff(run, policy, retry, result.retry_after_s):
                 return result
         return _Result(Action.NEXT)
+
+    async def _reserve(self, run: _Run[T], deployment: Deployment) -> Reservation | bool | None:
+        """The call's reservation; None without a budget; False when refused."""
+        if self.budget is None:
+            return None
+        amount = deployment.worst_case_usd(run.request)
+        scopes = [*run.scopes, f"model:{deployment.name}"]
+        reservation = await self.budget.reserve(scopes, amount, self.clock.now())
+        return False if reservation is None else reservation
+
+    async def _settle(
+        self, reservation: Reservation | bool | None, attempt: AttemptRecord | None
+    ) -> None:
+        if self.budget is None or not isinstance(reservation, Reservation):
+            return
+        if attempt is None or not attempt.called:
+            await self.budget.release(reservation)
+            return
+        actual = attempt.cost_usd + attempt.check_cost_usd
+        await self.budget.settle(reservation, actual, self.clock.now())
+
+    async def settle_later(self, reservation: Reservation | None, attempt: AttemptRecord) -> None:
+        """Settle the reservation of a stream that committed, once its cost is known."""
+        if reservation is not None:
+            await self._settle(reservation, attempt)
 
     def _budget_left(self, run: _Run[T], policy: Policy) -> bool:
         if run.calls >= policy.fallback.max_attempts:

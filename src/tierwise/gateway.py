@@ -7,7 +7,7 @@ import itertools
 import os
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -21,7 +21,7 @@ from tierwise.providers.base import HttpClient, Timeouts
 from tierwise.record import Decision, RequestRecord
 from tierwise.routes import Target, Targets, build_deployments
 from tierwise.state.base import HealthState
-from tierwise.state.memory import MemoryHealthState
+from tierwise.state.factory import SharedState, build_state
 from tierwise.streaming import ChatStream, PendingStream, open_stream
 from tierwise.types import ChatRequest, ChatResponse
 
@@ -58,6 +58,7 @@ class Gateway:
         config: GatewayConfig,
         *,
         health: HealthState | None = None,
+        state: SharedState | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
         environ: Mapping[str, str] | None = None,
@@ -67,8 +68,11 @@ class Gateway:
         self._http = HttpClient()
         self.deployments = build_deployments(config, self._http, environ)
         self.targets = Targets(config, self.deployments)
-        self.health = health or MemoryHealthState(config.fallback.breaker)
-        self.executor = Executor(self.health, clock=clock, rng=rng)
+        self.state = state or build_state(config)
+        self.health = health or self.state.health
+        self.executor = Executor(
+            self.health, clock=clock or self.state.clock, rng=rng, budget=self.state.budget
+        )
         self.sinks = list(sinks or [])
 
     async def __aenter__(self) -> Self:
@@ -99,6 +103,7 @@ class Gateway:
         for deployment in self.deployments.values():
             await deployment.provider.aclose()
         await self._http.aclose()
+        await self.state.aclose()
 
     async def decide(self, request: ChatRequest) -> tuple[Target, Decision | None]:
         """Resolve the request's `model` and, for a route, ask its router."""
@@ -109,7 +114,12 @@ class Gateway:
         return target, await target.router.decide(request, tiers)
 
     async def chat(
-        self, request: ChatRequest, *, request_id: str | None = None, caller: str | None = None
+        self,
+        request: ChatRequest,
+        *,
+        request_id: str | None = None,
+        caller: str | None = None,
+        scopes: Sequence[str] = (),
     ) -> ChatResult:
         """Answer `request`, falling back as the route's policy says; raises
         AllAttemptsFailedError (with every attempt) when nothing answered.
@@ -121,7 +131,7 @@ class Gateway:
         request = target.policy.prepare(request)
         try:
             outcome = await self.executor.run(
-                request, plan, target.policy, _complete, record.attempts
+                request, plan, target.policy, _complete, record.attempts, scopes
             )
         except asyncio.CancelledError:
             self._cancelled(record, target, decision)
@@ -132,7 +142,12 @@ class Gateway:
         return ChatResult(outcome.answer.value, record)
 
     async def stream(
-        self, request: ChatRequest, *, request_id: str | None = None, caller: str | None = None
+        self,
+        request: ChatRequest,
+        *,
+        request_id: str | None = None,
+        caller: str | None = None,
+        scopes: Sequence[str] = (),
     ) -> ChatStream:
         """Run the plan until one stream commits (first tokens in hand and checks
         passed on the held-back prefix); iterate the result for its deltas."""
@@ -143,7 +158,9 @@ class Gateway:
         call = open_stream(target.hold_back, self.executor.clock)
         request = target.policy.prepare(request)
         try:
-            outcome = await self.executor.run(request, plan, target.policy, call, record.attempts)
+            outcome = await self.executor.run(
+                request, plan, target.policy, call, record.attempts, scopes
+            )
         except asyncio.CancelledError:
             self._cancelled(record, target, decision)
             raise
@@ -151,13 +168,13 @@ class Gateway:
             self._close(record, outcome, target, decision)
             raise AllAttemptsFailedError(record)
         self._close(record, outcome, target, decision)
-        return ChatStream(
-            outcome.answer.value,
-            request,
-            record,
-            outcome.deployment,
-            lambda: self._finish_stream(record, target, decision),
-        )
+        reservation = outcome.reservation
+
+        async def finish() -> None:
+            await self.executor.settle_later(reservation, record.attempts[-1])
+            self._finish_stream(record, target, decision)
+
+        return ChatStream(outcome.answer.value, request, record, outcome.deployment, finish)
 
     def _new_record(
         self, request: ChatRequest, request_id: str | None, caller: str | None

@@ -45,6 +45,13 @@ class Deployment:
             estimated=True,
         )
 
+    def worst_case_usd(self, request: ChatRequest) -> Decimal:
+        """Prompt tokens plus the most output this call may produce, at this
+        deployment's prices: what a budget reserves before the call."""
+        prompt = count_message_tokens(request.messages, encoding_name(self.model))
+        output = request.max_tokens or self.max_output_tokens or DEFAULT_MAX_OUTPUT
+        return self.price.worst_case_usd(prompt, output)
+
     def cost_usd(self, request: ChatRequest, answer: ChatResponse) -> tuple[Usage, Decimal]:
         usage = answer.usage or self.estimate_usage(request, answer)
         return usage, self.price.cost_usd(usage)
@@ -57,6 +64,7 @@ class Step:
 
 
 LOGPROB_SIGNALS = ("logprob", "auto")
+DEFAULT_MAX_OUTPUT = 4096
 
 
 @dataclass(frozen=True, slots=True)

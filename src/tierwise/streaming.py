@@ -8,7 +8,7 @@ with `StreamInterruptedError`, never a silent truncation, and is recorded.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -146,7 +146,7 @@ class ChatStream:
         request: ChatRequest,
         record: RequestRecord,
         deployment: Deployment,
-        on_finish: Callable[[], None],
+        on_finish: Callable[[], Awaitable[None]],
     ) -> None:
         self.record, self.deployment = record, deployment
         self._pending, self._request, self._on_finish = pending, request, on_finish
@@ -165,7 +165,7 @@ class ChatStream:
 
     async def aclose(self) -> None:
         if not self._finished:
-            self._settle("cancelled", "closed by the client before the end")
+            await self._settle("cancelled", "closed by the client before the end")
         await self._pending.aclose()
 
     def response(self) -> ChatResponse:
@@ -182,11 +182,11 @@ class ChatStream:
                     pending.assembler.add(delta)
                     yield delta
         except ProviderError as exc:
-            self._settle("error", f"stream failed after it started: {exc.message}", exc)
+            await self._settle("error", f"stream failed after it started: {exc.message}", exc)
             raise StreamInterruptedError(str(exc), self.record) from None
-        self._settle("ok", "")
+        await self._settle("ok", "")
 
-    def _settle(self, status: str, detail: str, exc: ProviderError | None = None) -> None:
+    async def _settle(self, status: str, detail: str, exc: ProviderError | None = None) -> None:
         if self._finished:
             return
         self._finished = True
@@ -200,4 +200,4 @@ class ChatStream:
             attempt.trigger = exc.kind.value if exc else "cancelled"
             attempt.detail = detail
             self.record.status, self.record.error = status, detail
-        self._on_finish()
+        await self._on_finish()

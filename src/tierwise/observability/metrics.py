@@ -64,6 +64,18 @@ class Metrics:
         self.breaker = Gauge(
             "tierwise_breaker_state", "0 closed, 1 half-open, 2 open.", ["deployment"], registry=r
         )
+        self.redis_up = Gauge(
+            "tierwise_state_redis_up",
+            "1 while shared state reaches Redis.",
+            ["component"],
+            registry=r,
+        )
+        self.redis_failures = Gauge(
+            "tierwise_state_redis_failures",
+            "Redis calls that failed, since start.",
+            ["component"],
+            registry=r,
+        )
         self.feedback = Counter(
             "tierwise_feedback", "Feedback received.", ["route", "tier"], registry=r
         )
@@ -159,9 +171,21 @@ class Metrics:
         self.feedback.labels(route, tier or "none").inc()
         self.feedback_score.labels(route, tier or "none").inc(score)
 
-    async def render(self, health: HealthState, deployments: Iterable[str], now: float) -> bytes:
-        """The exposition text, with breaker states read at scrape time."""
+    async def render(
+        self,
+        health: HealthState,
+        deployments: Iterable[str],
+        now: float,
+        shared: Iterable[tuple[str, object]] = (),
+    ) -> bytes:
+        """The exposition text, with breaker states and Redis health read at scrape
+        time; `shared` pairs a component name with its state object."""
         for name in deployments:
             state = (await health.health(name, now)).state
             self.breaker.labels(name).set(BREAKER_VALUES.get(state, 0.0))
+        for component, part in shared:
+            available = getattr(part, "redis_available", None)
+            if available is not None:
+                self.redis_up.labels(component).set(1.0 if available else 0.0)
+                self.redis_failures.labels(component).set(getattr(part, "redis_failures", 0))
         return generate_latest(self.registry)

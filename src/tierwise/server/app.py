@@ -14,6 +14,7 @@ from aiohttp import web
 
 from tierwise.errors import (
     AccessError,
+    AdmissionError,
     AllAttemptsFailedError,
     RequestError,
     RouteNotFoundError,
@@ -23,11 +24,13 @@ from tierwise.gateway import Gateway, new_request_id
 from tierwise.observability.metrics import Metrics
 from tierwise.record import RequestRecord
 from tierwise.server import anthropic_wire, openai_wire
+from tierwise.server.admission import Caller, admit, caller_of
 from tierwise.server.auth import ApiKey, KeyRing, check_model
 from tierwise.server.feedback import parse_feedback
 from tierwise.server.headers import record_headers
 from tierwise.server.streams import stream_anthropic, stream_openai
 from tierwise.store.writer import RecordWriter
+from tierwise.types import ChatRequest
 
 log = logging.getLogger("tierwise.server")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -118,6 +121,11 @@ def tierwise_error_response(request: web.Request, exc: TierwiseError, rid: str) 
         return error_response(request, exc.status, exc.message, rid, param=exc.param)
     if isinstance(exc, AccessError):
         return error_response(request, exc.status, exc.message, rid)
+    if isinstance(exc, AdmissionError):
+        response = error_response(request, exc.status, exc.message, rid, code="rate_limited")
+        if exc.retry_after_s is not None:
+            response.headers["retry-after"] = str(int(exc.retry_after_s))
+        return response
     if isinstance(exc, RouteNotFoundError):
         return error_response(request, 404, str(exc), rid, param="model", code="model_not_found")
     if isinstance(exc, AllAttemptsFailedError):
@@ -176,21 +184,25 @@ async def read_body(request: web.Request) -> Any:
         raise RequestError(f"request body is not valid JSON: {exc}") from None
 
 
-def authorize(request: web.Request, key: ApiKey | None, model: str) -> None:
-    """The key may use `model`, and `model` names a route, tier or deployment."""
-    check_model(key, model)
-    request.app[GATEWAY].targets.get(model)
+async def authorize(request: web.Request, key: ApiKey | None, chat: ChatRequest) -> Caller:
+    """The key may use the model, the model names a route, tier or deployment,
+    and the caller's rate limits have room."""
+    check_model(key, chat.model)
+    gateway = request.app[GATEWAY]
+    gateway.targets.get(chat.model)
+    caller = caller_of(key, chat)
+    await admit(gateway.state.limiter, caller, chat)
+    return caller
 
 
 async def openai_chat(request: web.Request) -> web.StreamResponse:
     key = request.app[KEYS].authenticate(request.headers)
     chat, stream, include_usage = openai_wire.decode_request(await read_body(request))
-    authorize(request, key, chat.model)
+    caller = await authorize(request, key, chat)
     gateway, rid = request.app[GATEWAY], request[RID]
     if stream:
-        caller = key.name if key else None
         return await stream_openai(request, gateway, chat, rid, include_usage, caller)
-    result = await gateway.chat(chat, request_id=rid, caller=key.name if key else None)
+    result = await gateway.chat(chat, request_id=rid, caller=caller.name, scopes=caller.scopes)
     model = _served_model(gateway, result.record)
     body = openai_wire.encode_response(result.response, f"chatcmpl-{rid}", model, int(time.time()))
     return json_response(body, headers=record_headers(result.record))
@@ -199,11 +211,11 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
 async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     key = request.app[KEYS].authenticate(request.headers)
     chat, stream = anthropic_wire.decode_request(await read_body(request))
-    authorize(request, key, chat.model)
+    caller = await authorize(request, key, chat)
     gateway, rid = request.app[GATEWAY], request[RID]
     if stream:
-        return await stream_anthropic(request, gateway, chat, rid, key.name if key else None)
-    result = await gateway.chat(chat, request_id=rid, caller=key.name if key else None)
+        return await stream_anthropic(request, gateway, chat, rid, caller)
+    result = await gateway.chat(chat, request_id=rid, caller=caller.name, scopes=caller.scopes)
     model = _served_model(gateway, result.record)
     body = anthropic_wire.encode_response(result.response, f"msg_{rid}", model)
     return json_response(body, headers=record_headers(result.record))
@@ -258,8 +270,10 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus exposition; behind the same keys as the API."""
     request.app[KEYS].authenticate(request.headers)
     gateway = request.app[GATEWAY]
+    state = gateway.state
+    shared = [("health", state.health), ("budget", state.budget), ("rate_limit", state.limiter)]
     body = await request.app[METRICS].render(
-        gateway.health, gateway.deployments, gateway.executor.clock.now()
+        gateway.health, gateway.deployments, gateway.executor.clock.now(), shared
     )
     return web.Response(
         body=body,

@@ -22,6 +22,7 @@ class ApiKey:
     name: str
     sha256: bytes
     models: frozenset[str] | None
+    team: str | None = None
 
 
 class KeyRing:
@@ -40,7 +41,7 @@ class KeyRing:
                 else (digest(entry.key.reveal(environ)) if entry.key else b"")
             )
             models = frozenset(entry.models) if entry.models is not None else None
-            keys.append(ApiKey(entry.name, sha, models))
+            keys.append(ApiKey(entry.name, sha, models, entry.team))
         if not keys and config.host not in LOOPBACK and not config.allow_unauthenticated:
             raise ConfigError(
                 f"server.host {config.host!r} is not loopback and no server.api_keys are set; "

@@ -12,6 +12,7 @@ from tierwise.errors import StreamInterruptedError
 from tierwise.gateway import Gateway
 from tierwise.record import RequestRecord
 from tierwise.server import anthropic_wire, openai_wire
+from tierwise.server.admission import Caller
 from tierwise.server.headers import record_headers
 from tierwise.streaming import ChatStream
 from tierwise.types import ChatRequest
@@ -53,9 +54,9 @@ async def stream_openai(
     chat: ChatRequest,
     rid: str,
     include_usage: bool,
-    caller: str | None,
+    caller: Caller,
 ) -> web.StreamResponse:
-    stream = await gateway.stream(chat, request_id=rid, caller=caller)
+    stream = await gateway.stream(chat, request_id=rid, caller=caller.name, scopes=caller.scopes)
     model, created, cid = stream.deployment.model, int(time.time()), f"chatcmpl-{rid}"
     async with stream:
         response = await _open(request, stream)
@@ -77,9 +78,9 @@ async def stream_openai(
 
 
 async def stream_anthropic(
-    request: web.Request, gateway: Gateway, chat: ChatRequest, rid: str, caller: str | None
+    request: web.Request, gateway: Gateway, chat: ChatRequest, rid: str, caller: Caller
 ) -> web.StreamResponse:
-    stream = await gateway.stream(chat, request_id=rid, caller=caller)
+    stream = await gateway.stream(chat, request_id=rid, caller=caller.name, scopes=caller.scopes)
     encoder = anthropic_wire.EventEncoder(f"msg_{rid}", stream.deployment.model)
     async with stream:
         response = await _open(request, stream)

@@ -1,0 +1,49 @@
+"""Who is calling, the budget scopes they spend in, and the rate limit check."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from tierwise.errors import AdmissionError
+from tierwise.server.auth import ApiKey
+from tierwise.state.ratelimit import RateLimiter
+from tierwise.types import ChatRequest
+
+CHARS_PER_TOKEN = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    name: str | None
+    scopes: tuple[str, ...]
+
+
+def caller_of(key: ApiKey | None, request: ChatRequest) -> Caller:
+    """Scopes a request spends in: `all`, `key:<name>`, `team:<team>`, `user:<user>`
+    (a deployment's `model:<name>` is added per attempt)."""
+    scopes = ["all"]
+    if key is not None:
+        scopes.append(f"key:{key.name}")
+        if key.team:
+            scopes.append(f"team:{key.team}")
+    if request.user:
+        scopes.append(f"user:{request.user}")
+    return Caller(key.name if key else None, tuple(scopes))
+
+
+async def admit(limiter: RateLimiter | None, caller: Caller, request: ChatRequest) -> None:
+    """Raise AdmissionError (429 with Retry-After) when a rate limit is full."""
+    if limiter is None:
+        return
+    chars = sum(len(m.text()) for m in request.messages)
+    tokens = chars // CHARS_PER_TOKEN + (request.max_tokens or 0)
+    scopes = [*caller.scopes, f"model:{request.model}"]
+    admission = await limiter.admit(scopes, requests=1, tokens=tokens, now=time.time())
+    if admission.allowed:
+        return
+    if admission.retry_after_s is None:
+        raise AdmissionError("request is larger than the token rate limit", status=413)
+    wait = math.ceil(admission.retry_after_s)
+    raise AdmissionError(f"rate limit reached; retry after {wait}s", retry_after_s=wait)
