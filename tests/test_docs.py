@@ -41,3 +41,14 @@ def test_router_examples_build() -> None:
         routes = data["routes"] if "routes" in data else {"auto": {"router": data["router"]}}
         gateway = Gateway(gateway_config("http://127.0.0.1:9", routes=routes))
         assert gateway.targets.get("auto").router is not None
+
+
+def test_operations_example_is_valid() -> None:
+    (block,) = [b for b in yaml_blocks("docs/operations.md") if "state:" in b]
+    data = yaml.safe_load(block)
+    data["deployments"] = {"big": {"model": "gpt-4o", "api_base": "http://x/v1"}}
+    data["tiers"] = {"strong": ["big"]}
+    data["routes"] = {"auto": {"router": "fixed"}}
+    config = parse_config(data)
+    assert config.state.backend == "redis" and config.budgets["all"].period == "month"
+    assert config.server.api_keys[0].team == "search"
