@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -279,3 +280,33 @@ async def test_embedding_router_through_the_gateway(
     assert simple.record.final_tier == "cheap" and hard.record.final_tier == "strong"
     assert hard.record.decision is not None and hard.record.decision.router == "embedding"
     assert set(hard.record.decision.scores) == {"cheap", "strong"}
+
+
+async def test_learned_router_through_the_gateway(
+    make_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    """Trained with `tierwise train` on the synthetic fixture, where prompts about
+    an integral defeat the cheap model."""
+    from typer.testing import CliRunner
+
+    from tierwise.cli import app
+
+    fixture = Path(__file__).parent / "fixtures" / "outcomes_small.csv"
+    model = tmp_path / "router.npz"
+    result = CliRunner().invoke(
+        app, ["train", str(fixture), "--out", str(model), "--method", "logistic"]
+    )
+    assert result.exit_code == 0, result.output
+    router = {
+        "kind": "learned",
+        "path": str(model),
+        "cost_weight": 0.3,
+        "models": {"cheap-model": "cheap", "strong-model": "strong"},
+    }
+    gateway = make_gateway(routes={"auto": {"router": router, "baseline": "big"}})
+    hard = await gateway.chat(user("quick question about an integral please tell me"))
+    easy = await gateway.chat(user("quick question about a recipe please tell me"))
+    assert hard.record.final_tier == "strong" and easy.record.final_tier == "cheap"
+    decision = hard.record.decision
+    assert decision is not None and decision.router == "learned"
+    assert decision.scores["p:strong-model"] > decision.scores["p:cheap-model"]

@@ -1,0 +1,268 @@
+"""Held-out quality and cost of tierwise's learned routers on public outcome tables.
+
+RouterBench (routerbench_train.csv: 2,218 prompts, 11 models, real costs): K-fold
+cross-validation grouped by prompt text; per cost weight, the mean held-out score of
+the chosen model and its mean cost, against each single model, the best single model
+(chosen on the training folds), a uniform random mix and the per-prompt oracle.
+
+RouteLLM (routellm_gpt4_vs_mixtral.csv: 15,441 prompts, GPT-4 vs Mixtral): the same
+folds; test prompts are ranked by the strong win rate 0.5 + (p_strong - p_weak) / 2
+and the top share goes to GPT-4. Reports quality against the share of strong calls,
+APGR (mean performance gap recovered over shares 0..1) and CPT(50%), CPT(80%).
+
+    .venv/bin/python bench/learned_router_eval.py [--data DIR] [--embedders hashing,minilm]
+        [--methods knn,logistic,mf] [--only routerbench|routellm] [--cache DIR]
+
+Embeddings are cached per embedder and table hash (default ~/.cache/tierwise/
+bench-embeddings): MiniLM on the 15,441 RouteLLM prompts takes about 25 minutes on
+2 shared cores the first time; every later run of either table is under 4 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from tierwise.learning.models import strong_win_rate
+from tierwise.learning.outcomes import OutcomeTable, read_outcomes
+from tierwise.learning.store import make_embedder
+from tierwise.learning.train import (
+    Metrics,
+    cross_validate,
+    embed_table,
+    held_out_predictions,
+    summarize,
+)
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DATA = HERE.parent.parent / "shared" / "data"
+DEFAULT_CACHE = Path.home() / ".cache" / "tierwise" / "bench-embeddings"
+ROUTERBENCH, ROUTELLM = "routerbench_train.csv", "routellm_gpt4_vs_mixtral.csv"
+STRONG = "gpt-4-1106-preview"
+WEIGHTS = (0.0, 0.02, 0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.3, 0.5, 1.0)
+SHARES = np.linspace(0.0, 1.0, 101)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    embedders = [e for e in args.embedders.split(",") if e]
+    if "minilm" in embedders and importlib.util.find_spec("tierwise.embeddings.minilm") is None:
+        print("tierwise.embeddings.minilm is not installed; skipping minilm\n")
+        embedders.remove("minilm")
+    methods = args.methods.split(",")
+    if args.only in (None, "routerbench"):
+        routerbench(args.data / ROUTERBENCH, embedders, methods, args)
+    if args.only in (None, "routellm"):
+        routellm(args.data / ROUTELLM, embedders, methods, args)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="outcome-table folder")
+    parser.add_argument("--embedders", default="hashing,minilm")
+    parser.add_argument("--methods", default="knn,logistic,mf")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", choices=("routerbench", "routellm"))
+    parser.add_argument(
+        "--cache", default=str(DEFAULT_CACHE), help="embedding cache folder ('' for none)"
+    )
+    return parser.parse_args(argv)
+
+
+def embed(table: OutcomeTable, name: str, cache: Path | None) -> tuple[np.ndarray, str]:
+    """Embeddings of the table's texts, read from `cache` when computed before."""
+    embedder = make_embedder(name)
+    path = None if cache is None else cache / f"{embedder.name}-{table.content_hash[:16]}.npy"
+    if path is not None and path.exists():
+        x = np.load(path)
+        if x.shape == (len(table), embedder.dimension):
+            return x, f"{embedder.name}: {len(table)} embeddings read from {path}"
+    started = time.perf_counter()
+    x = embed_table(table, embedder)
+    note = f"{embedder.name}: {len(table)} prompts embedded in {time.perf_counter() - started:.1f}s"
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, x)
+    return x, note
+
+
+def routerbench(
+    path: Path, embedders: list[str], methods: list[str], args: argparse.Namespace
+) -> None:
+    table, folds, seed = read_outcomes(path), args.folds, args.seed
+    print(
+        f"## RouterBench ({path.name}): {len(table)} prompts, {len(table.models)} models, "
+        f"{folds}-fold CV grouped by prompt text, seed {seed}\n"
+    )
+    print("Cost weight w: utility = P(good) - w x (mean cost / GPT-4's mean cost).\n")
+    baselines: list[Metrics] = []
+    rows: list[tuple[str, Metrics]] = []
+    for name in embedders:
+        x, note = embed(table, name, Path(args.cache) if args.cache else None)
+        print(f"- {note}")
+        for method in methods:
+            started = time.perf_counter()
+            results = cross_validate(
+                table,
+                method,
+                make_embedder(name),
+                folds=folds,
+                seed=seed,
+                cost_weights=WEIGHTS,
+                embeddings=x,
+            )
+            print(f"- {method}: {time.perf_counter() - started:.1f}s for {folds} folds")
+            rows += [(f"{method} / {name}", m) for m in summarize([r.router for r in results])]
+            baselines = summarize([r.baselines for r in results])
+    print()
+    reference = next(b for b in baselines if b.name == f"always {STRONG}")
+    print_metrics([("baseline", b) for b in baselines] + rows, reference)
+    print_targets(rows, reference)
+
+
+def print_metrics(rows: list[tuple[str, Metrics]], reference: Metrics) -> None:
+    print(
+        "| router | policy | quality | % of GPT-4 quality | cost USD/req | % of GPT-4 cost "
+        "| most chosen |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for label, m in rows:
+        top = sorted(m.shares.items(), key=lambda kv: -kv[1])[:2]
+        chosen = ", ".join(f"{k} {v:.0%}" for k, v in top if v > 0)
+        print(
+            f"| {label} | {m.name} | {m.quality:.4f} | {m.quality / reference.quality:.1%} "
+            f"| {m.cost_usd:.6f} | {m.cost_usd / reference.cost_usd:.1%} | {chosen} |"
+        )
+    print()
+
+
+def print_targets(rows: list[tuple[str, Metrics]], reference: Metrics) -> None:
+    print(
+        "Cheapest swept point reaching a share of GPT-4's held-out quality "
+        "(picked among the swept weights, so slightly optimistic):\n"
+    )
+    print("| router | target | policy | quality | % of GPT-4 cost |")
+    print("| --- | --- | --- | --- | --- |")
+    for label in dict.fromkeys(r for r, _ in rows):
+        for target in (0.95, 0.99, 1.0):
+            ok = [m for r, m in rows if r == label and m.quality >= target * reference.quality]
+            if not ok:
+                print(f"| {label} | {target:.0%} | none | - | - |")
+                continue
+            best = min(ok, key=lambda m: m.cost_usd)
+            print(
+                f"| {label} | {target:.0%} | {best.name} | {best.quality:.4f} "
+                f"| {best.cost_usd / reference.cost_usd:.1%} |"
+            )
+    print()
+
+
+def routellm(
+    path: Path, embedders: list[str], methods: list[str], args: argparse.Namespace
+) -> None:
+    table, folds, seed = read_outcomes(path), args.folds, args.seed
+    weak = next(i for i, m in enumerate(table.models) if m != STRONG)
+    strong = table.models.index(STRONG)
+    print(
+        f"## RouteLLM ({path.name}): {len(table)} prompts, {table.models[strong]} (strong) "
+        f"vs {table.models[weak]} (weak), {folds}-fold CV grouped by prompt text\n"
+    )
+    groups = {"all": np.ones(len(table), dtype=bool)}
+    for prefix in ("mmlu", "gsm8k", "mt_bench"):
+        groups[prefix] = np.array([s.startswith(prefix) for s in table.sources])
+    curves: list[tuple[str, dict[str, np.ndarray]]] = []
+    for name in embedders:
+        x, note = embed(table, name, Path(args.cache) if args.cache else None)
+        print(f"- {note}")
+        for method in methods:
+            started = time.perf_counter()
+            predictions = held_out_predictions(table, method, x, folds=folds, seed=seed)
+            win = np.empty(len(table))
+            for fold in predictions:
+                win[fold.test_index] = strong_win_rate(fold.probabilities, weak, strong)
+            fold_of = np.empty(len(table), dtype=np.intp)
+            for fold in predictions:
+                fold_of[fold.test_index] = fold.fold
+            print(f"- {method}: {time.perf_counter() - started:.1f}s for {folds} folds")
+            curve = {
+                g: quality_curve(table, win, fold_of, mask, weak, strong)
+                for g, mask in groups.items()
+            }
+            curves.append((f"{method} / {name}", curve))
+    print()
+    print_routellm(table, groups, curves, weak, strong)
+
+
+def quality_curve(
+    table: OutcomeTable,
+    win: np.ndarray,
+    fold_of: np.ndarray,
+    mask: np.ndarray,
+    weak: int,
+    strong: int,
+) -> np.ndarray:
+    """Mean over folds of held-out quality when the top `share` of each fold's test
+    prompts (by win rate) go to the strong model, for each share in SHARES."""
+    per_fold = []
+    for fold in np.unique(fold_of):
+        rows = np.flatnonzero((fold_of == fold) & mask & ~np.isnan(table.scores).any(axis=1))
+        if not len(rows):
+            continue
+        ranked = rows[np.argsort(-win[rows], kind="stable")]
+        s, w = table.scores[ranked, strong], table.scores[ranked, weak]
+        gain = np.concatenate([[0.0], np.cumsum(s - w)])
+        cut = np.round(SHARES * len(ranked)).astype(int)
+        per_fold.append((w.sum() + gain[cut]) / len(ranked))
+    result: np.ndarray = np.mean(per_fold, axis=0)
+    return result
+
+
+def print_routellm(
+    table: OutcomeTable,
+    groups: dict[str, np.ndarray],
+    curves: list[tuple[str, dict[str, np.ndarray]]],
+    weak: int,
+    strong: int,
+) -> None:
+    print(
+        "APGR = mean over strong-call shares 0..100% of (quality - weak) / (strong - weak); "
+        "random routing scores 0.5. CPT(x) = share of strong calls to recover x of the gap.\n"
+    )
+    print(
+        "| router | prompts | weak | strong | APGR | CPT(50%) | CPT(80%) "
+        "| quality at 20 / 50 / 80% strong |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for group, mask in groups.items():
+        rows = mask & ~np.isnan(table.scores).any(axis=1)
+        q_weak, q_strong = table.scores[rows, weak].mean(), table.scores[rows, strong].mean()
+        oracle = np.maximum(table.scores[rows, weak], table.scores[rows, strong]).mean()
+        share = (table.scores[rows, strong] > table.scores[rows, weak]).mean()
+        print(
+            f"| oracle | {group} ({rows.sum()}) | {q_weak:.4f} | {q_strong:.4f} | - | - | - "
+            f"| {oracle:.4f} with {share:.1%} strong |"
+        )
+        for label, curve in curves:
+            pgr = (curve[group] - q_weak) / (q_strong - q_weak)
+            at = ", ".join(f"{curve[group][int(s * 100)]:.4f}" for s in (0.2, 0.5, 0.8))
+            print(
+                f"| {label} | {group} | {q_weak:.4f} | {q_strong:.4f} | {pgr.mean():.3f} "
+                f"| {cpt(pgr, 0.5)} | {cpt(pgr, 0.8)} | {at} |"
+            )
+    print()
+
+
+def cpt(pgr: np.ndarray, target: float) -> str:
+    reached = np.flatnonzero(pgr >= target)
+    return f"{SHARES[reached[0]]:.0%}" if len(reached) else "-"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Routing with a trained router: predict each model's chance of a good answer and
+pick the tier of the model with the best utility (P(good) - cost_weight x relative cost).
+
+Train a router with `tierwise.learning.train` and save it with
+`tierwise.learning.store.save_router`; `models` maps the router's model names to tiers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from tierwise.embeddings.base import Embedder
+from tierwise.errors import ConfigError
+from tierwise.learning.models import Matrix, TrainedRouter, choose, utilities
+from tierwise.learning.store import load_router, make_embedder
+from tierwise.record import Decision
+from tierwise.types import ChatRequest
+
+KEY = "router"
+Mask = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    router: TrainedRouter
+    embedder: Embedder
+    mapped: list[int]
+
+
+class LearnedRouter:
+    """A trained per-model quality predictor over prompt embeddings. Loads its file at
+    construction, or at the first decision (in a worker thread) when `lazy`. `offload`
+    embeds and predicts in a worker thread (default: for MiniLM embedders only)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        models: Mapping[str, str],
+        *,
+        cost_weight: float | None = None,
+        embedder: Embedder | str | None = None,
+        lazy: bool = False,
+        offload: bool | None = None,
+        name: str = "learned",
+    ) -> None:
+        self.path, self.models, self.offload = Path(path), dict(models), offload
+        self.cost_weight, self._embedder, self._name = cost_weight, embedder, name
+        self._loaded: _Loaded | None = None
+        if not self.models:
+            raise ConfigError("learned router: 'models' maps no model to a tier", key=KEY)
+        if not lazy:
+            self.load()
+
+    @classmethod
+    def from_options(
+        cls,
+        path: object = None,
+        models: object = None,
+        cost_weight: object = None,
+        embedder: object = None,
+        lazy: object = False,
+        offload: object = None,
+    ) -> LearnedRouter:
+        """Build from config options, with a ConfigError for each invalid one."""
+        if not isinstance(path, str | Path) or not str(path):
+            raise ConfigError("learned router needs 'path': the trained router file", key=KEY)
+        if not isinstance(models, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in models.items()
+        ):
+            raise ConfigError(
+                "learned router needs 'models': a mapping of model name to tier name", key=KEY
+            )
+        weight = _cost_weight(cost_weight)
+        if embedder is not None and not isinstance(embedder, str):
+            raise ConfigError(
+                "learned router: 'embedder' must be a name such as 'hashing'", key=KEY
+            )
+        if not isinstance(lazy, bool) or not isinstance(offload, bool | None):
+            raise ConfigError("learned router: 'lazy' and 'offload' are true or false", key=KEY)
+        return cls(path, models, cost_weight=weight, embedder=embedder, lazy=lazy, offload=offload)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def load(self) -> TrainedRouter:
+        """Read the router file (once) and check it against the mapping and embedder."""
+        return self._state().router
+
+    def _state(self) -> _Loaded:
+        if self._loaded is None:
+            router = load_router(self.path)
+            embedder = self._make_embedder(router)
+            unknown = sorted(set(self.models) - set(router.models))
+            if unknown:
+                raise ConfigError(
+                    f"learned router: {unknown} are not models of {self.path} "
+                    f"(it predicts {router.models})",
+                    key=KEY,
+                )
+            mapped = [i for i, m in enumerate(router.models) if m in self.models]
+            self._loaded = _Loaded(router, embedder, mapped)
+        return self._loaded
+
+    def _offload(self, loaded: _Loaded) -> bool:
+        if self.offload is not None:
+            return self.offload
+        return "minilm" in loaded.embedder.name.lower()
+
+    def _make_embedder(self, router: TrainedRouter) -> Embedder:
+        chosen = self._embedder if self._embedder is not None else router.embedder_name
+        embedder = make_embedder(chosen) if isinstance(chosen, str) else chosen
+        if embedder.name != router.embedder_name or embedder.dimension != router.embedder_dimension:
+            raise ConfigError(
+                f"learned router {self.path} was trained with embedder "
+                f"{router.embedder_name!r} (dimension {router.embedder_dimension}), "
+                f"not {embedder.name!r} (dimension {embedder.dimension})",
+                key=KEY,
+            )
+        return embedder
+
+    async def decide(self, request: ChatRequest, targets: list[str]) -> Decision:
+        started = time.perf_counter()
+        loaded = self._loaded if self._loaded else await asyncio.to_thread(self._state)
+        router = loaded.router
+        allowed: Mask = np.array(
+            [i in loaded.mapped and self.models[m] in targets for i, m in enumerate(router.models)],
+            dtype=bool,
+        )
+        if not allowed.any():
+            reason = f"no mapped model's tier is among {targets}; cheapest target"
+            return Decision(targets[0], {}, reason, self.name, latency_ms=_ms(started))
+        weight = router.cost_weight if self.cost_weight is None else self.cost_weight
+        text = [request.last_user_text()]
+        if self._offload(loaded):
+            p = await asyncio.to_thread(lambda: router.predict(loaded.embedder.embed(text)))
+        else:
+            p = router.predict(loaded.embedder.embed(text))
+        best = int(choose(p, router.relative_costs, weight, allowed)[0])
+        scores = _scores(router, p[0], weight, allowed)
+        target = self.models[router.models[best]]
+        reason = _reason(router, p[0], weight, allowed, best, target)
+        return Decision(target, scores, reason, self.name, latency_ms=_ms(started))
+
+
+def _cost_weight(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigError(
+            f"learned router: 'cost_weight' must be a number >= 0, not {value!r}", key=KEY
+        )
+    return float(value)
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def _scores(router: TrainedRouter, p: Matrix, weight: float, allowed: Mask) -> dict[str, float]:
+    """p:<model>, utility:<model> and (when known) cost_usd:<model>, for eligible models."""
+    utility = utilities(p[None], router.relative_costs, weight)[0]
+    out: dict[str, float] = {}
+    for i, model in enumerate(router.models):
+        if not allowed[i]:
+            continue
+        out[f"p:{model}"] = float(p[i])
+        out[f"utility:{model}"] = float(utility[i])
+        if not math.isnan(router.mean_costs[i]):
+            out[f"cost_usd:{model}"] = float(router.mean_costs[i])
+    return out
+
+
+def _reason(
+    router: TrainedRouter, p: Matrix, weight: float, allowed: Mask, best: int, target: str
+) -> str:
+    utility = utilities(p[None], router.relative_costs, weight)[0]
+    relative = router.relative_costs
+    text = (
+        f"{router.models[best]} ({target}) has the best utility {utility[best]:.3f}: "
+        f"P(good) {p[best]:.2f} - {weight:g} x relative cost {relative[best]:.2f}"
+    )
+    others = [i for i in np.argsort(-utility) if allowed[i] and i != best]
+    if others:
+        second = int(others[0])
+        text += f"; next {router.models[second]} at {utility[second]:.3f}"
+    return text
