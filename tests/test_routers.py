@@ -310,3 +310,40 @@ async def test_learned_router_through_the_gateway(
     decision = hard.record.decision
     assert decision is not None and decision.router == "learned"
     assert decision.scores["p:strong-model"] > decision.scores["p:cheap-model"]
+
+
+async def test_embedding_router_fitted_from_outcome_data(
+    make_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from tierwise.cli import app
+
+    fixture = Path(__file__).parent / "fixtures" / "outcomes_small.csv"
+    examples = tmp_path / "examples.yaml"
+    result = CliRunner().invoke(
+        app,
+        [
+            "fit-examples",
+            str(fixture),
+            "--cheap",
+            "cheap-model",
+            "--strong",
+            "strong-model",
+            "--out",
+            str(examples),
+            "--per-tier",
+            "12",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    router = {
+        "kind": "embedding",
+        "embedder": "hashing",
+        "examples_file": str(examples),
+        "margin": 0.0,
+    }
+    gateway = make_gateway(routes={"auto": {"router": router, "baseline": "big"}})
+    hard = await gateway.chat(user("please tell me, quick question about an integral"))
+    easy = await gateway.chat(user("please tell me, quick question about a recipe"))
+    assert hard.record.final_tier == "strong" and easy.record.final_tier == "cheap"

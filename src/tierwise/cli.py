@@ -12,7 +12,7 @@ import typer
 
 from tierwise.config import GatewayConfig, load_config
 from tierwise.errors import TierwiseError
-from tierwise.learning.cli import train_command
+from tierwise.learning.cli import fit_examples_command, train_command
 from tierwise.observability.cli import report_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -124,6 +124,7 @@ def config_check(path: Path) -> None:
 
 app.command("report")(report_command)
 app.command("train")(train_command)
+app.command("fit-examples")(fit_examples_command)
 
 
 def main() -> None:

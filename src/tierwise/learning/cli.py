@@ -81,3 +81,32 @@ def _number(value: float | None) -> float:
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code=1)
+
+
+def fit_examples_command(
+    data: Annotated[Path, typer.Argument(help="Outcome-table CSV (prompt, score__<model>, ...).")],
+    cheap: Annotated[str, typer.Option(help="The cheap model's column name.")],
+    strong: Annotated[str, typer.Option(help="The strong model's column name.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="YAML file of examples to write.")],
+    embedder: Annotated[str, typer.Option(help="hashing or minilm.")] = "hashing",
+    per_tier: Annotated[int, typer.Option(help="Examples kept per tier.")] = 32,
+) -> None:
+    """Choose the embedding router's examples from outcome data: prompts the cheap
+    model answered well, and prompts only the strong model answered well."""
+    import yaml
+
+    from tierwise.errors import TierwiseError
+    from tierwise.learning.examples import fit_examples
+    from tierwise.learning.outcomes import read_outcomes
+    from tierwise.learning.store import make_embedder
+
+    try:
+        table = read_outcomes(data)
+        examples = fit_examples(table, cheap, strong, make_embedder(embedder), per_tier=per_tier)
+    except (TierwiseError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    out.write_text(yaml.safe_dump({"examples": examples}, allow_unicode=True, width=100))
+    typer.echo(
+        f"{out}: {len(examples['@cheapest'])} cheap and "
+        f"{len(examples['@strongest'])} strong examples from {table.content_hash[:12]}"
+    )

@@ -39,6 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -298,6 +299,7 @@ def _ms(started: float) -> float:
 
 OPTIONS = (
     "examples",
+    "examples_file",
     "method",
     "k",
     "margin",
@@ -323,7 +325,7 @@ def parse_options(options: Mapping[str, object]) -> dict[str, Any]:
     return {
         "embedder": make_embedder(kind, threads),
         "cache": EmbeddingCache() if kind == "minilm" else None,
-        "examples": _examples(options.get("examples")),
+        "examples": _examples(_load_examples(options)),
         "method": _choice(options, "method", METHODS, "centroid"),
         "k": _integer(options, "k", 3, 1, 10_000),
         "margin": _number(options, "margin", 0.1),
@@ -333,6 +335,21 @@ def parse_options(options: Mapping[str, object]) -> dict[str, Any]:
         "max_chars": _integer(options, "max_chars", 2000, 16, 10_000_000),
         "offload": _boolean(options, "offload", kind == "minilm"),
     }
+
+
+def _load_examples(options: Mapping[str, object]) -> object:
+    """`examples`, or the `examples` of the YAML file `examples_file` (as written by
+    `tierwise fit-examples`)."""
+    path = options.get("examples_file")
+    if path is None:
+        return options.get("examples")
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(str(path)).expanduser().read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"embedding router: cannot read examples_file: {exc}", key=KEY) from None
+    return data.get("examples") if isinstance(data, dict) else None
 
 
 def make_embedder(kind: str, threads: int = 1) -> Embedder:
