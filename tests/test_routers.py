@@ -341,7 +341,6 @@ async def test_embedding_router_fitted_from_outcome_data(
         "kind": "embedding",
         "embedder": "hashing",
         "examples_file": str(examples),
-        "margin": 0.0,
     }
     gateway = make_gateway(routes={"auto": {"router": router, "baseline": "big"}})
     hard = await gateway.chat(user("please tell me, quick question about an integral"))
