@@ -247,3 +247,51 @@ async def test_redis_outage_loses_no_request(
     assert 'tierwise_state_redis_failures{component="health"} 0.0' not in metrics
     logs = "".join((tmp_path / f"replica{i}.log").read_text() for i in range(2))
     assert "unreachable" in logs.lower() or "unavailable" in logs.lower()
+
+
+async def test_serve_with_two_workers_shares_one_port(tmp_path: Path) -> None:
+    async with FakeUpstream() as upstream:
+        config = write_config(tmp_path, "workers", upstream.base_url, "redis://127.0.0.1:6379/0")
+        port = free_port()
+        log = (tmp_path / "workers.log").open("wb")
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tierwise",
+                "serve",
+                "--config",
+                str(config),
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        replica = Replica.__new__(Replica)
+        replica.url = f"http://127.0.0.1:{port}"
+        try:
+            await replica.ready()
+            children = subprocess.run(
+                ["pgrep", "-P", str(process.pid)], capture_output=True, text=True, check=False
+            ).stdout.split()
+            async with aiohttp.ClientSession() as session:
+                results = await asyncio.gather(*(ask(session, replica) for _ in range(20)))
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+            log.close()
+    assert len(children) >= 2
+    assert [status for status, _, _ in results] == [200] * 20
+    time.sleep(1)
+    alive = [pid for pid in children if _is_worker(pid)]
+    assert not alive, "workers outlived the parent"
+
+
+def _is_worker(pid: str) -> bool:
+    try:
+        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -90,12 +91,16 @@ def serve(config: GatewayConfig, host: str, port: int, workers: int = 1) -> None
     ]
     for process in processes:
         process.start()
-    try:
+
+    def stop(signum: int, frame: object) -> None:
         for process in processes:
-            process.join()
-    except KeyboardInterrupt:
-        for process in processes:
-            process.terminate()
+            if process.is_alive():
+                process.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for process in processes:
+        process.join()
 
 
 def _serve_one(config: GatewayConfig, host: str, port: int, reuse_port: bool) -> None:
