@@ -83,9 +83,12 @@ class Replica:
             stderr=subprocess.STDOUT,
         )
 
-    async def ready(self) -> None:
+    async def ready(self, limit_s: float = 90.0) -> None:
+        deadline = time.monotonic() + limit_s
         async with aiohttp.ClientSession() as session:
-            for _ in range(200):
+            while time.monotonic() < deadline:
+                if getattr(self, "process", None) is not None:
+                    assert self.process.poll() is None, "replica exited during start-up"
                 try:
                     async with session.get(self.url + "/ready") as response:
                         if response.status == 200:
