@@ -14,20 +14,36 @@ import argparse
 import asyncio
 import json
 
-BODY = json.dumps({
-    "id": "chatcmpl-lean", "object": "chat.completion", "created": 1700000000,
-    "model": "lean-model",
-    "choices": [{"index": 0, "finish_reason": "stop",
-                 "message": {"role": "assistant", "content": "Our hours are 9 to 5, Monday to Friday."}}],
-    "usage": {"prompt_tokens": 14, "completion_tokens": 12, "total_tokens": 26},
-}).encode()
+BODY = json.dumps(
+    {
+        "id": "chatcmpl-lean",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "lean-model",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {
+                    "role": "assistant",
+                    "content": "Our hours are 9 to 5, Monday to Friday.",
+                },
+            }
+        ],
+        "usage": {"prompt_tokens": 14, "completion_tokens": 12, "total_tokens": 26},
+    }
+).encode()
 WORDS = ["Our", " hours", " are", " 9", " to", " 5,", " Monday", " to", " Friday."]
 
 
 def _chunk(delta: dict[str, object], finish: str | None = None) -> bytes:
-    payload = {"id": "chatcmpl-lean", "object": "chat.completion.chunk", "created": 1700000000,
-               "model": "lean-model",
-               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    payload = {
+        "id": "chatcmpl-lean",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "lean-model",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
     return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
 
@@ -35,19 +51,30 @@ def _stream_body() -> bytes:
     parts = [_chunk({"role": "assistant", "content": ""})]
     parts += [_chunk({"content": w}) for w in WORDS]
     parts.append(_chunk({}, "stop"))
-    usage = {"id": "chatcmpl-lean", "object": "chat.completion.chunk", "created": 1700000000,
-             "model": "lean-model", "choices": [],
-             "usage": {"prompt_tokens": 14, "completion_tokens": 12, "total_tokens": 26}}
+    usage = {
+        "id": "chatcmpl-lean",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "lean-model",
+        "choices": [],
+        "usage": {"prompt_tokens": 14, "completion_tokens": 12, "total_tokens": 26},
+    }
     parts.append(b"data: " + json.dumps(usage).encode() + b"\n\n")
     parts.append(b"data: [DONE]\n\n")
     return b"".join(parts)
 
 
 STREAM = _stream_body()
-PLAIN_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
-              + str(len(BODY)).encode() + b"\r\n\r\n")
-SSE_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: "
-            + str(len(STREAM)).encode() + b"\r\n\r\n")
+PLAIN_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+    + str(len(BODY)).encode()
+    + b"\r\n\r\n"
+)
+SSE_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: "
+    + str(len(STREAM)).encode()
+    + b"\r\n\r\n"
+)
 
 
 def _content_length(head: bytes) -> int:
@@ -72,7 +99,7 @@ class Lean(asyncio.Protocol):
             end = head_end + 4 + _content_length(self.buffer[:head_end])
             if len(self.buffer) < end:
                 return
-            body, self.buffer = self.buffer[head_end + 4:end], self.buffer[end:]
+            body, self.buffer = self.buffer[head_end + 4 : end], self.buffer[end:]
             streaming = b'"stream": true' in body or b'"stream":true' in body
             self.transport.write(SSE_HEAD + STREAM if streaming else PLAIN_HEAD + BODY)
 

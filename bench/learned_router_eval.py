@@ -8,7 +8,8 @@ the chosen model and its mean cost, against each single model, the best single m
 RouteLLM (routellm_gpt4_vs_mixtral.csv: 15,441 prompts, GPT-4 vs Mixtral): the same
 folds; test prompts are ranked by the strong win rate 0.5 + (p_strong - p_weak) / 2
 and the top share goes to GPT-4. Reports quality against the share of strong calls,
-APGR (mean performance gap recovered over shares 0..1) and CPT(50%), CPT(80%).
+APGR (area under performance gap recovered over shares 0..1) and CPT(50%), CPT(80%),
+computed by tierwise.evaluation.metrics.
 
     .venv/bin/python bench/learned_router_eval.py [--data DIR] [--embedders hashing,minilm]
         [--methods knn,logistic,mf] [--only routerbench|routellm] [--cache DIR]
@@ -29,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tierwise.evaluation.metrics import SHARES, apgr, pooled_curve
+from tierwise.evaluation.metrics import cpt as cpt_share
 from tierwise.learning.models import strong_win_rate
 from tierwise.learning.outcomes import OutcomeTable, read_outcomes
 from tierwise.learning.store import make_embedder
@@ -46,7 +49,6 @@ DEFAULT_CACHE = Path.home() / ".cache" / "tierwise" / "bench-embeddings"
 ROUTERBENCH, ROUTELLM = "routerbench_train.csv", "routellm_gpt4_vs_mixtral.csv"
 STRONG = "gpt-4-1106-preview"
 WEIGHTS = (0.0, 0.02, 0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.3, 0.5, 1.0)
-SHARES = np.linspace(0.0, 1.0, 101)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -208,20 +210,11 @@ def quality_curve(
     weak: int,
     strong: int,
 ) -> np.ndarray:
-    """Mean over folds of held-out quality when the top `share` of each fold's test
-    prompts (by win rate) go to the strong model, for each share in SHARES."""
-    per_fold = []
-    for fold in np.unique(fold_of):
-        rows = np.flatnonzero((fold_of == fold) & mask & ~np.isnan(table.scores).any(axis=1))
-        if not len(rows):
-            continue
-        ranked = rows[np.argsort(-win[rows], kind="stable")]
-        s, w = table.scores[ranked, strong], table.scores[ranked, weak]
-        gain = np.concatenate([[0.0], np.cumsum(s - w)])
-        cut = np.round(SHARES * len(ranked)).astype(int)
-        per_fold.append((w.sum() + gain[cut]) / len(ranked))
-    result: np.ndarray = np.mean(per_fold, axis=0)
-    return result
+    """Held-out quality when the top `share` of each fold's test prompts (by win rate)
+    go to the strong model, for each share in SHARES (folds weighted by size)."""
+    rows = mask & ~np.isnan(table.scores).any(axis=1)
+    s, w = table.scores[rows, strong], table.scores[rows, weak]
+    return pooled_curve(w, s, win[rows], fold_of[rows], SHARES)
 
 
 def print_routellm(
@@ -232,7 +225,7 @@ def print_routellm(
     strong: int,
 ) -> None:
     print(
-        "APGR = mean over strong-call shares 0..100% of (quality - weak) / (strong - weak); "
+        "APGR = area under (quality - weak) / (strong - weak) over strong-call shares 0..1; "
         "random routing scores 0.5. CPT(x) = share of strong calls to recover x of the gap.\n"
     )
     print(
@@ -253,15 +246,15 @@ def print_routellm(
             pgr = (curve[group] - q_weak) / (q_strong - q_weak)
             at = ", ".join(f"{curve[group][int(s * 100)]:.4f}" for s in (0.2, 0.5, 0.8))
             print(
-                f"| {label} | {group} | {q_weak:.4f} | {q_strong:.4f} | {pgr.mean():.3f} "
+                f"| {label} | {group} | {q_weak:.4f} | {q_strong:.4f} | {apgr(pgr, SHARES):.3f} "
                 f"| {cpt(pgr, 0.5)} | {cpt(pgr, 0.8)} | {at} |"
             )
     print()
 
 
 def cpt(pgr: np.ndarray, target: float) -> str:
-    reached = np.flatnonzero(pgr >= target)
-    return f"{SHARES[reached[0]]:.0%}" if len(reached) else "-"
+    share = cpt_share(pgr, target, SHARES)
+    return "-" if np.isnan(share) else f"{share:.0%}"
 
 
 if __name__ == "__main__":

@@ -88,8 +88,11 @@ def lua_script(directory: Path, target: Target, stream: bool) -> Path:
     body = {"model": target.model, "messages": [{"role": "user", "content": PROMPT}]}
     if stream:
         body["stream"] = True
-    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}",
-             'wrk.headers["Content-Type"] = "application/json"']
+    lines = [
+        'wrk.method = "POST"',
+        f"wrk.body = {json.dumps(json.dumps(body))}",
+        'wrk.headers["Content-Type"] = "application/json"',
+    ]
     lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in target.headers.items()]
     path = directory / f"{target.name.replace(' ', '_')}_{int(stream)}.lua"
     path.write_text("\n".join(lines) + "\n")
@@ -99,9 +102,22 @@ def lua_script(directory: Path, target: Target, stream: bool) -> Path:
 LATENCY = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 
 
-def run_wrk(script: Path, url: str, concurrency: int, seconds: float) -> tuple[int, float, dict[str, float]]:
-    command = ["taskset", "-c", "1", "wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s",
-               "--latency", "-s", str(script), url]
+def run_wrk(
+    script: Path, url: str, concurrency: int, seconds: float
+) -> tuple[int, float, dict[str, float]]:
+    command = [
+        "taskset",
+        "-c",
+        "1",
+        "wrk",
+        "-t1",
+        f"-c{concurrency}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -110,28 +126,37 @@ def run_wrk(script: Path, url: str, concurrency: int, seconds: float) -> tuple[i
     return total, rps, latency
 
 
-def measure(target: Target, script: Path, stream: bool, concurrency: int,
-            seconds: float) -> Row:
+def measure(target: Target, script: Path, stream: bool, concurrency: int, seconds: float) -> Row:
     url = target.url + "/v1/chat/completions"
     run_wrk(script, url, concurrency, min(2.0, seconds))
     before = cpu_seconds(target.pid) if target.pid else 0.0
     total, rps, latency = run_wrk(script, url, concurrency, seconds)
     cpu = (cpu_seconds(target.pid) - before) * 1000 / total if target.pid and total else None
-    return Row(target.name, "stream" if stream else "plain", concurrency, total, rps, cpu,
-               latency.get("50", 0.0), latency.get("99", 0.0))
+    return Row(
+        target.name,
+        "stream" if stream else "plain",
+        concurrency,
+        total,
+        rps,
+        cpu,
+        latency.get("50", 0.0),
+        latency.get("99", 0.0),
+    )
 
 
 def start(command: list[str], cpu: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     handle = log.open("wb")
-    return subprocess.Popen(["taskset", "-c", cpu, *command], stdout=handle,
-                            stderr=subprocess.STDOUT, env=env)
+    return subprocess.Popen(
+        ["taskset", "-c", cpu, *command], stdout=handle, stderr=subprocess.STDOUT, env=env
+    )
 
 
-def start_tierwise(directory: Path, upstream: str, log: bool = True,
-                   port: int = TIERWISE_PORT) -> tuple[subprocess.Popen[bytes], Target]:
+def start_tierwise(
+    directory: Path, upstream: str, log: bool = True, port: int = TIERWISE_PORT
+) -> tuple[subprocess.Popen[bytes], Target]:
     name = "tierwise" if log else "tierwise, no log"
     config = directory / f"{name.replace(' ', '_').replace(',', '')}.yaml"
-    store = (f'{{url: "sqlite:///{directory / "requests.db"}"}}' if log else "{enabled: false}")
+    store = f'{{url: "sqlite:///{directory / "requests.db"}"}}' if log else "{enabled: false}"
     config.write_text(f"""
 deployments:
   mini: {{model: gpt-4o-mini, api_base: "{upstream}/v1"}}
@@ -142,15 +167,25 @@ routes:
 store: {store}
 """)
     port = free_port_or(port)
-    command = [sys.executable, "-m", "tierwise", "serve", "--config", str(config),
-               "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "tierwise",
+        "serve",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+    ]
     process = start(command, "0", dict(os.environ), directory / f"{config.stem}.log")
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/health")
     return process, Target(name, url, "auto", {}, process.pid)
 
 
-def start_tierwise_unlogged(directory: Path, upstream: str) -> tuple[subprocess.Popen[bytes], Target]:
+def start_tierwise_unlogged(
+    directory: Path, upstream: str
+) -> tuple[subprocess.Popen[bytes], Target]:
     return start_tierwise(directory, upstream, log=False, port=TIERWISE_PORT + 1)
 
 
@@ -174,14 +209,21 @@ general_settings: {{master_key: sk-bench}}
 
 def table(rows: list[Row]) -> str:
     base = {(r.mode, r.concurrency): r for r in rows if r.target == "direct"}
-    lines = ["| target | mode | c | req/s | CPU ms/req | +p50 ms | +p99 ms |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| target | mode | c | req/s | CPU ms/req | +p50 ms | +p99 ms |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         ref = base.get((r.mode, r.concurrency))
         cpu = f"{r.cpu_ms:.3f}" if r.cpu_ms is not None else "-"
-        added = (f"{r.p50_ms - ref.p50_ms:+.2f} | {r.p99_ms - ref.p99_ms:+.2f}"
-                 if ref and r.target != "direct" and r.concurrency == 1 else " | ")
-        lines.append(f"| {r.target} | {r.mode} | {r.concurrency} | {r.rps:,.0f} | {cpu} | {added} |")
+        added = (
+            f"{r.p50_ms - ref.p50_ms:+.2f} | {r.p99_ms - ref.p99_ms:+.2f}"
+            if ref and r.target != "direct" and r.concurrency == 1
+            else " | "
+        )
+        lines.append(
+            f"| {r.target} | {r.mode} | {r.concurrency} | {r.rps:,.0f} | {cpu} | {added} |"
+        )
     return "\n".join(lines)
 
 
@@ -191,8 +233,14 @@ def run(args: argparse.Namespace) -> str:
     directory = Path(tempfile.mkdtemp(prefix="tw-proxy-bench-"))
     port = free_port_or(UPSTREAM_PORT)
     upstream_url = f"http://127.0.0.1:{port}"
-    processes = [start([sys.executable, str(HERE / "lean_upstream.py"), "--port", str(port)], "1",
-                       dict(os.environ), directory / "upstream.log")]
+    processes = [
+        start(
+            [sys.executable, str(HERE / "lean_upstream.py"), "--port", str(port)],
+            "1",
+            dict(os.environ),
+            directory / "upstream.log",
+        )
+    ]
     try:
         wait_http(upstream_url + "/v1/models", 30)
         targets = [Target("direct", upstream_url, "gpt-4o-mini", {}, None)]
@@ -201,15 +249,21 @@ def run(args: argparse.Namespace) -> str:
             process, target = starter(directory, upstream_url)
             processes.append(process)
             targets.append(target)
-        rows = [measure(t, lua_script(directory, t, stream), stream, c, args.seconds)
-                for stream in (False, True) for c in args.concurrency for t in targets]
+        rows = [
+            measure(t, lua_script(directory, t, stream), stream, c, args.seconds)
+            for stream in (False, True)
+            for c in args.concurrency
+            for t in targets
+        ]
     finally:
         for process in processes:
             process.terminate()
             process.wait(timeout=30)
-    header = (f"Run {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
-              f"{args.seconds:g} s per cell after a 2 s warm-up; gateway on CPU 0, wrk and the "
-              f"lean upstream on CPU 1; load average {os.getloadavg()[0]:.2f}.")
+    header = (
+        f"Run {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{args.seconds:g} s per cell after a 2 s warm-up; gateway on CPU 0, wrk and the "
+        f"lean upstream on CPU 1; load average {os.getloadavg()[0]:.2f}."
+    )
     return header + "\n\n" + table(rows) + "\n"
 
 
@@ -221,8 +275,10 @@ def main() -> None:
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     if args.with_litellm and not LITELLM.exists():
-        raise SystemExit(f"{LITELLM} is missing: python3 -m venv bench/.venv-litellm && "
-                         "bench/.venv-litellm/bin/pip install 'litellm[proxy]==1.108.7'")
+        raise SystemExit(
+            f"{LITELLM} is missing: python3 -m venv bench/.venv-litellm && "
+            "bench/.venv-litellm/bin/pip install 'litellm[proxy]==1.108.7'"
+        )
     report = run(args)
     print(report)
     if args.write:

@@ -12,6 +12,7 @@ import typer
 
 from tierwise.config import GatewayConfig, load_config
 from tierwise.errors import TierwiseError
+from tierwise.evaluation.cli import calibrate_command, eval_command
 from tierwise.learning.cli import fit_examples_command, train_command
 from tierwise.observability.cli import report_command
 
@@ -125,6 +126,8 @@ def config_check(path: Path) -> None:
 app.command("report")(report_command)
 app.command("train")(train_command)
 app.command("fit-examples")(fit_examples_command)
+app.command("eval")(eval_command)
+app.command("calibrate")(calibrate_command)
 
 
 def main() -> None:

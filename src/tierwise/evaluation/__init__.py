@@ -1,0 +1,1 @@
+"""Offline evaluation and calibration of routers on outcome tables."""
