@@ -31,11 +31,11 @@ from tierwise.state.budget import (
     LimitSpec,
     MemoryBudget,
     Period,
-    RedisBudget,
     Reservation,
     period_bounds,
 )
 from tierwise.state.redis import RedisOptions, redis_client
+from tierwise.state.redis_budget import RedisBudget
 
 
 def at(*parts: int) -> float:
@@ -151,7 +151,7 @@ async def test_interleaved_reserve_and_settle_never_overspend(make_budget: Budge
 CHILD = """
 import asyncio, sys
 from decimal import Decimal
-from tierwise.state.budget import RedisBudget
+from tierwise.state.redis_budget import RedisBudget
 from tierwise.state.redis import RedisOptions, redis_client
 
 async def main(url, namespace, limit, worst, now):

@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import re
 import time
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from tierwise.errors import AccessError, RequestError
 from tierwise.observability.page import CSP, dashboard_page, login_page, message_page
@@ -36,6 +38,9 @@ PAGE_HEADERS = {
     "x-frame-options": "DENY",
     "referrer-policy": "no-referrer",
 }
+
+
+BUCKET = re.compile(r"[0-9]{1,9}")
 
 
 def add_dashboard_routes(app: web.Application) -> None:
@@ -107,7 +112,7 @@ def _store(request: web.Request) -> Store | None:
 
 async def _report(request: web.Request, store: Store, since: float, now: float) -> Report:
     bucket = request.query.get("bucket_s", "")
-    bucket_s = int(bucket) if bucket.isdigit() and int(bucket) > 0 else None
+    bucket_s = int(bucket) if BUCKET.fullmatch(bucket) and int(bucket) > 0 else None
     async with request.app[GATE]:
         return await summarize(store, since, now, bucket_s)
 
@@ -165,7 +170,10 @@ async def login(request: web.Request) -> web.Response:
     ring = request.app[KEYS]
     if not ring.keys:
         return _see_dashboard()
-    presented = (await request.post()).get("key")
+    try:
+        presented = (await request.post()).get("key")
+    except (ValueError, UnicodeDecodeError, AssertionError, HttpProcessingError):
+        raise RequestError("the sign-in form could not be read") from None
     try:
         if not isinstance(presented, str) or not presented.strip():
             raise AccessError("enter an API key")

@@ -40,22 +40,29 @@ SECRETS = re.compile(
 )
 
 
+EARLIEST_S, LATEST_S = 0.0, 221_845_392_000.0
+
+
 def parse_since(text: str, now: float) -> float:
     """`30m`, `24h`, `7d`, `2w`, `90s`, or an ISO date/time (UTC unless it says
     otherwise), as unix seconds; raises ValueError."""
     value = text.strip().lower()
     match = RELATIVE.match(value)
     if match:
-        return now - float(match.group(1)) * UNITS[match.group(2)]
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(
-            f"cannot read {text!r} as a time: use e.g. 30m, 24h, 7d, 2w or 2024-05-01"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+        moment_s = now - float(match.group(1)) * UNITS[match.group(2)]
+    else:
+        try:
+            parsed = datetime.fromisoformat(text.strip())
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            moment_s = parsed.timestamp()
+        except (ValueError, OverflowError):
+            raise ValueError(
+                f"cannot read {text!r} as a time: use e.g. 30m, 24h, 7d, 2w or 2024-05-01"
+            ) from None
+    if not EARLIEST_S <= moment_s <= LATEST_S:
+        raise ValueError(f"{text!r} is outside the years 1970 to 9000")
+    return moment_s
 
 
 def redact(text: str | None) -> str | None:

@@ -81,9 +81,10 @@ def decode_message(raw: Any, index: int) -> list[Message]:
     content = raw.get("content")
     if isinstance(content, str):
         return [Message(role, content)]
-    if not isinstance(content, list):
+    if not isinstance(content, list) or not content:
         raise RequestError(
-            f"{where}.content: must be a string or an array of blocks", param=f"{where}.content"
+            f"{where}.content: must be a string or a non-empty array of blocks",
+            param=f"{where}.content",
         )
     return _blocks_to_messages(role, content, where)
 

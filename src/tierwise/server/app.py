@@ -28,6 +28,7 @@ from tierwise.server.admission import Caller, admit, caller_of
 from tierwise.server.auth import ApiKey, KeyRing, check_model
 from tierwise.server.feedback import parse_feedback
 from tierwise.server.headers import record_headers
+from tierwise.server.openapi import add_openapi_route
 from tierwise.server.streams import stream_anthropic, stream_openai
 from tierwise.store.writer import RecordWriter
 from tierwise.types import ChatRequest
@@ -63,6 +64,7 @@ def create_app(
     from tierwise.observability.dashboard import add_dashboard_routes
 
     add_dashboard_routes(app)
+    add_openapi_route(app)
     app.on_startup.append(_warm_up)
     app.on_cleanup.append(_close)
     return app
@@ -108,7 +110,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         status, message = exc.status, exc.reason
         if status == 413:
             message = f"request body is larger than {request.app._client_max_size} bytes"
-        return error_response(request, status, message, rid)
+        response = error_response(request, status, message, rid)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except TierwiseError as exc:
         return tierwise_error_response(request, exc, rid)
     except Exception:

@@ -36,16 +36,17 @@ def decode_request(body: Any) -> tuple[ChatRequest, bool, bool]:
     if not messages:
         raise RequestError("'messages' is required and must be a non-empty array", param="messages")
     max_tokens = v.opt_int(body, "max_completion_tokens", 1)
+    legacy_max_tokens = v.opt_int(body, "max_tokens", 1)
     request = ChatRequest(
         messages=[decode_message(m, i) for i, m in enumerate(messages)],
         model=v.req_str(body, "model"),
-        max_tokens=max_tokens or v.opt_int(body, "max_tokens", 1),
+        max_tokens=max_tokens or legacy_max_tokens,
         temperature=v.opt_number(body, "temperature", 0, 2),
         top_p=v.opt_number(body, "top_p", 0, 1),
         stop=v.opt_stop(body, "stop"),
         n=v.opt_int(body, "n", 1, 16) or 1,
         tools=_tools(body),
-        tool_choice=v.opt_tool_choice(body, "tool_choice"),
+        tool_choice=_tool_choice(body),
         response_format=_response_format(body),
         logprobs=bool(v.opt_bool(body, "logprobs")),
         top_logprobs=v.opt_int(body, "top_logprobs", 0, 20),
@@ -70,8 +71,8 @@ def decode_message(raw: Any, index: int) -> Message:
         raise RequestError(
             f"'{where}.content' must be a string or an array", param=f"{where}.content"
         )
-    if isinstance(content, list) and not all(isinstance(p, dict) for p in content):
-        raise RequestError(f"'{where}.content' parts must be objects", param=f"{where}.content")
+    if isinstance(content, list):
+        _check_parts(content, f"{where}.content")
     return Message(
         role="tool" if role == "function" else str(role),
         content=content,
@@ -79,6 +80,17 @@ def decode_message(raw: Any, index: int) -> Message:
         tool_calls=_tool_calls(raw, where),
         tool_call_id=v.opt_str(raw, "tool_call_id"),
     )
+
+
+def _check_parts(parts: list[Any], where: str) -> None:
+    for part in parts:
+        if not isinstance(part, dict):
+            raise RequestError(f"'{where}' parts must be objects", param=where)
+        image = part.get("image_url")
+        if part.get("type") == "image_url" and not (
+            isinstance(image, dict) and isinstance(image.get("url"), str)
+        ):
+            raise RequestError(f"'{where}' image_url parts need image_url.url", param=where)
 
 
 def _tool_calls(raw: dict[str, Any], where: str) -> list[ToolCall] | None:
@@ -113,6 +125,16 @@ def _tools(body: dict[str, Any]) -> list[dict[str, Any]] | None:
     return tools
 
 
+def _tool_choice(body: dict[str, Any]) -> str | dict[str, Any] | None:
+    choice = v.opt_tool_choice(body, "tool_choice")
+    function = choice.get("function") if isinstance(choice, dict) else None
+    if function is not None and not (
+        isinstance(function, dict) and isinstance(function.get("name"), str)
+    ):
+        raise RequestError("'tool_choice.function' must be {name: string}", param="tool_choice")
+    return choice
+
+
 def _response_format(body: dict[str, Any]) -> dict[str, Any] | None:
     value = body.get("response_format")
     if value is None:
@@ -122,6 +144,11 @@ def _response_format(body: dict[str, Any]) -> dict[str, Any] | None:
         raise RequestError(
             "'response_format.type' must be text, json_object or json_schema",
             param="response_format",
+        )
+    schema = value.get("json_schema")
+    if schema is not None and not isinstance(schema, dict):
+        raise RequestError(
+            "'response_format.json_schema' must be an object", param="response_format"
         )
     return dict(value)
 

@@ -7,6 +7,7 @@ from typing import Any
 from tierwise.errors import RequestError
 
 JSONObject = dict[str, Any]
+INT64_MAX = 2**63 - 1
 
 
 def require_object(value: Any, param: str) -> JSONObject:
@@ -29,15 +30,18 @@ def req_str(body: JSONObject, key: str) -> str:
     return value
 
 
-def opt_int(body: JSONObject, key: str, low: int, high: int | None = None) -> int | None:
+def opt_int(body: JSONObject, key: str, low: int, high: int = INT64_MAX) -> int | None:
+    """JSON draws no line between 2 and 2.0: integral numbers are integers.
+    Integers stay within 64 bits, as upstream APIs and stores need."""
     value = body.get(key)
     if value is None:
         return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise RequestError(f"'{key}' must be an integer", param=key)
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise RequestError(f"'{key}' must be {bound}, got {value}", param=key)
+    if not low <= value <= high:
+        raise RequestError(f"'{key}' must be between {low} and {high}, got {value}", param=key)
     return value
 
 

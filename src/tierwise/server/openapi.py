@@ -1,0 +1,499 @@
+"""The OpenAPI 3.1 description of the gateway's HTTP API, served at `GET /openapi.json`.
+
+Request schemas say what the decoders accept, no more and no less: fields the
+server converts with `str()` or passes through to the upstream are left open.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tierwise import __version__
+from tierwise.server.openai_wire import PASSTHROUGH, ROLES
+from tierwise.server.validate import INT64_MAX
+
+JSON = dict[str, Any]
+STR: JSON = {"type": "string"}
+INT: JSON = {"type": "integer"}
+BOOL: JSON = {"type": "boolean"}
+USAGE = ("prompt_tokens", "completion_tokens", "total_tokens")
+RECORD_HEADERS: dict[str, tuple[str, JSON]] = {
+    "x-tierwise-route": ("The route, tier or deployment the request named.", {}),
+    "x-tierwise-model": ("The deployment that answered.", {}),
+    "x-tierwise-tier": ("The tier of that deployment.", {}),
+    "x-tierwise-attempts": ("Calls made, failed ones included.", {"pattern": "^[0-9]+$"}),
+    "x-tierwise-cost-usd": (
+        "Attempts, checks and router tax in USD (not sent on streams).",
+        {"pattern": "^[0-9]+(\\.[0-9]+)?$"},
+    ),
+    "x-tierwise-status": (
+        "`ok` or `degraded`; `error` on failures.",
+        {"enum": ["ok", "degraded", "error", "cancelled"]},
+    ),
+}
+ERRORS = {
+    400: "The body is not JSON or a field is invalid (`param` names it); or every "
+    "deployment refused the request as bad or too long.",
+    401: "Missing or unknown API key.",
+    403: "The key may not use this model or view the dashboard.",
+    404: "Unknown model, route or request id.",
+    409: "The request store is off (`store.enabled: false`).",
+    413: "The body is larger than `server.max_body_bytes`.",
+    429: "Every attempt was rate limited or met an open circuit.",
+    502: "Every attempt failed upstream; `attempts` lists them.",
+}
+SECURED: list[JSON] = [{"bearer": []}, {"apiKey": []}]
+OPEN: list[JSON] = []
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+    "session": {"type": "apiKey", "in": "cookie", "name": "tierwise_dashboard"},
+}
+
+
+def ref(name: str) -> JSON:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(*required: str, **properties: JSON) -> JSON:
+    out: JSON = {"type": "object", "properties": properties}
+    if required:
+        out["required"] = list(required)
+    return out
+
+
+def strict(**properties: JSON) -> JSON:
+    """An object that always has all of `properties`."""
+    return obj(*properties, **properties)
+
+
+def arr(items: JSON, **rest: Any) -> JSON:
+    return {"type": "array", "items": items, **rest}
+
+
+def maybe(*kinds: str, **rest: Any) -> JSON:
+    """Optional field: the decoders treat JSON null as absent."""
+    return {"type": [*kinds, "null"], **rest}
+
+
+def count(low: int, high: int = INT64_MAX) -> JSON:
+    return maybe("integer", minimum=low, maximum=high)
+
+
+def number(low: float, high: float) -> JSON:
+    return maybe("number", minimum=low, maximum=high)
+
+
+def anything(description: str) -> JSON:
+    return {"description": description}
+
+
+def name_field() -> JSON:
+    return {"type": "string", "minLength": 1, "description": "A route, tier or deployment."}
+
+
+def content_part() -> JSON:
+    image = {"const": "image_url"}
+    image_part = obj("type", "image_url", type=image, image_url=obj("url", url=STR))
+    other = obj(type={"not": image})
+    return {"type": "object", "anyOf": [image_part, other]}
+
+
+def openai_message() -> JSON:
+    function = obj("name", name=STR, arguments=anything("JSON text of the arguments."))
+    kind = anything("`function`.")
+    call = obj("function", id=anything("Converted to text."), type=kind, function=function)
+    return obj(
+        "role",
+        role={"enum": sorted(ROLES)},
+        content={"type": ["string", "array", "null"], "items": content_part()},
+        name=maybe("string"),
+        tool_calls=maybe("array", items=call),
+        tool_call_id=maybe("string"),
+    )
+
+
+def openai_request() -> JSON:
+    function = obj("name", name=STR)
+    tool = obj("function", type=anything("`function`."), function=function)
+    function = {**function, "type": ["object", "null"]}
+    kinds = {"enum": ["text", "json_object", "json_schema"]}
+    response_format = obj("type", type=kinds, json_schema=maybe("object"))
+    response_format["type"] = ["object", "null"]
+    properties: JSON = {
+        "model": name_field(),
+        "messages": arr(ref("OpenAIMessage"), minItems=1),
+        "max_tokens": count(1),
+        "max_completion_tokens": count(1),
+        "temperature": number(0, 2),
+        "top_p": number(0, 1),
+        "stop": maybe("string", "array", items=STR),
+        "n": count(1, 16),
+        "tools": maybe("array", items=tool),
+        "tool_choice": maybe("string", "object", properties={"function": function}),
+        "response_format": response_format,
+        "logprobs": maybe("boolean"),
+        "top_logprobs": count(0, 20),
+        "user": maybe("string"),
+        "metadata": maybe("object", additionalProperties=STR),
+        "stream": maybe("boolean"),
+        "stream_options": anything("`{include_usage: true}` adds a final usage chunk."),
+    }
+    properties |= {k: anything("Passed to the upstream as given.") for k in PASSTHROUGH}
+    return obj("model", "messages", **properties)
+
+
+def anthropic_blocks() -> dict[str, JSON]:
+    def block(kind: str, *required: str, **properties: JSON) -> JSON:
+        return obj("type", *required, type={"const": kind}, **properties)
+
+    kinds, text = {"enum": ["base64", "url"]}, anything("Converted to text.")
+    source = obj("type", type=kinds, media_type=text, data=text, url=text)
+    ident = anything("Tool call id.")
+    return {
+        "AnthropicTextBlock": block("text", text=anything("Text; other values become text.")),
+        "AnthropicImageBlock": block("image", "source", source=source),
+        "AnthropicToolUseBlock": block(
+            "tool_use", id=ident, name=anything("Tool name."), input=anything("Arguments.")
+        ),
+        "AnthropicToolResultBlock": block(
+            "tool_result", tool_use_id=ident, content=anything("Text or text blocks.")
+        ),
+    }
+
+
+def anthropic_message(role: str, *blocks: str) -> JSON:
+    items = {"oneOf": [ref(b) for b in blocks]}
+    content = {"type": ["string", "array"], "items": items, "minItems": 1}
+    return obj("role", "content", role={"const": role}, content=content)
+
+
+def anthropic_request() -> JSON:
+    passed = anything("Passed to the upstream.")
+    tool = obj("name", name=STR, description=passed, input_schema=passed)
+    kinds = {"enum": ["auto", "any", "tool", "none"]}
+    tool_choice = obj("type", type=kinds, name=anything("Tool name, for `tool`."))
+    tool_choice["type"] = ["object", "null"]
+    messages = {"oneOf": [ref("AnthropicUserMessage"), ref("AnthropicAssistantMessage")]}
+    return obj(
+        "model",
+        "messages",
+        "max_tokens",
+        model=name_field(),
+        messages=arr(messages, minItems=1),
+        max_tokens={"type": "integer", "minimum": 1, "maximum": INT64_MAX},
+        system={"type": ["string", "array", "null"], "items": ref("AnthropicTextBlock")},
+        temperature=number(0, 1),
+        top_p=number(0, 1),
+        stop_sequences=maybe("string", "array", items=STR),
+        tools=maybe("array", items=tool),
+        tool_choice=tool_choice,
+        metadata=anything("`user_id`, when a string, is recorded as the user."),
+        stream=maybe("boolean"),
+    )
+
+
+def feedback_request() -> JSON:
+    thumbs = "^([Uu][Pp]|[Dd][Oo][Ww][Nn]|[Tt][Hh][Uu][Mm][Bb][Ss]_([Uu][Pp]|[Dd][Oo][Ww][Nn]))$"
+    score = {
+        "anyOf": [BOOL, {**STR, "pattern": thumbs}, {"type": "number", "minimum": 1, "maximum": 5}],
+        "description": '"up", "down", "thumbs_up", "thumbs_down" (any case), true, false or 1-5.',
+    }
+    comment = maybe("string", description="Kept up to 2000 characters.")
+    rid = {**STR, "minLength": 1}
+    return obj("request_id", "score", request_id=rid, score=score, comment=comment)
+
+
+def openai_completion() -> JSON:
+    call = strict(id=STR, type={"const": "function"}, function=strict(name=STR, arguments=STR))
+    content = {"type": ["string", "array", "null"]}
+    message = strict(role={"const": "assistant"}, content=content)
+    message["properties"] |= {"refusal": {"type": "null"}, "tool_calls": arr(call)}
+    logprobs = {"type": ["object", "null"]}
+    choice = strict(index=INT, message=message, logprobs=logprobs, finish_reason=STR)
+    tokens = {"type": "integer", "minimum": 0}
+    usage = strict(**dict.fromkeys(USAGE, tokens))
+    usage["properties"]["prompt_tokens_details"] = obj(cached_tokens=tokens)
+    return strict(
+        id=STR,
+        object={"const": "chat.completion"},
+        created=INT,
+        model=STR,
+        choices=arr(choice),
+        usage={"anyOf": [usage, {"type": "null"}]},
+    )
+
+
+def anthropic_response() -> JSON:
+    names = ("input_tokens", "output_tokens", "cache_read_input_tokens")
+    usage = obj(*names[:2], **{n: INT for n in (*names, "cache_creation_input_tokens")})
+    block = obj("type", type={"enum": ["text", "tool_use"]}, text=STR, id=STR, name=STR)
+    stop = ["end_turn", "max_tokens", "tool_use", "refusal", "stop_sequence"]
+    answer = strict(type={"const": "message"}, role={"const": "assistant"}, content=arr(block))
+    answer["required"] += ["id", "model", "stop_reason", "usage"]
+    answer["properties"] |= {"id": STR, "model": STR, "stop_reason": {"enum": stop}}
+    answer["properties"] |= {"stop_sequence": maybe("string"), "usage": usage}
+    return answer
+
+
+def stream_events() -> dict[str, JSON]:
+    """Server-sent events, as OpenAPI 3.1 describes each one: `event` and `data`."""
+    delta = obj(role=STR, content=STR, tool_calls=arr(obj("index", index=INT)))
+    choice = obj("index", "delta", index=INT, delta=delta, finish_reason=maybe("string"))
+    chunk = strict(
+        object={"const": "chat.completion.chunk"}, id=STR, model=STR, choices=arr(choice)
+    )
+    chunk["properties"]["usage"] = obj(*USAGE, **dict.fromkeys(USAGE, INT))
+    chunks = {"anyOf": [chunk, ref("OpenAIError")]}
+    openai_data = {"contentMediaType": "application/json", "contentSchema": chunks}
+    events = ["message_start", "ping", "content_block_start", "content_block_delta"]
+    events += ["content_block_stop", "message_delta", "message_stop", "error"]
+    anthropic_data = {
+        "contentMediaType": "application/json",
+        "contentSchema": obj("type", type=STR),
+    }
+    return {
+        "OpenAIStreamEvent": obj("data", data={"anyOf": [{"const": "[DONE]"}, openai_data]}),
+        "AnthropicStreamEvent": strict(event={"enum": events}, data=anthropic_data),
+    }
+
+
+def model_lists() -> dict[str, JSON]:
+    model = {"const": "model"}
+    openai = strict(id=STR, object=model, created=INT, owned_by=STR)
+    anthropic = strict(type=model, id=STR, display_name=STR, created_at=STR)
+    ends = {"first_id": maybe("string"), "last_id": maybe("string")}
+    return {
+        "OpenAIModelList": strict(object={"const": "list"}, data=arr(openai)),
+        "AnthropicModelList": strict(data=arr(anthropic), has_more=BOOL, **ends),
+    }
+
+
+def error_schemas() -> dict[str, JSON]:
+    text, integer = maybe("string"), maybe("integer")
+    attempt = strict(deployment=STR, tier=STR, called=BOOL, outcome=STR, detail=STR)
+    attempt["required"] += ["reason", "status"]
+    attempt["properties"] |= {"reason": text, "status": integer}
+    attempts = arr(attempt, description="Present when every attempt failed.")
+    openai = strict(message=STR, type=STR, param=text, code=text)
+    anthropic = strict(type=STR, message=STR)
+    for error in (openai, anthropic):
+        error["properties"]["attempts"] = attempts
+    return {
+        "OpenAIError": strict(error=openai),
+        "AnthropicError": strict(type={"const": "error"}, error=anthropic),
+    }
+
+
+def small_schemas() -> dict[str, JSON]:
+    lists = {k: {"type": "array"} for k in ("groups", "tiers", "triggers", "buckets", "failures")}
+    seconds, positive = {"type": "number"}, {"type": "integer", "minimum": 1}
+    report = strict(
+        since=seconds, until=seconds, bucket_s=positive, totals={"type": "object"}, **lists
+    )
+    report["properties"]["latency_cap"] = INT
+    share = {"type": "number", "minimum": 0, "maximum": 1}
+    stored = strict(id=STR, request_id=STR, score=share)
+    return {"Status": strict(status=STR), "Report": report, "FeedbackStored": stored}
+
+
+def schemas() -> dict[str, JSON]:
+    user_blocks = ("AnthropicTextBlock", "AnthropicImageBlock", "AnthropicToolResultBlock")
+    assistant_blocks = ("AnthropicTextBlock", "AnthropicImageBlock", "AnthropicToolUseBlock")
+    return {
+        "OpenAIChatRequest": openai_request(),
+        "OpenAIMessage": openai_message(),
+        "OpenAIChatCompletion": openai_completion(),
+        "AnthropicMessagesRequest": anthropic_request(),
+        "AnthropicUserMessage": anthropic_message("user", *user_blocks),
+        "AnthropicAssistantMessage": anthropic_message("assistant", *assistant_blocks),
+        **anthropic_blocks(),
+        "AnthropicMessage": anthropic_response(),
+        "FeedbackRequest": feedback_request(),
+        **model_lists(),
+        **error_schemas(),
+        **small_schemas(),
+        **stream_events(),
+    }
+
+
+def header(description: str, required: bool, **schema: Any) -> JSON:
+    return {"description": description, "required": required, "schema": {**STR, **schema}}
+
+
+def request_id_header() -> JSON:
+    text = "The client's `x-request-id` when it is 1-128 of `A-Z a-z 0-9 . _ : -`, else a new id."
+    return header(text, True, pattern="^[A-Za-z0-9._:-]{1,128}$")
+
+
+def record_headers(required: bool) -> JSON:
+    return {
+        name: header(text, required and name != "x-tierwise-cost-usd", **schema)
+        for name, (text, schema) in RECORD_HEADERS.items()
+    }
+
+
+def json_content(schema: JSON) -> JSON:
+    return {"application/json": {"schema": schema}}
+
+
+def errors(wire: str, *statuses: int, record: bool = False) -> dict[str, JSON]:
+    """Error responses in the wire format `wire` (`OpenAI` or `Anthropic`)."""
+    headers = {"x-request-id": request_id_header(), **(record_headers(False) if record else {})}
+    content = json_content(ref(f"{wire}Error"))
+    return {
+        str(s): {"description": ERRORS[s], "headers": headers, "content": content} for s in statuses
+    }
+
+
+def html(description: str) -> JSON:
+    return {"description": description, "content": {"text/html": {"schema": STR}}}
+
+
+SEE_DASHBOARD = {
+    "description": "To the dashboard.",
+    "headers": {"location": {"required": True, "schema": STR}},
+}
+
+
+def param(name: str, where: str, description: str) -> JSON:
+    return {"name": name, "in": where, "required": False, "description": description, "schema": STR}
+
+
+def answer(description: str, content: JSON | None = None, **headers: JSON) -> JSON:
+    out: JSON = {"description": description}
+    if headers:
+        out["headers"] = {name.replace("_", "-"): h for name, h in headers.items()}
+    return out | ({"content": content} if content else {})
+
+
+def operation(op_id: str, summary: str, responses: JSON, **extra: Any) -> JSON:
+    """`extra`: `security` (default: a key), `parameters`, `body` (a JSON schema)."""
+    out: JSON = {"operationId": op_id, "summary": summary, "security": SECURED}
+    body = extra.pop("body", None)
+    if body is not None:
+        out["requestBody"] = {"required": True, "content": json_content(body)}
+    return out | extra | {"responses": responses}
+
+
+def chat(op_id: str, summary: str, wire: str, body: str, reply: str) -> JSON:
+    events = {"schema": ref(f"{wire}StreamEvent")}
+    content = {**json_content(ref(reply)), "text/event-stream": events}
+    headers = {"x-request-id": request_id_header(), **record_headers(True)}
+    ok = {"description": "JSON, or server-sent events when `stream` is true.", "content": content}
+    rid = param("x-request-id", "header", "An id to echo back and record.")
+    failures = errors(wire, 400, 401, 403, 404, 413, 429, 502, record=True)
+    responses = {"200": ok | {"headers": headers}, **failures}
+    return operation(op_id, summary, responses, body=ref(body), parameters=[rid])
+
+
+def api_paths() -> JSON:
+    lists = {"oneOf": [ref("OpenAIModelList"), ref("AnthropicModelList")]}
+    models = {"200": answer("Every name.", json_content(lists)), **errors("OpenAI", 401)}
+    version = param("anthropic-version", "header", "When sent, the list is in Anthropic's shape.")
+    stored = answer("Stored.", json_content(ref("FeedbackStored")))
+    feedback = {"200": stored, **errors("OpenAI", 400, 401, 404, 409, 413)}
+    openai = ("createChatCompletion", "OpenAI chat completion", "OpenAI", "OpenAIChatRequest")
+    anthropic = ("createMessage", "Anthropic message", "Anthropic", "AnthropicMessagesRequest")
+    return {
+        "/v1/chat/completions": {"post": chat(*openai, "OpenAIChatCompletion")},
+        "/v1/messages": {"post": chat(*anthropic, "AnthropicMessage")},
+        "/v1/models": {"get": operation("listModels", "Names", models, parameters=[version])},
+        "/v1/feedback": {
+            "post": operation("createFeedback", "Score", feedback, body=ref("FeedbackRequest"))
+        },
+    }
+
+
+def ops_paths() -> JSON:
+    text = {"text/plain": {"schema": STR}}
+    version = header("`0.0.4`.", True)
+    metrics = {"200": answer("Prometheus text.", text, x_prometheus_format=version)}
+    status = json_content(ref("Status"))
+    ready = {
+        "200": answer("Lazily loaded parts are up.", status),
+        "503": answer("Starting.", status),
+    }
+    document = {"200": answer("This document.", json_content({"type": "object"}))}
+    return {
+        "/metrics": {"get": operation("metrics", "Metrics", metrics | errors("OpenAI", 401))},
+        "/health": {
+            "get": operation("health", "Liveness", {"200": answer("Up.", status)}, security=OPEN)
+        },
+        "/ready": {"get": operation("ready", "Readiness", ready, security=OPEN)},
+        "/openapi.json": {"get": operation("openapi", "This document", document, security=OPEN)},
+    }
+
+
+def login_operation() -> JSON:
+    form = {"schema": obj(key=STR)}
+    body = {"application/x-www-form-urlencoded": form, "multipart/form-data": form}
+    refused = html("A wrong or missing key: the sign-in form again.")
+    cross_origin = json_content(ref("OpenAIError"))
+    forbidden = answer("A key limited to some models, or a cross-origin post.")
+    forbidden["content"] = html("")["content"] | cross_origin
+    responses = {
+        "303": SEE_DASHBOARD,
+        "401": refused,
+        "403": forbidden,
+        **errors("OpenAI", 400, 413),
+    }
+    login = operation("dashboardLogin", "Sign in: sets the session cookie", responses)
+    return login | {"security": OPEN, "requestBody": {"required": False, "content": body}}
+
+
+def dashboard_paths() -> JSON:
+    query = {
+        "security": [*SECURED, {"session": []}],
+        "parameters": [
+            param("since", "query", "`30m`, `24h` (default), `7d`, `2w`, `90s` or an ISO date."),
+            param("bucket_s", "query", "Bucket width in seconds, when a positive integer."),
+        ],
+    }
+    pages = {"200": html("The dashboard."), "400": html("Unreadable `since`.")}
+    pages |= {"401": html("The sign-in form."), "403": html(ERRORS[403]), "409": html(ERRORS[409])}
+    report = {"200": answer("The report.", json_content(ref("Report")))}
+    report |= errors("OpenAI", 400, 401, 403, 409)
+    logout = {"303": SEE_DASHBOARD, **errors("OpenAI", 403)}
+    return {
+        "/dashboard": {"get": operation("dashboard", "Dashboard", pages, **query)},
+        "/dashboard/data.json": {"get": operation("dashboardData", "Report", report, **query)},
+        "/dashboard/login": {"post": login_operation()},
+        "/dashboard/logout": {
+            "post": operation("dashboardLogout", "Sign out", logout, security=OPEN)
+        },
+    }
+
+
+def build() -> JSON:
+    """The whole document."""
+    info = {
+        "title": "tierwise gateway",
+        "version": __version__,
+        "description": "OpenAI- and Anthropic-compatible LLM gateway. Errors use the "
+        "wire format of the route and carry `x-request-id`.",
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": info,
+        "security": SECURED,
+        "paths": {**api_paths(), **ops_paths(), **dashboard_paths()},
+        "components": {"schemas": schemas(), "securitySchemes": SECURITY_SCHEMES},
+    }
+
+
+OPENAPI: JSON = build()
+_BODY = orjson.dumps(OPENAPI)
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """The OpenAPI document; needs no key."""
+    return web.Response(body=_BODY, content_type="application/json")
+
+
+def add_openapi_route(app: web.Application) -> None:
+    """Serve `OPENAPI` at `GET /openapi.json` (before the app starts)."""
+    app.router.add_get("/openapi.json", openapi_json)
