@@ -52,3 +52,22 @@ def test_operations_example_is_valid() -> None:
     config = parse_config(data)
     assert config.state.backend == "redis" and config.budgets["all"].period == "month"
     assert config.server.api_keys[0].team == "search"
+
+
+def test_readme_cli_examples_name_real_commands_and_options() -> None:
+    """Every `tierwise <command> --option` in the README exists in the CLI."""
+    from typer.main import get_command
+
+    from tierwise.cli import app
+
+    cli = get_command(app)
+    text = (ROOT / "README.md").read_text()
+    for line in re.findall(r"\.venv/bin/tierwise ([^\n#]+)", text):
+        words = line.split()
+        command = cli.commands[words[0]]  # type: ignore[attr-defined]
+        if words[0] == "config":
+            command = command.commands[words[1]]
+        options = {o for p in command.params for o in p.opts}
+        for word in words:
+            if word.startswith("--"):
+                assert word in options, f"{words[0]} has no option {word}"
