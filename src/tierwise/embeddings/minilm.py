@@ -11,8 +11,6 @@ inputs are cut at 256 tokens and padded to the longest text of a batch.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -25,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tierwise.localmodels import LocalModelError, PackageFile, default_cache_dir
+from tierwise.verify import fingerprint, read_json, sha256_file, write_json
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -36,7 +35,6 @@ RUNTIME_HINT = "pip install 'tierwise[routing]' (numpy, onnxruntime, tokenizers)
 MODEL_ID = "all-minilm-l6-v2-int8"
 DIMENSION = 384
 MAX_POSITIONS = 512
-_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -91,36 +89,6 @@ def _locate(pinned: PinnedFile) -> Path:
     )
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fingerprint(path: Path, sha256: str) -> dict[str, object]:
-    st = path.stat()
-    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256}
-
-
-def _read_json(path: Path) -> object:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _write_json(path: Path, value: object) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(value), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        pass
-
-
 def resolve_files(cache_dir: Path | None = None) -> tuple[Path, Path]:
     """(model.onnx, tokenizer.json), located and sha256-verified.
 
@@ -128,17 +96,17 @@ def resolve_files(cache_dir: Path | None = None) -> tuple[Path, Path]:
     """
     paths = [_locate(pinned) for pinned in MODEL_FILES]
     sidecar = (cache_dir or default_cache_dir()) / f"{MODEL_ID}.verified.json"
-    expected = [_fingerprint(p, f.sha256) for p, f in zip(paths, MODEL_FILES, strict=True)]
-    if _read_json(sidecar) == expected:
+    expected = [fingerprint(p, f.sha256) for p, f in zip(paths, MODEL_FILES, strict=True)]
+    if read_json(sidecar) == expected:
         return paths[0], paths[1]
     for path, pinned in zip(paths, MODEL_FILES, strict=True):
-        actual = _sha256_file(path)
+        actual = sha256_file(path)
         if actual != pinned.sha256:
             raise LocalModelError(
                 f"{path} fails its checksum (sha256 {actual}, expected {pinned.sha256}); "
                 f"reinstall {pinned.source.package} ({REQUIREMENTS_HINT} --force-reinstall)"
             )
-    _write_json(sidecar, expected)
+    write_json(sidecar, expected)
     return paths[0], paths[1]
 
 
