@@ -207,6 +207,17 @@ general_settings: {{master_key: sk-bench}}
     return process, Target("litellm proxy", url, "gpt-4o-mini", auth, process.pid)
 
 
+def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def table(rows: list[Row]) -> str:
     base = {(r.mode, r.concurrency): r for r in rows if r.target == "direct"}
     lines = [
@@ -256,9 +267,7 @@ def run(args: argparse.Namespace) -> str:
             for t in targets
         ]
     finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=30)
+        stop_all(processes)
     header = (
         f"Run {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
         f"{args.seconds:g} s per cell after a 2 s warm-up; gateway on CPU 0, wrk and the "
@@ -267,13 +276,72 @@ def run(args: argparse.Namespace) -> str:
     return header + "\n\n" + table(rows) + "\n"
 
 
+def log_ab(rounds: int, seconds: float, concurrency: int) -> str:
+    """tierwise with and without its request log, alternating, `rounds` times each."""
+    directory = Path(tempfile.mkdtemp(prefix="tw-log-ab-"))
+    port = free_port_or(UPSTREAM_PORT)
+    upstream = f"http://127.0.0.1:{port}"
+    processes = [
+        start(
+            [sys.executable, str(HERE / "lean_upstream.py"), "--port", str(port)],
+            "1",
+            dict(os.environ),
+            directory / "upstream.log",
+        )
+    ]
+    cells: dict[str, list[Row]] = {}
+    try:
+        wait_http(upstream + "/v1/models", 30)
+        targets = []
+        for starter in (start_tierwise, start_tierwise_unlogged):
+            process, target = starter(directory, upstream)
+            processes.append(process)
+            targets.append(target)
+        for index in range(rounds * 2):
+            target = targets[(index + index // 2) % 2]
+            row = measure(target, lua_script(directory, target, False), False, concurrency, seconds)
+            cells.setdefault(target.name, []).append(row)
+    finally:
+        stop_all(processes)
+    return _ab_table(cells, concurrency)
+
+
+def _ab_table(cells: dict[str, list[Row]], concurrency: int) -> str:
+    lines = [
+        f"c = {concurrency}, load average {os.getloadavg()[0]:.2f}",
+        "",
+        "| target | CPU ms/req per round | median | req/s per round |",
+        "|---|---|---:|---|",
+    ]
+    for name, rows in cells.items():
+        cpu = sorted(r.cpu_ms or 0.0 for r in rows)
+        median = (cpu[len(cpu) // 2] + cpu[(len(cpu) - 1) // 2]) / 2
+        lines.append(
+            f"| {name} | {', '.join(f'{r.cpu_ms:.3f}' for r in rows)} | {median:.3f} "
+            f"| {', '.join(f'{r.rps:,.0f}' for r in rows)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--with-litellm", action="store_true")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--write", type=Path)
+    parser.add_argument(
+        "--log-ab",
+        type=int,
+        metavar="ROUNDS",
+        help="only compare the request log on and off, alternating",
+    )
     args = parser.parse_args()
+    if args.log_ab:
+        report = log_ab(args.log_ab, args.seconds, args.concurrency[-1])
+        print(report)
+        if args.write:
+            args.write.write_text(report)
+        return
     if args.with_litellm and not LITELLM.exists():
         raise SystemExit(
             f"{LITELLM} is missing: python3 -m venv bench/.venv-litellm && "
