@@ -8,6 +8,8 @@ loads its model and embeds its examples:
   embedding minilm, inline         all-MiniLM-L6-v2 (int8 ONNX), embedded on the loop
   embedding minilm, offload        the same in asyncio.to_thread (the minilm default)
   embedding minilm, cached repeat  a second pass over the same prompts (LRU hits)
+  learned logistic hashing         LearnedRouter trained (logistic, hashing embedder) on
+                                   the synthetic outcome table in tests/fixtures
 
 The uncached MiniLM rows run with the LRU cache off, so `--repeat N` measures each
 prompt N times and keeps its best (filters preemption on a shared machine).
@@ -28,6 +30,7 @@ import json
 import os
 import platform
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -140,10 +143,25 @@ def minilm_router(offload: bool, lru: bool) -> EmbeddingRouter:
     return EmbeddingRouter(embedder, cache=EmbeddingCache(), offload=offload)
 
 
+def learned_router() -> Router:
+    """A logistic router on hashed embeddings, trained on the test fixture."""
+    from tierwise.learning.outcomes import read_outcomes
+    from tierwise.learning.store import make_embedder, save_router
+    from tierwise.learning.train import train
+    from tierwise.routing.learned import LearnedRouter
+
+    fixture = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "outcomes_small.csv"
+    path = Path(tempfile.mkdtemp(prefix="tw-router-")) / "router.npz"
+    save_router(train(read_outcomes(fixture), "logistic", make_embedder("hashing")), path)
+    models = {"cheap-model": "cheap", "strong-model": "strong"}
+    return LearnedRouter.from_options(path=str(path), models=models, cost_weight=0.3)
+
+
 def factories() -> list[tuple[str, Factory]]:
     out: list[tuple[str, Factory]] = [
         ("heuristic", HeuristicRouter),
         ("embedding hashing", lambda: EmbeddingRouter.from_options(embedder="hashing")),
+        ("learned logistic hashing", learned_router),
     ]
     try:
         EmbeddingRouter.from_options(embedder="minilm").warm_up()
