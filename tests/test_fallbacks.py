@@ -338,3 +338,24 @@ async def test_sse_parser_handles_crlf_split_across_reads() -> None:
     assert parse_sse_block(b"event: ping\ndata: {}") == ("ping", "{}")
     assert parse_sse_block(b": comment only") is None
     assert parse_sse_block(b"data: a\ndata: b") == ("", "a\nb")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"response_format": {"type": "json_schema", "json_schema": "not an object"}},
+        {
+            "tool_choice": {"type": "function", "function": 7},
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+        },
+    ],
+)
+async def test_malformed_options_are_bad_requests_for_library_callers(
+    upstream: FakeUpstream, make_gateway: GatewayFactory, options: dict[str, object]
+) -> None:
+    gateway = make_gateway(tiers={"cheap": ["claude"]})
+    with pytest.raises(AllAttemptsFailedError) as caught:
+        await gateway.chat(ask("hello", **options))
+    assert caught.value.status == 400
+    assert [a.trigger for a in caught.value.record.attempts] == ["bad_request"]
+    assert upstream.count() == 0

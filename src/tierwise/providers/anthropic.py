@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from tierwise.errors import (
+    BadRequestError,
     ContentPolicyError,
     ContextWindowError,
     InvalidResponseError,
@@ -140,7 +141,9 @@ def encode_request(request: ChatRequest, model: str, default_max_tokens: int) ->
 
 
 def _json_instruction(response_format: JSON) -> str:
-    schema = (response_format.get("json_schema") or {}).get("schema")
+    schema = _object(response_format.get("json_schema"), "response_format.json_schema").get(
+        "schema"
+    )
     if schema is None:
         return JSON_INSTRUCTION
     return f"{JSON_INSTRUCTION} It must match this JSON schema: {orjson.dumps(schema).decode()}"
@@ -192,7 +195,7 @@ def _encode_blocks(message: Message) -> list[JSON]:
 def _encode_part(part: JSON) -> JSON:
     if part.get("type") != "image_url":
         return {"type": "text", "text": str(part.get("text", ""))}
-    url = str((part.get("image_url") or {}).get("url", ""))
+    url = str(_object(part.get("image_url"), "image_url").get("url", ""))
     if url.startswith("data:") and ";base64," in url:
         media, data = url[5:].split(";base64,", 1)
         return {"type": "image", "source": {"type": "base64", "media_type": media, "data": data}}
@@ -225,8 +228,17 @@ def _encode_tool_choice(choice: str | JSON | None) -> JSON | None:
             "required": {"type": "any"},
             "none": {"type": "none"},
         }.get(choice, {"type": "auto"})
-    name = (choice.get("function") or {}).get("name")
-    return {"type": "tool", "name": name} if name else {"type": "auto"}
+    name = _object(choice.get("function"), "tool_choice.function").get("name")
+    return {"type": "tool", "name": str(name)} if name else {"type": "auto"}
+
+
+def _object(value: Any, where: str) -> JSON:
+    """`value` as an object (absent is empty); anything else is a bad request."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequestError(f"{where} must be an object")
+    return value
 
 
 def decode_response(body: Any, model: str) -> ChatResponse:
