@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 import random
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -107,12 +108,12 @@ def test_reads_the_fixture_with_models_scores_costs_and_hash(table: OutcomeTable
     assert not np.isnan(table.costs).any()
 
 
-def test_empty_and_unreadable_cells_are_nan_and_query_only_wins() -> None:
+def test_empty_cells_are_nan_and_query_only_wins() -> None:
     data = (
         b"prompt_id,prompt,query_only,score__a,score__b,cost_usd__a\n"
         b"p1,long few-shot prompt,the question,1,,0.5\n"
-        b",plain prompt,,n/a,0,\n"
-        b'p3,"multi\nline",, 0 ,inf,x\n'
+        b",plain prompt,,,0,\n"
+        b'p3,"multi\nline",, 0 ,,x\n'
     )
     table = parse_outcomes(data)
     assert table.texts == ["the question", "plain prompt", "multi\nline"]
@@ -122,6 +123,21 @@ def test_empty_and_unreadable_cells_are_nan_and_query_only_wins() -> None:
     assert table.costs[0, 0] == 0.5 and np.isnan(table.costs[1:, 0]).all()
     assert np.isnan(table.costs[:, 1]).all()
     assert parse_outcomes(b"prompt_id,prompt,score__a\n").scores.shape == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"prompt_id,prompt,score__a\np1,hi,1\np2,yo,n/a\n", "line 3, column score__a: 'n/a'"),
+        (b"prompt_id,prompt,score__a\np1,hi,inf\n", "line 2, column score__a: 'inf'"),
+        (b"prompt_id,prompt,score__a,score__b\np1,hi,1,\np2,yo,,\n", "line 3: no score"),
+        (b"prompt_id,score__a\np1,1\n", "no 'prompt' column"),
+        (b"prompt_id,prompt,grade\np1,hi,1\n", "no 'score__<model>' columns"),
+    ],
+)
+def test_bad_tables_get_errors_naming_line_and_column(data: bytes, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_outcomes(data)
 
 
 def test_one_to_ten_judge_scores_are_normalised() -> None:

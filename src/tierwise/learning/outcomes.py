@@ -1,7 +1,8 @@
 """Outcome tables: per-prompt quality (and cost) of several models on the same prompts.
 
 Scores are normalised to [0, 1]: 0/1 correctness stays as is, 1-10 judge scores map
-by (s - 1) / 9. A cell that is empty or unreadable is NaN. Costs are USD per request:
+by (s - 1) / 9. An empty cell is NaN (no result); a score that is not a number, or a
+row without any score, is an error naming the line and column. Costs are USD per request:
 the `cost_usd__<model>` cell where present, else estimated tokens times a price.
 """
 
@@ -108,7 +109,12 @@ def parse_outcomes(
     models = [c[len(SCORE) :] for c in header if c.startswith(SCORE)]
     if not models:
         raise ConfigError(f"outcome table has no '{SCORE}<model>' columns", file=name)
-    rows = list(reader)
+    rows, lines = [], []
+    for row in reader:
+        rows.append(row)
+        lines.append(reader.line_num)
+    for row, line in zip(rows, lines, strict=True):
+        _check_scores(row, line, models, name)
     ids = [(r.get("prompt_id") or "").strip() or f"row-{i}" for i, r in enumerate(rows)]
     texts = [(r.get("query_only") or "").strip() or (r.get("prompt") or "") for r in rows]
     sources = [r.get("source_benchmark") or "" for r in rows]
@@ -121,6 +127,34 @@ def parse_outcomes(
     ).reshape(shape)
     digest = hashlib.sha256(data).hexdigest()
     return OutcomeTable(ids, texts, sources, models, scores, costs, digest)
+
+
+def _check_scores(row: Mapping[str, str | None], line: int, models: list[str], name: str) -> None:
+    """A score that is not a number, or a row with no score at all, is an error
+    naming the line and the column."""
+    present = 0
+    for model in models:
+        cell = (row.get(SCORE + model) or "").strip()
+        if not cell:
+            continue
+        if not math.isfinite(_parsed(cell)):
+            raise ConfigError(
+                f"line {line}, column {SCORE}{model}: {cell!r} is not a number", file=name
+            )
+        present += 1
+    if not present:
+        raise ConfigError(
+            f"line {line}: no score in any {SCORE}<model> column "
+            f"(prompt_id {row.get('prompt_id')!r})",
+            file=name,
+        )
+
+
+def _parsed(cell: str) -> float:
+    try:
+        return float(cell)
+    except ValueError:
+        return math.nan
 
 
 def _number(cell: str | None) -> float:
