@@ -83,6 +83,26 @@ GatewayFactory = Callable[..., Gateway]
 
 
 @pytest.fixture
+async def client() -> AsyncIterator[Any]:
+    """A client of the shared Redis on 127.0.0.1:6379 (the test skips without one)."""
+    from tests.test_redis_state import shared_client
+
+    redis = await shared_client()
+    yield redis
+    await redis.aclose()
+
+
+@pytest.fixture
+async def options(client: Any) -> AsyncIterator[Any]:
+    """Redis key options in a namespace of the test's own, deleted afterwards."""
+    from tests.test_redis_state import drop_namespace, unique_options
+
+    chosen = unique_options()
+    yield chosen
+    await drop_namespace(client, chosen)
+
+
+@pytest.fixture
 async def make_gateway(upstream: FakeUpstream) -> AsyncIterator[GatewayFactory]:
     made: list[Gateway] = []
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -20,10 +20,8 @@ from redis.asyncio import Redis
 from tests.test_redis_state import (
     REDIS_URL,
     RedisServer,
-    drop_namespace,
     eventually,
     own_redis_server,
-    shared_client,
     unique_options,
 )
 from tierwise.state.budget import (
@@ -49,20 +47,6 @@ D = Decimal
 ZERO = Decimal(0)
 
 BudgetFactory = Callable[..., Budget]
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[Redis]:
-    client = await shared_client()
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def options(client: Redis) -> AsyncIterator[RedisOptions]:
-    options = unique_options()
-    yield options
-    await drop_namespace(client, options)
 
 
 @pytest.fixture(params=["memory", "redis"])

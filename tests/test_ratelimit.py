@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 
@@ -14,10 +14,8 @@ from redis.asyncio import Redis
 
 from tests.test_redis_state import (
     RedisServer,
-    drop_namespace,
     eventually,
     own_redis_server,
-    shared_client,
     unique_options,
 )
 from tierwise.state.ratelimit import (
@@ -34,20 +32,6 @@ from tierwise.state.redis import RedisOptions, redis_client
 
 T0 = 1_741_953_600.0  # the start of a minute
 LimiterFactory = Callable[[Mapping[str, RateLimit]], RateLimiter]
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[Redis]:
-    client = await shared_client()
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def options(client: Redis) -> AsyncIterator[RedisOptions]:
-    options = unique_options()
-    yield options
-    await drop_namespace(client, options)
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
@@ -119,20 +119,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 5.
 # --- Fixtures -------------------------------------------------------------------------
 
 StateFactory = Callable[[BreakerConfig], HealthState]
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[Redis]:
-    client = await shared_client()
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def options(client: Redis) -> AsyncIterator[RedisOptions]:
-    options = unique_options()
-    yield options
-    await drop_namespace(client, options)
 
 
 @pytest.fixture(params=["memory", "redis"])
