@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from tierwise import Gateway, parse_config
 from tierwise.config import GatewayConfig
 from tierwise.testing import FakeUpstream
 
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 CHEAP_PRICE = {"input": "0.15", "output": "0.60"}
 STRONG_PRICE = {"input": "2.50", "output": "10.00"}
 
@@ -80,6 +82,22 @@ def gateway_config(base_url: str, **overrides: Any) -> GatewayConfig:
 
 
 GatewayFactory = Callable[..., Gateway]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A request-log URL: the test's own SQLite file, or its own schema in the real
+    PostgreSQL (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'log.db'}"
+        return
+    import asyncpg
+
+    schema = f"tw_test_{uuid.uuid4().hex[:10]}"
+    yield f"{POSTGRES}?schema={schema}"
+    conn = await asyncpg.connect(POSTGRES)
+    await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    await conn.close()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 import openai
 import orjson
 import pytest
@@ -34,7 +32,6 @@ from tierwise.server.run import Running, build, running
 from tierwise.store import Store
 from tierwise.testing import FakeUpstream
 
-PG = "postgresql://postgres@127.0.0.1:5432/test"
 ROUTES = {"auto": {"router": "heuristic", "baseline": "big", "checks": ["punt"]}}
 FALLBACK = {
     "backoff": {"base_s": 0.01, "max_s": 0.05, "max_retry_after_s": 2},
@@ -79,18 +76,6 @@ class Sent:
 
     def id_of(self, index: int) -> str:
         return str(self.rows[index]["id"])
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'log.db'}"
-        return
-    schema = f"tw_report_{uuid.uuid4().hex[:10]}"
-    yield f"{PG}?schema={schema}"
-    conn = await asyncpg.connect(PG)
-    await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    await conn.close()
 
 
 @pytest.fixture

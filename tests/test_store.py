@@ -3,13 +3,10 @@ through the gateway, and the stored rows add up to what was sent."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 
 import aiohttp
-import asyncpg
 import openai
 import pytest
 
@@ -18,20 +15,6 @@ from tierwise.server.app import WRITER
 from tierwise.server.run import Running, running
 from tierwise.store import from_pusd, open_store
 from tierwise.testing import FakeUpstream
-
-PG = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'log.db'}"
-        return
-    schema = f"tw_test_{uuid.uuid4().hex[:10]}"
-    yield f"{PG}?schema={schema}"
-    conn = await asyncpg.connect(PG)
-    await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    await conn.close()
 
 
 @pytest.fixture
