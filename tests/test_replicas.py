@@ -64,7 +64,7 @@ def write_config(tmp_path: Path, name: str, upstream: str, redis_url: str, **ext
 
 
 class Replica:
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, *options: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log.open("wb")
@@ -78,6 +78,7 @@ class Replica:
                 str(config),
                 "--port",
                 str(self.port),
+                *options,
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -87,8 +88,7 @@ class Replica:
         deadline = time.monotonic() + limit_s
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
-                if getattr(self, "process", None) is not None:
-                    assert self.process.poll() is None, "replica exited during start-up"
+                assert self.process.poll() is None, "replica exited during start-up"
                 try:
                     async with session.get(self.url + "/ready") as response:
                         if response.status == 200:
@@ -255,37 +255,19 @@ async def test_redis_outage_loses_no_request(
 async def test_serve_with_two_workers_shares_one_port(tmp_path: Path) -> None:
     async with FakeUpstream() as upstream:
         config = write_config(tmp_path, "workers", upstream.base_url, "redis://127.0.0.1:6379/0")
-        port = free_port()
-        log = (tmp_path / "workers.log").open("wb")
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tierwise",
-                "serve",
-                "--config",
-                str(config),
-                "--port",
-                str(port),
-                "--workers",
-                "2",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        replica = Replica.__new__(Replica)
-        replica.url = f"http://127.0.0.1:{port}"
+        replica = Replica(config, tmp_path / "workers.log", "--workers", "2")
         try:
             await replica.ready()
             children = subprocess.run(
-                ["pgrep", "-P", str(process.pid)], capture_output=True, text=True, check=False
+                ["pgrep", "-P", str(replica.process.pid)],
+                capture_output=True,
+                text=True,
+                check=False,
             ).stdout.split()
             async with aiohttp.ClientSession() as session:
                 results = await asyncio.gather(*(ask(session, replica) for _ in range(20)))
         finally:
-            process.terminate()
-            process.wait(timeout=30)
-            log.close()
+            replica.stop()
     assert len(children) >= 2
     assert [status for status, _, _ in results] == [200] * 20
     time.sleep(1)
