@@ -12,17 +12,20 @@ tierwise runs with routing, checks, metrics and its SQLite request log on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,36 +241,43 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+Starter = Callable[[Path, str], tuple["subprocess.Popen[bytes]", Target]]
+
+
+@contextlib.contextmanager
+def serving(prefix: str, starters: list[Starter]) -> Iterator[tuple[Path, list[Target]]]:
+    """The lean upstream (as the `direct` target) and one server per starter,
+    stopped on exit."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    port = free_port_or(UPSTREAM_PORT)
+    upstream = f"http://127.0.0.1:{port}"
+    command = [sys.executable, str(HERE / "lean_upstream.py"), "--port", str(port)]
+    processes = [start(command, "1", dict(os.environ), directory / "upstream.log")]
+    try:
+        wait_http(upstream + "/v1/models", 30)
+        targets = [Target("direct", upstream, "gpt-4o-mini", {}, None)]
+        for starter in starters:
+            process, target = starter(directory, upstream)
+            processes.append(process)
+            targets.append(target)
+        yield directory, targets
+    finally:
+        stop_all(processes)
+
+
 def run(args: argparse.Namespace) -> str:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is required: apt-get install wrk")
-    directory = Path(tempfile.mkdtemp(prefix="tw-proxy-bench-"))
-    port = free_port_or(UPSTREAM_PORT)
-    upstream_url = f"http://127.0.0.1:{port}"
-    processes = [
-        start(
-            [sys.executable, str(HERE / "lean_upstream.py"), "--port", str(port)],
-            "1",
-            dict(os.environ),
-            directory / "upstream.log",
-        )
-    ]
-    try:
-        wait_http(upstream_url + "/v1/models", 30)
-        targets = [Target("direct", upstream_url, "gpt-4o-mini", {}, None)]
-        starters = [start_tierwise, start_tierwise_unlogged]
-        for starter in starters + ([start_litellm] if args.with_litellm else []):
-            process, target = starter(directory, upstream_url)
-            processes.append(process)
-            targets.append(target)
+    starters: list[Starter] = [start_tierwise, start_tierwise_unlogged]
+    if args.with_litellm:
+        starters.append(start_litellm)
+    with serving("tw-proxy-bench-", starters) as (directory, targets):
         rows = [
             measure(t, lua_script(directory, t, stream), stream, c, args.seconds)
             for stream in (False, True)
             for c in args.concurrency
             for t in targets
         ]
-    finally:
-        stop_all(processes)
     header = (
         f"Run {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
         f"{args.seconds:g} s per cell after a 2 s warm-up; gateway on CPU 0, wrk and the "
@@ -278,31 +288,13 @@ def run(args: argparse.Namespace) -> str:
 
 def log_ab(rounds: int, seconds: float, concurrency: int) -> str:
     """tierwise with and without its request log, alternating, `rounds` times each."""
-    directory = Path(tempfile.mkdtemp(prefix="tw-log-ab-"))
-    port = free_port_or(UPSTREAM_PORT)
-    upstream = f"http://127.0.0.1:{port}"
-    processes = [
-        start(
-            [sys.executable, str(HERE / "lean_upstream.py"), "--port", str(port)],
-            "1",
-            dict(os.environ),
-            directory / "upstream.log",
-        )
-    ]
     cells: dict[str, list[Row]] = {}
-    try:
-        wait_http(upstream + "/v1/models", 30)
-        targets = []
-        for starter in (start_tierwise, start_tierwise_unlogged):
-            process, target = starter(directory, upstream)
-            processes.append(process)
-            targets.append(target)
+    with serving("tw-log-ab-", [start_tierwise, start_tierwise_unlogged]) as (directory, all_):
+        targets = all_[1:]
         for index in range(rounds * 2):
             target = targets[(index + index // 2) % 2]
             row = measure(target, lua_script(directory, target, False), False, concurrency, seconds)
             cells.setdefault(target.name, []).append(row)
-    finally:
-        stop_all(processes)
     return _ab_table(cells, concurrency)
 
 
@@ -314,8 +306,7 @@ def _ab_table(cells: dict[str, list[Row]], concurrency: int) -> str:
         "|---|---|---:|---|",
     ]
     for name, rows in cells.items():
-        cpu = sorted(r.cpu_ms or 0.0 for r in rows)
-        median = (cpu[len(cpu) // 2] + cpu[(len(cpu) - 1) // 2]) / 2
+        median = statistics.median(r.cpu_ms or 0.0 for r in rows)
         lines.append(
             f"| {name} | {', '.join(f'{r.cpu_ms:.3f}' for r in rows)} | {median:.3f} "
             f"| {', '.join(f'{r.rps:,.0f}' for r in rows)} |"
