@@ -205,9 +205,27 @@ class FallbackConfig(_Model):
         return self.triggers.get(trigger) or DEFAULT_TRIGGERS[trigger]
 
 
+def inline_options(value: object, default_kind: str | None = None) -> object:
+    """`name`, or `{kind: name, option: value, ...}` with the options inline, as
+    `{kind, options}`; a mapping that already has `options` stays as it is."""
+    if isinstance(value, str):
+        return {"kind": value}
+    if isinstance(value, dict) and "options" not in value:
+        return {
+            "kind": value.get("kind", default_kind),
+            "options": {k: v for k, v in value.items() if k != "kind"},
+        }
+    return value
+
+
 class CheckConfig(_Model):
     kind: str
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat(cls, value: Any) -> Any:
+        return inline_options(value)
 
 
 class ConfidenceConfig(_Model):
@@ -223,30 +241,7 @@ class RouterConfig(_Model):
     @model_validator(mode="before")
     @classmethod
     def _flat(cls, value: Any) -> Any:
-        return _router_shorthand(value)
-
-
-def _router_shorthand(value: object) -> object:
-    """`heuristic`, or `{kind: heuristic, rules: [...]}` with options inline."""
-    if isinstance(value, str):
-        return {"kind": value}
-    if isinstance(value, dict) and "options" not in value:
-        return {
-            "kind": value.get("kind", "heuristic"),
-            "options": {k: v for k, v in value.items() if k != "kind"},
-        }
-    return value
-
-
-def _check_shorthand(value: object) -> object:
-    if isinstance(value, str):
-        return {"kind": value}
-    if isinstance(value, dict) and "options" not in value:
-        return {
-            "kind": value.get("kind"),
-            "options": {k: v for k, v in value.items() if k != "kind"},
-        }
-    return value
+        return inline_options(value, "heuristic")
 
 
 class RouteConfig(_Model):
@@ -257,16 +252,6 @@ class RouteConfig(_Model):
     confidence: ConfidenceConfig | None = None
     on_checks_exhausted: Literal["return_last", "error"] = "return_last"
     stream_hold_back: int = Field(default=0, ge=0)
-
-    @field_validator("router", mode="before")
-    @classmethod
-    def _router(cls, value: object) -> object:
-        return _router_shorthand(value)
-
-    @field_validator("checks", mode="before")
-    @classmethod
-    def _checks(cls, value: object) -> object:
-        return [_check_shorthand(v) for v in value] if isinstance(value, list) else value
 
 
 class ApiKeyConfig(_Model):
