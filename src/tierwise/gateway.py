@@ -196,19 +196,15 @@ class Gateway:
         target: Target,
         decision: Decision | None,
     ) -> None:
-        record.attempts = outcome.attempts
-        record.latency_ms = (time.time() - record.started_at) * 1000
         if outcome.deployment is not None:
             record.final_deployment = outcome.deployment.name
             record.final_tier = outcome.deployment.tier
-            record.first_token_ms = outcome.attempts[-1].first_token_ms
+            record.first_token_ms = record.attempts[-1].first_token_ms
         record.status = (
             "error" if outcome.answer is None else ("degraded" if outcome.degraded else "ok")
         )
         record.error = outcome.error if record.status != "ok" else None
-        final = next((a.usage for a in reversed(outcome.attempts) if a.usage), None)
-        baseline = target.baseline.price if target.baseline else None
-        record.cost = bill(outcome.attempts, decision, baseline, final)
+        self._bill(record, target, decision)
         if outcome.answer is not None and not outcome.answer.complete:
             return
         if outcome.answer is not None:
@@ -217,19 +213,27 @@ class Gateway:
 
     def _cancelled(self, record: RequestRecord, target: Target, decision: Decision | None) -> None:
         record.status, record.error = "cancelled", "the caller went away"
-        record.latency_ms = (time.time() - record.started_at) * 1000
-        baseline = target.baseline.price if target.baseline else None
-        record.cost = bill(record.attempts, decision, baseline, None)
+        self._bill(record, target, decision, with_baseline=False)
         self._emit(record)
 
     def _finish_stream(
         self, record: RequestRecord, target: Target, decision: Decision | None
     ) -> None:
+        self._bill(record, target, decision)
+        self._emit(record)
+
+    def _bill(
+        self,
+        record: RequestRecord,
+        target: Target,
+        decision: Decision | None,
+        with_baseline: bool = True,
+    ) -> None:
+        """Latency so far and the bill; the baseline prices the last usage seen."""
+        record.latency_ms = (time.time() - record.started_at) * 1000
         final = next((a.usage for a in reversed(record.attempts) if a.usage), None)
         baseline = target.baseline.price if target.baseline else None
-        record.cost = bill(record.attempts, decision, baseline, final)
-        record.latency_ms = (time.time() - record.started_at) * 1000
-        self._emit(record)
+        record.cost = bill(record.attempts, decision, baseline, final if with_baseline else None)
 
     def _emit(self, record: RequestRecord) -> None:
         for sink in self.sinks:
