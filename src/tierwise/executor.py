@@ -21,7 +21,7 @@ from tierwise.config import LOW_CONFIDENCE, QUALITY_CHECK, Action, Cooldown
 from tierwise.errors import ErrorKind, ProviderError
 from tierwise.plan import Deployment, Policy, Step
 from tierwise.providers.base import Timeouts
-from tierwise.record import AttemptRecord
+from tierwise.record import ZERO, AttemptRecord
 from tierwise.resilience.backoff import retry_delay_s
 from tierwise.resilience.balancing import Candidate, order_candidates
 from tierwise.state.base import HealthState
@@ -268,11 +268,7 @@ class Executor:
         except BaseException:
             latency_ms = await self._release(deployment, started, ok=False, cooldown=Cooldown.NONE)
             run.attempts.append(
-                AttemptRecord(
-                    deployment.name,
-                    deployment.tier,
-                    deployment.model,
-                    deployment.provider_kind,
+                deployment.attempt(
                     outcome="cancelled",
                     trigger="cancelled",
                     detail="the caller went away",
@@ -296,11 +292,7 @@ class Executor:
             deployment, started, ok=False, cooldown=rule.cooldown, cooldown_s=cooldown_s
         )
         run.attempts.append(
-            AttemptRecord(
-                deployment.name,
-                deployment.tier,
-                deployment.model,
-                deployment.provider_kind,
+            deployment.attempt(
                 outcome="error",
                 trigger=exc.kind.value,
                 detail=exc.message,
@@ -361,14 +353,10 @@ class Executor:
         detail: str,
     ) -> AttemptRecord:
         usage: Usage | None = None
-        cost = deployment.price.cost_usd(Usage())
+        cost = ZERO
         if answer.complete:
             usage, cost = deployment.cost_usd(run.request, answer.view)
-        return AttemptRecord(
-            deployment.name,
-            deployment.tier,
-            deployment.model,
-            deployment.provider_kind,
+        return deployment.attempt(
             outcome="ok" if trigger is None else "rejected",
             trigger=trigger,
             detail=detail,
@@ -430,11 +418,7 @@ async def _discard(kept: tuple[Answer[Any], Deployment] | None) -> None:
 
 
 def _skipped(deployment: Deployment, trigger: str, detail: str) -> AttemptRecord:
-    return AttemptRecord(
-        deployment.name,
-        deployment.tier,
-        deployment.model,
-        deployment.provider_kind,
+    return deployment.attempt(
         called=False,
         outcome="skipped",
         trigger=trigger,

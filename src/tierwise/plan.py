@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from tierwise.checks.base import Check, ConfidenceSignal
 from tierwise.config import FallbackConfig
 from tierwise.pricing import Price
 from tierwise.providers.base import Provider, Timeouts
+from tierwise.record import AttemptRecord
 from tierwise.tokens import count_message_tokens, count_text_tokens, encoding_name, fits_context
 from tierwise.types import ChatRequest, ChatResponse, Usage
 
@@ -44,6 +46,10 @@ class Deployment:
             count_text_tokens(answer.text() + tool_text, encoding),
             estimated=True,
         )
+
+    def attempt(self, **fields: Any) -> AttemptRecord:
+        """A record of one attempt on this deployment."""
+        return AttemptRecord(self.name, self.tier, self.model, self.provider_kind, **fields)
 
     def worst_case_usd(self, request: ChatRequest) -> Decimal:
         """Prompt tokens plus the most output this call may produce, at this
