@@ -24,11 +24,11 @@ from tierwise.state.ratelimit import (
     MemoryRateLimiter,
     RateLimit,
     RateLimiter,
-    RedisRateLimiter,
     rolled,
     wait_s,
 )
 from tierwise.state.redis import RedisOptions, redis_client
+from tierwise.state.redis_ratelimit import RedisRateLimiter
 
 T0 = 1_741_953_600.0  # the start of a minute
 LimiterFactory = Callable[[Mapping[str, RateLimit]], RateLimiter]

@@ -57,9 +57,9 @@ def build_state(config: GatewayConfig) -> SharedState:
 def _redis_state(
     config: GatewayConfig, limits: dict[str, BudgetLimit], rates: dict[str, RateLimit]
 ) -> SharedState:
-    from tierwise.state.ratelimit import RedisRateLimiter
     from tierwise.state.redis import RedisHealthState, RedisOptions, redis_client
     from tierwise.state.redis_budget import RedisBudget
+    from tierwise.state.redis_ratelimit import RedisRateLimiter
 
     client = redis_client(config.state.redis_url)
     options = RedisOptions(

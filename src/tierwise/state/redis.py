@@ -282,7 +282,21 @@ def health_from_fields(
     )
 
 
-class RedisHealthState:
+class RedisBacked:
+    """How the Redis connection behind a shared-state object is doing."""
+
+    guard: RedisGuard
+
+    @property
+    def redis_failures(self) -> int:
+        return self.guard.failures
+
+    @property
+    def redis_available(self) -> bool:
+        return self.guard.available
+
+
+class RedisHealthState(RedisBacked):
     """`HealthState` on Redis: breaker, latency average and per-replica load counts
     in one hash per deployment. While Redis is unreachable, `open` falls back to an
     in-process `MemoryHealthState` and `closed` refuses every `acquire`."""
@@ -307,14 +321,6 @@ class RedisHealthState:
         self.guard = RedisGuard(client, "health", self.options, on_recover=self._forget_local)
         self._acquire = client.register_script(ACQUIRE_LUA)
         self._release = client.register_script(RELEASE_LUA)
-
-    @property
-    def redis_failures(self) -> int:
-        return self.guard.failures
-
-    @property
-    def redis_available(self) -> bool:
-        return self.guard.available
 
     def key(self, deployment: str) -> str:
         return self.options.key("breaker", deployment)

@@ -22,7 +22,7 @@ from tierwise.state.budget import (
     to_units,
     to_usd,
 )
-from tierwise.state.redis import DOWN, RedisGuard, RedisOptions, text
+from tierwise.state.redis import DOWN, RedisBacked, RedisGuard, RedisOptions, text
 
 PURGE_LUA = """
 local function purge(h, z, now)
@@ -106,7 +106,7 @@ class _Pending:
     now: float
 
 
-class RedisBudget:
+class RedisBudget(RedisBacked):
     """Budgets shared through Redis, one Lua script per operation. While Redis is
     unreachable, `open` reserves from an in-process `MemoryBudget` (each replica
     then enforces the full limits alone) and `closed` refuses every reservation.
@@ -132,14 +132,6 @@ class RedisBudget:
         self._reserve = client.register_script(RESERVE_LUA)
         self._finish = client.register_script(FINISH_LUA)
         self._usage = client.register_script(USAGE_LUA)
-
-    @property
-    def redis_failures(self) -> int:
-        return self.guard.failures
-
-    @property
-    def redis_available(self) -> bool:
-        return self.guard.available
 
     def keys(self, buckets: Sequence[Bucket]) -> list[str]:
         base = [self.options.key("budget", b.tag) for b in buckets]
