@@ -34,6 +34,10 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
 
 
 def gateway_config(base_url: str, **overrides: Any) -> GatewayConfig:
+    return parse_config(gateway_data(base_url, **overrides))
+
+
+def gateway_data(base_url: str, **overrides: Any) -> dict[str, Any]:
     """Cheap tier (two OpenAI-style deployments), strong tier (OpenAI, then
     Anthropic), route `auto` starting cheap, small backoffs for fast tests."""
     v1 = base_url + "/v1"
@@ -78,7 +82,7 @@ def gateway_config(base_url: str, **overrides: Any) -> GatewayConfig:
     }
     for key, value in overrides.items():
         data[key] = value
-    return parse_config(data)
+    return data
 
 
 GatewayFactory = Callable[..., Gateway]

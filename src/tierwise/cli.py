@@ -13,6 +13,7 @@ import typer
 from tierwise.config import GatewayConfig, load_config
 from tierwise.errors import TierwiseError
 from tierwise.evaluation.cli import calibrate_command, eval_command
+from tierwise.experiments.cli import drift_app, experiment_app
 from tierwise.learning.cli import fit_examples_command, train_command
 from tierwise.observability.cli import report_command
 
@@ -128,6 +129,8 @@ app.command("train")(train_command)
 app.command("fit-examples")(fit_examples_command)
 app.command("eval")(eval_command)
 app.command("calibrate")(calibrate_command)
+app.add_typer(experiment_app, name="experiment")
+app.add_typer(drift_app, name="drift")
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tierwise.errors import ConfigError, ErrorKind
+from tierwise.experiments.spec import DriftConfig, ExperimentConfig
 from tierwise.pricing import Price, lookup_model
 
 ENV_PREFIX = "TIERWISE__"
@@ -277,7 +278,9 @@ class ServerConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     api_keys: list[ApiKeyConfig] = Field(default_factory=list)
+    admin_keys: list[ApiKeyConfig] = Field(default_factory=list)
     allow_unauthenticated: bool = False
+    monitor_interval_s: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
 
@@ -335,6 +338,8 @@ class GatewayConfig(_Model):
     state: StateConfig = StateConfig()
     budgets: dict[str, BudgetConfig] = Field(default_factory=dict)
     rate_limits: dict[str, RateLimitConfig] = Field(default_factory=dict)
+    experiments: dict[str, ExperimentConfig] = Field(default_factory=dict)
+    drift: DriftConfig = DriftConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -389,6 +394,16 @@ def _reference_problems(config: GatewayConfig) -> list[str]:
             problems.append(f"routes.{name}.baseline: unknown deployment {route.baseline!r}")
         if not config.tier_order(route):
             problems.append(f"routes.{name}: no tiers defined")
+    names = set(config.routes) | set(config.tiers) | set(config.deployments)
+    problems += [
+        f"experiments.{name}: unknown route, tier or deployment {target!r}"
+        for name, experiment in config.experiments.items()
+        for target in experiment.targets()
+        if target not in names
+    ]
+    problems += [
+        f"drift.routes: unknown route {r!r}" for r in config.drift.routes if r not in config.routes
+    ]
     return problems
 
 

@@ -8,7 +8,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Self
 
@@ -16,6 +16,7 @@ from tierwise.accounting import bill
 from tierwise.config import GatewayConfig
 from tierwise.errors import AllAttemptsFailedError
 from tierwise.executor import Answer, Clock, Executor, Outcome
+from tierwise.experiments.registry import Experiments
 from tierwise.plan import Deployment
 from tierwise.providers.base import HttpClient, Timeouts
 from tierwise.record import Decision, RequestRecord
@@ -74,6 +75,11 @@ class Gateway:
             self.health, clock=clock or self.state.clock, rng=rng, budget=self.state.budget
         )
         self.sinks = list(sinks or [])
+        self.experiments = Experiments(config.experiments)
+        if config.drift.enabled and config.drift.embedding_sample > 0:
+            from tierwise.drift.sketch import PromptSketcher
+
+            self.sinks.insert(0, PromptSketcher(config.drift.embedding_sample, rng))
 
     async def __aenter__(self) -> Self:
         return self
@@ -105,13 +111,30 @@ class Gateway:
         await self._http.aclose()
         await self.state.aclose()
 
-    async def decide(self, request: ChatRequest) -> tuple[Target, Decision | None]:
-        """Resolve the request's `model` and, for a route, ask its router."""
+    async def decide(
+        self, request: ChatRequest, record: RequestRecord | None = None
+    ) -> tuple[Target, Decision | None]:
+        """Resolve the request's `model` (through its experiment's arm, if any, noted
+        on `record`) and, for a route, ask its router."""
         target = self.targets.get(request.model)
+        if record is not None and self.experiments:
+            target = self._arm(request, record, target)
         if target.router is None:
             return target, None
         tiers = [s.tier for s in target.steps]
         return target, await target.router.decide(request, tiers)
+
+    def _arm(self, request: ChatRequest, record: RequestRecord, target: Target) -> Target:
+        """The variant's target, keeping the route's name and baseline for the bill."""
+        arm = self.experiments.arm(request, record.api_key, record.request_id)
+        if arm is None:
+            return target
+        if arm.counted:
+            record.experiment, record.variant = arm.experiment, arm.variant
+        if arm.target is None:
+            return target
+        chosen = self.targets.get(arm.target)
+        return replace(chosen, name=target.name, baseline=target.baseline)
 
     async def chat(
         self,
@@ -125,7 +148,7 @@ class Gateway:
         AllAttemptsFailedError (with every attempt) when nothing answered.
         `caller` names the API key the request came with, for the record."""
         record = self._new_record(request, request_id, caller)
-        target, decision = await self.decide(request)
+        target, decision = await self.decide(request, record)
         record.route, record.decision = target.name, decision
         plan = target.plan_from(decision.target if decision else "")
         request = target.policy.prepare(request)
@@ -152,7 +175,7 @@ class Gateway:
         """Run the plan until one stream commits (first tokens in hand and checks
         passed on the held-back prefix); iterate the result for its deltas."""
         record = self._new_record(request, request_id, caller)
-        target, decision = await self.decide(request)
+        target, decision = await self.decide(request, record)
         record.route, record.decision = target.name, decision
         plan = target.plan_from(decision.target if decision else "")
         call = open_stream(target.hold_back, self.executor.clock)

@@ -91,8 +91,10 @@ class RequestRecord:
     user: str | None = None
     api_key: str | None = None
     variant: str | None = None
+    experiment: str | None = None
     prompt: str | None = None
     answer: str | None = None
+    prompt_sketch: list[float] | None = None
 
     @property
     def calls(self) -> list[AttemptRecord]:

@@ -20,6 +20,7 @@ from tierwise.errors import (
     RouteNotFoundError,
     TierwiseError,
 )
+from tierwise.experiments.assign import SESSION_KEY
 from tierwise.gateway import Gateway, new_request_id
 from tierwise.observability.metrics import Metrics
 from tierwise.record import RequestRecord
@@ -34,6 +35,7 @@ from tierwise.store.writer import RecordWriter
 from tierwise.types import ChatRequest
 
 log = logging.getLogger("tierwise.server")
+SESSION_HEADER = "x-tierwise-session"
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
 KEYS: web.AppKey[KeyRing] = web.AppKey("keys", KeyRing)
@@ -189,6 +191,14 @@ async def read_body(request: web.Request) -> Any:
         raise RequestError(f"request body is not valid JSON: {exc}") from None
 
 
+def with_session(request: web.Request, chat: ChatRequest) -> ChatRequest:
+    """The `x-tierwise-session` header as `metadata.session_id` (experiment units)."""
+    session = request.headers.get(SESSION_HEADER)
+    if not session or chat.metadata.get(SESSION_KEY):
+        return chat
+    return chat.with_changes(metadata={**chat.metadata, SESSION_KEY: session[:256]})
+
+
 async def authorize(request: web.Request, key: ApiKey | None, chat: ChatRequest) -> Caller:
     """The key may use the model, the model names a route, tier or deployment,
     and the caller's rate limits have room."""
@@ -203,6 +213,7 @@ async def authorize(request: web.Request, key: ApiKey | None, chat: ChatRequest)
 async def openai_chat(request: web.Request) -> web.StreamResponse:
     key = request.app[KEYS].authenticate(request.headers)
     chat, stream, include_usage = openai_wire.decode_request(await read_body(request))
+    chat = with_session(request, chat)
     caller = await authorize(request, key, chat)
     gateway, rid = request.app[GATEWAY], request[RID]
     if stream:
@@ -216,6 +227,7 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
 async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     key = request.app[KEYS].authenticate(request.headers)
     chat, stream = anthropic_wire.decode_request(await read_body(request))
+    chat = with_session(request, chat)
     caller = await authorize(request, key, chat)
     gateway, rid = request.app[GATEWAY], request[RID]
     if stream:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from tierwise.config import ServerConfig
+from tierwise.config import ApiKeyConfig, ServerConfig
 from tierwise.errors import AccessError, ConfigError
 
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -33,8 +33,21 @@ class KeyRing:
 
     @classmethod
     def from_config(cls, config: ServerConfig, environ: Mapping[str, str] | None = None) -> KeyRing:
+        ring = cls.from_entries(config.api_keys, environ)
+        if not ring.keys and config.host not in LOOPBACK and not config.allow_unauthenticated:
+            raise ConfigError(
+                f"server.host {config.host!r} is not loopback and no server.api_keys are set; "
+                "add keys or set server.allow_unauthenticated: true",
+                key="server.api_keys",
+            )
+        return ring
+
+    @classmethod
+    def from_entries(
+        cls, entries: Sequence[ApiKeyConfig], environ: Mapping[str, str] | None = None
+    ) -> KeyRing:
         keys = []
-        for entry in config.api_keys:
+        for entry in entries:
             sha = (
                 bytes.fromhex(entry.key_sha256)
                 if entry.key_sha256
@@ -42,12 +55,6 @@ class KeyRing:
             )
             models = frozenset(entry.models) if entry.models is not None else None
             keys.append(ApiKey(entry.name, sha, models, entry.team))
-        if not keys and config.host not in LOOPBACK and not config.allow_unauthenticated:
-            raise ConfigError(
-                f"server.host {config.host!r} is not loopback and no server.api_keys are set; "
-                "add keys or set server.allow_unauthenticated: true",
-                key="server.api_keys",
-            )
         return cls(keys)
 
     def authenticate(self, headers: Mapping[str, str]) -> ApiKey | None:

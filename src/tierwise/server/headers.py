@@ -6,6 +6,13 @@ from tierwise.record import RequestRecord
 
 
 def record_headers(record: RequestRecord) -> dict[str, str]:
+    headers = _headers(record)
+    if record.experiment is not None:
+        headers["x-tierwise-experiment"] = f"{record.experiment}/{record.variant}"
+    return headers
+
+
+def _headers(record: RequestRecord) -> dict[str, str]:
     return {
         "x-request-id": record.request_id,
         "x-tierwise-route": record.route,

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from tierwise.config import GatewayConfig, StoreConfig
 from tierwise.gateway import Gateway
+from tierwise.server.admin import add_admin_routes
 from tierwise.server.app import create_app
 from tierwise.server.auth import KeyRing
 from tierwise.store import Capture, RecordWriter, open_store
@@ -29,12 +30,16 @@ class Running:
 def build(config: GatewayConfig, host: str | None = None) -> web.Application:
     server = config.server if host is None else config.server.model_copy(update={"host": host})
     keys = KeyRing.from_config(server)
-    return create_app(
+    app = create_app(
         Gateway(config),
         keys,
         max_body_bytes=server.max_body_bytes,
         writer=build_writer(config.store),
     )
+    add_admin_routes(
+        app, KeyRing.from_entries(server.admin_keys), server.host, server.monitor_interval_s
+    )
+    return app
 
 
 def build_writer(config: StoreConfig) -> RecordWriter | None:

@@ -36,6 +36,10 @@ class Store(Protocol):
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
 
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """One write statement (audit and experiment tables), committed on return."""
+        ...
+
     async def prune(self, before: float) -> int:
         """Delete requests (and their attempts and feedback) older than `before`."""
         ...

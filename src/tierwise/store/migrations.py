@@ -52,4 +52,44 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX feedback_request ON feedback (request_id)",
         ],
     ),
+    (
+        "m002_experiments_drift",
+        [
+            "ALTER TABLE requests ADD COLUMN experiment TEXT",
+            "ALTER TABLE requests ADD COLUMN prompt_sketch TEXT",
+            "CREATE INDEX requests_experiment ON requests (experiment, variant)",
+            """CREATE TABLE experiment_events (
+            experiment TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            action TEXT NOT NULL,
+            definition TEXT,
+            serving TEXT,
+            reason TEXT,
+            actor TEXT
+        )""",
+            "CREATE INDEX experiment_events_at ON experiment_events (created_at)",
+            """CREATE TABLE calibrations (
+            calibration_id TEXT PRIMARY KEY,
+            created_at DOUBLE PRECISION NOT NULL,
+            route TEXT NOT NULL,
+            parameter TEXT NOT NULL,
+            old_value DOUBLE PRECISION,
+            new_value DOUBLE PRECISION NOT NULL,
+            applied INTEGER NOT NULL,
+            evidence TEXT NOT NULL,
+            actor TEXT
+        )""",
+            "CREATE INDEX calibrations_route ON calibrations (route, created_at)",
+            """CREATE TABLE judgments (
+            request_id TEXT PRIMARY KEY,
+            created_at DOUBLE PRECISION NOT NULL,
+            experiment TEXT,
+            variant TEXT,
+            score DOUBLE PRECISION,
+            cost_pusd BIGINT NOT NULL,
+            judge TEXT,
+            detail TEXT
+        )""",
+        ],
+    ),
 ]

@@ -85,6 +85,11 @@ class PostgresStore:
             rows = await conn.fetch(sql.numbered(statement), *params)
         return [dict(row) for row in rows]
 
+    async def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
+        pool = await self._acquire_pool()
+        async with pool.acquire() as conn:
+            await conn.execute(sql.numbered(statement), *params)
+
     async def prune(self, before: float) -> int:
         pool = await self._acquire_pool()
         async with pool.acquire() as conn, conn.transaction():

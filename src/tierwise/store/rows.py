@@ -46,6 +46,8 @@ REQUEST_COLUMNS = (
     "api_key",
     "prompt",
     "answer",
+    "experiment",
+    "prompt_sketch",
 )
 ATTEMPT_COLUMNS = (
     "request_id",
@@ -144,7 +146,13 @@ def request_row(record: RequestRecord, capture: Capture) -> tuple[Any, ...]:
         record.api_key,
         capture.keep(record.prompt, capture.prompts),
         capture.keep(record.answer, capture.answers),
+        record.experiment,
+        _sketch(record.prompt_sketch),
     )
+
+
+def _sketch(values: Sequence[float] | None) -> str | None:
+    return None if values is None else orjson.dumps([round(v, 5) for v in values]).decode()
 
 
 def attempt_rows(record: RequestRecord) -> list[tuple[Any, ...]]:

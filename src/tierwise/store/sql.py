@@ -26,6 +26,7 @@ PRUNE = [
     "WHERE created_at < ?)",
     "DELETE FROM feedback WHERE request_id IN (SELECT request_id FROM requests "
     "WHERE created_at < ?)",
+    "DELETE FROM judgments WHERE created_at < ?",
     "DELETE FROM requests WHERE created_at < ?",
 ]
 EXISTS = "SELECT 1 FROM requests WHERE request_id = ?"

@@ -56,6 +56,9 @@ class SQLiteStore:
         rows: list[dict[str, Any]] = await self._run(_select, statement, tuple(params))
         return rows
 
+    async def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
+        await self._run(lambda conn: conn.execute(statement, tuple(params)))
+
     async def prune(self, before: float) -> int:
         count: int = await self._run(_prune, before)
         return count

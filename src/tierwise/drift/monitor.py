@@ -1,0 +1,230 @@
+"""Drift checks of a route's traffic against its reference window, and the audited
+path by which a router's threshold changes.
+
+The reference window starts at the route's last applied calibration (or at its
+oldest logged request) and lasts `drift.window_s`; the current window is the last
+`window_s`. When the share of calls to the strongest tier, the prompt embeddings or
+the feedback per tier moved beyond the configured bounds, or the strong share is
+further than `share_bound` from its target, a recalibrated value is proposed in the
+audit log, and applied when the route's `apply` is on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+
+from tierwise.drift import detect
+from tierwise.drift.audit import Calibration, latest_applied, write_calibration
+from tierwise.drift.recalibrate import (
+    EmbeddingMargin,
+    LearnedCostWeight,
+    PreferenceThreshold,
+    Tunable,
+    recalibrate_share,
+)
+from tierwise.experiments.spec import DriftConfig, DriftRouteConfig
+from tierwise.store.base import Store
+
+if TYPE_CHECKING:
+    from tierwise.gateway import Gateway
+
+log = logging.getLogger("tierwise.drift")
+BOUNDS = {"margin": (-1.0, 1.0), "cost_weight": (0.0, 10.0), "threshold": (0.0, 1.0)}
+WINDOW = """SELECT r.decision_target AS target, r.decision_scores AS scores,
+ r.final_tier AS tier, r.prompt_sketch AS sketch, f.s AS feedback
+ FROM requests r LEFT JOIN (SELECT request_id, AVG(score) AS s FROM feedback
+ GROUP BY request_id) f ON f.request_id = r.request_id
+ WHERE r.route = ? AND r.router = ? AND r.created_at >= ? AND r.created_at < ?"""
+FIRST = "SELECT MIN(created_at) AS first FROM requests WHERE route = ? AND router = ?"
+
+
+def tunable_for(router: Any, tiers: Sequence[str]) -> Tunable | None:
+    """The threshold-like parameter of a route's router, or None when it has none."""
+    from tierwise.routing.embedding import EmbeddingRouter
+    from tierwise.routing.learned import LearnedRouter
+
+    if isinstance(router, EmbeddingRouter):
+        return EmbeddingMargin(router.margin, tuple(tiers), router.abstain_below, router.on_unsure)
+    if isinstance(router, LearnedRouter):
+        threshold = getattr(router, "threshold", None)
+        if threshold is not None:
+            return PreferenceThreshold(float(threshold), tiers[-1], tiers[0])
+        return LearnedCostWeight.from_router(router.load(), router.models, router.cost_weight)
+    return None
+
+
+def set_parameter(router: Any, name: str, value: float) -> None:
+    setattr(router, name, value)
+
+
+async def window(
+    store: Store, route: str, router: str, start: float, end: float
+) -> list[dict[str, Any]]:
+    return await store.query(WINDOW, (route, router, start, end))
+
+
+def signals(
+    reference: list[dict[str, Any]],
+    current: list[dict[str, Any]],
+    settings: DriftConfig,
+    rng: np.random.Generator,
+) -> detect.DriftReport:
+    """Tier shares, prompt embeddings and feedback per tier, current against reference."""
+    shares = detect.tier_share_drift(
+        Counter(r["target"] for r in reference),
+        Counter(r["target"] for r in current),
+        alpha=settings.alpha,
+        min_change=settings.share_bound,
+    )
+    sketches = [_sketches(rows) for rows in (reference, current)]
+    embedding = None
+    if min(len(s) for s in sketches) >= 20:
+        embedding = detect.embedding_drift(
+            sketches[0],
+            sketches[1],
+            rng,
+            alpha=settings.alpha,
+            min_distance=settings.embedding_bound,
+            n_permutations=max(200, int(2 / settings.alpha)),
+        )
+    quality = detect.quality_drift(
+        _feedback(reference),
+        _feedback(current),
+        alpha=settings.alpha,
+        min_drop=settings.quality_bound,
+    )
+    return detect.DriftReport(shares, embedding, quality)
+
+
+def _sketches(rows: list[dict[str, Any]]) -> np.ndarray[Any, np.dtype[np.float64]]:
+    vectors = [orjson.loads(r["sketch"]) for r in rows if r["sketch"]]
+    return np.array(vectors, dtype=np.float64).reshape(len(vectors), -1)
+
+
+def _feedback(rows: list[dict[str, Any]]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for r in rows:
+        if r["feedback"] is not None and r["tier"]:
+            out.setdefault(r["tier"], []).append(float(r["feedback"]))
+    return out
+
+
+async def reference_start(store: Store, route: str, router: str) -> float | None:
+    applied = (await latest_applied(store)).get(route)
+    if applied is not None:
+        return float(applied["created_at"])
+    rows = await store.query(FIRST, (route, router))
+    first = rows[0]["first"] if rows else None
+    return float(first) if first is not None else None
+
+
+async def check_route(
+    gateway: Gateway,
+    store: Store,
+    route: str,
+    now: float,
+    *,
+    actor: str = "drift-monitor",
+    rng: np.random.Generator | None = None,
+) -> dict[str, Any]:
+    """One drift check of `route`; proposes (or applies) a recalibration when due."""
+    settings, wanted = gateway.config.drift, gateway.config.drift.routes[route]
+    target = gateway.targets.get(route)
+    tiers = [s.tier for s in target.steps]
+    tunable = tunable_for(target.router, tiers) if target.router else None
+    if target.router is None or tunable is None:
+        return {"route": route, "status": "skipped", "why": "the route's router has no threshold"}
+    name = target.router.name
+    current = await window(store, route, name, now - settings.window_s, now)
+    start = await reference_start(store, route, name)
+    if len(current) < settings.min_requests or start is None:
+        return {"route": route, "status": "waiting", "requests": len(current)}
+    reference = await window(store, route, name, start, start + settings.window_s)
+    report = None
+    if start + settings.window_s <= now - settings.window_s and reference:
+        report = signals(reference, current, settings, rng or np.random.default_rng())
+    share = sum(r["target"] == tiers[-1] for r in current) / len(current)
+    off_target = abs(share - wanted.strong_share) > settings.share_bound
+    result: dict[str, Any] = {
+        "route": route,
+        "requests": len(current),
+        "strong_share": share,
+        "target_share": wanted.strong_share,
+        "signals": report.describe() if report else [],
+        "drifted": bool(report and report.drifted),
+        "off_target": off_target,
+    }
+    if not (result["drifted"] or off_target):
+        return {**result, "status": "ok"}
+    return {**result, **await _recalibrate(gateway, store, route, tunable, current, now, actor)}
+
+
+async def _recalibrate(
+    gateway: Gateway,
+    store: Store,
+    route: str,
+    tunable: Tunable,
+    current: list[dict[str, Any]],
+    now: float,
+    actor: str,
+) -> dict[str, Any]:
+    settings, wanted = gateway.config.drift, gateway.config.drift.routes[route]
+    target = gateway.targets.get(route)
+    scores = [orjson.loads(r["scores"]) for r in current if r["scores"]]
+    try:
+        found = recalibrate_share(
+            tunable,
+            scores,
+            target.steps[-1].tier,
+            wanted.strong_share,
+            _bounds(wanted, tunable.name),
+            min_requests=settings.min_requests,
+            window=f"last {settings.window_s:g} s before {now:.0f}",
+        )
+    except ValueError as exc:
+        return {"status": "not_recalibrated", "why": str(exc)}
+    entry = Calibration(
+        route,
+        found.parameter,
+        found.old_value,
+        found.new_value,
+        wanted.apply,
+        now,
+        found.evidence,
+        actor,
+    )
+    await write_calibration(store, entry)
+    if wanted.apply and target.router is not None:
+        set_parameter(target.router, found.parameter, found.new_value)
+    log.warning(
+        "route %s: %s %s %.4g -> %.4g (strong share %.1f%% -> %.1f%%)",
+        route,
+        "applied" if wanted.apply else "proposed",
+        found.parameter,
+        found.old_value,
+        found.new_value,
+        100 * found.share_before,
+        100 * found.share_after,
+    )
+    status = "applied" if wanted.apply else "proposed"
+    return {"status": status, "calibration": found.evidence, "id": entry.calibration_id}
+
+
+def _bounds(wanted: DriftRouteConfig, parameter: str) -> tuple[float, float]:
+    return wanted.bounds or BOUNDS.get(parameter, (-1e6, 1e6))
+
+
+async def apply_calibrations(gateway: Gateway, store: Store) -> None:
+    """Every replica: set each route's parameter to its newest applied calibration."""
+    for route, row in (await latest_applied(store)).items():
+        if route not in gateway.targets.names():
+            continue
+        router = gateway.targets.get(route).router
+        if router is not None and getattr(router, row["parameter"], None) != row["new_value"]:
+            set_parameter(router, row["parameter"], float(row["new_value"]))

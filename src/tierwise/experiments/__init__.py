@@ -1,0 +1,1 @@
+"""A/B experiments of routers: assignment, state, statistics and guardrails."""

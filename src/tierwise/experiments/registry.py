@@ -1,0 +1,152 @@
+"""The experiments a gateway runs: their definitions, their state, and the arm a
+request lands in. State changes arrive as events (from the admin API, the guardrail
+monitor or another replica through the store) and are applied in time order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from tierwise.errors import ConfigError
+from tierwise.experiments.assign import assign, unit_of
+from tierwise.experiments.spec import ExperimentConfig
+from tierwise.types import ChatRequest
+
+Action = Literal["create", "start", "stop", "rollback"]
+Status = Literal["running", "stopped"]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """`serving`: for stop and rollback, the variant every request gets from then on
+    (None: the route as configured)."""
+
+    experiment: str
+    created_at: float
+    action: Action
+    definition: ExperimentConfig | None = None
+    serving: str | None = None
+    reason: str = ""
+    actor: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentState:
+    name: str
+    config: ExperimentConfig
+    status: Status
+    serving: str | None = None
+    reason: str = ""
+    updated_at: float = 0.0
+    rolled_back: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Arm:
+    """Where a request goes. `counted` is False after a stop: the request is served
+    by the chosen variant but is no longer part of the comparison."""
+
+    experiment: str
+    variant: str
+    target: str | None
+    counted: bool = True
+
+
+class Experiments:
+    """Every experiment by name; at most one running per route."""
+
+    def __init__(self, configs: Mapping[str, ExperimentConfig] | None = None) -> None:
+        self._configs = dict(configs or {})
+        self._states: dict[str, ExperimentState] = {}
+        self.reset([])
+        self._check_routes()
+
+    def reset(self, events: Iterable[Event]) -> None:
+        """State = the configured experiments, then every event in time order (the
+        store holds them all, so every replica rebuilds the same state)."""
+        states: dict[str, ExperimentState] = {}
+        for name, config in self._configs.items():
+            status: Status = "running" if config.enabled else "stopped"
+            states[name] = ExperimentState(name, config, status)
+        self._states = states
+        self.apply(events)
+
+    def __bool__(self) -> bool:
+        return bool(self._states)
+
+    def states(self) -> list[ExperimentState]:
+        return sorted(self._states.values(), key=lambda s: s.name)
+
+    def get(self, name: str) -> ExperimentState:
+        try:
+            return self._states[name]
+        except KeyError:
+            raise ConfigError(f"no experiment named {name!r}", key="experiments") from None
+
+    def arm(self, request: ChatRequest, caller: str | None, request_id: str) -> Arm | None:
+        """The arm of the experiment on the request's route, if any."""
+        state = self._on_route(request.model)
+        if state is None:
+            return None
+        variants = state.config.variants
+        if state.status != "running":
+            if state.serving is None:
+                return None
+            return Arm(state.name, state.serving, variants[state.serving].target, counted=False)
+        unit = unit_of(state.config.unit, request, caller, request_id)
+        if unit is None:
+            return None
+        weights = [(name, v.weight) for name, v in variants.items()]
+        chosen = assign(state.name, unit, weights)
+        return Arm(state.name, chosen, variants[chosen].target)
+
+    def _on_route(self, route: str) -> ExperimentState | None:
+        found = [s for s in self._states.values() if s.config.route == route]
+        running = [s for s in found if s.status == "running"]
+        if running:
+            return running[0]
+        serving = [s for s in found if s.serving is not None]
+        return max(serving, key=lambda s: s.updated_at) if serving else None
+
+    def apply(self, events: Iterable[Event]) -> list[ExperimentState]:
+        """Apply events in time order; returns the states that changed."""
+        changed = []
+        for event in sorted(events, key=lambda e: e.created_at):
+            state = self._next(event)
+            if state is not None:
+                self._states[event.experiment] = state
+                changed.append(state)
+        return changed
+
+    def _next(self, event: Event) -> ExperimentState | None:
+        current = self._states.get(event.experiment)
+        at, why = event.created_at, event.reason
+        if event.action == "create" and event.definition is not None:
+            return ExperimentState(event.experiment, event.definition, "running", None, why, at)
+        if current is None:
+            return None
+        if event.action == "start":
+            return replace(current, status="running", serving=None, reason=why, updated_at=at)
+        rolled_back = event.action == "rollback"
+        return replace(
+            current,
+            status="stopped",
+            serving=event.serving,
+            reason=why,
+            updated_at=at,
+            rolled_back=rolled_back,
+        )
+
+    def _check_routes(self) -> None:
+        running: dict[str, str] = {}
+        for state in self._states.values():
+            if state.status != "running":
+                continue
+            other = running.setdefault(state.config.route, state.name)
+            if other != state.name:
+                raise ConfigError(
+                    f"experiments {other!r} and {state.name!r} both run on route "
+                    f"{state.config.route!r}; one route runs one experiment at a time",
+                    key="experiments",
+                )

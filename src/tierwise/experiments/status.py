@@ -1,0 +1,210 @@
+"""An experiment's numbers: per variant, and each variant against the control with
+always-valid intervals, guardrail verdicts and sample-size guidance."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from tierwise.experiments import stats
+from tierwise.experiments.log import Moments, VariantData, variant_data
+from tierwise.experiments.registry import ExperimentState
+from tierwise.experiments.spec import HIGHER_IS_BETTER, ExperimentConfig, GuardrailConfig
+from tierwise.store.base import Store
+
+RELATIVE = ("cost", "latency")
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    variant: str
+    guardrail: GuardrailConfig
+    decision: str
+    result: stats.SequentialResult
+
+    def reason(self) -> str:
+        return (
+            f"guardrail {self.guardrail.metric} (max drop {self.guardrail.max_drop:g}) "
+            f"fired for {self.variant}: difference {self.result.estimate:+.4g} "
+            f"[{self.result.lower:.4g}, {self.result.upper:.4g}]"
+        )
+
+
+def summaries(data: VariantData) -> dict[str, stats.Summary]:
+    def of(m: Moments) -> stats.Summary:
+        return stats.Summary.from_sums(m.n, m.total, m.total2)
+
+    return {
+        "cost": of(data.cost),
+        "latency": of(data.latency),
+        "error_rate": of(data.errors),
+        "satisfaction": of(data.satisfaction),
+        "judge": of(data.judge),
+    }
+
+
+def tau2(config: ExperimentConfig, metric: str, control: stats.Summary) -> float:
+    """The mixing variance: the minimum effect, relative to the control's mean for
+    cost and latency."""
+    effect = config.min_effect
+    if metric in RELATIVE and control.mean > 0:
+        effect *= control.mean
+    return stats.tau2_for_effect(effect if effect > 0 else config.min_effect)
+
+
+def compare(
+    config: ExperimentConfig, treatment: stats.Summary, control: stats.Summary, metric: str
+) -> stats.SequentialResult:
+    return stats.sequential_test(
+        treatment, control, tau2=tau2(config, metric, control), alpha=config.alpha
+    )
+
+
+def verdicts(config: ExperimentConfig, data: dict[str, VariantData]) -> list[Verdict]:
+    """Every guardrail of every non-control variant with enough samples."""
+    if config.control not in data:
+        return []
+    control = summaries(data[config.control])
+    out = []
+    for variant in (v for v in config.variants if v != config.control and v in data):
+        mine = summaries(data[variant])
+        for rail in config.guardrails:
+            t, c = mine[rail.metric], control[rail.metric]
+            if min(t.n, c.n) < rail.min_samples:
+                continue
+            result = stats.sequential_test(
+                t, c, tau2=tau2(config, rail.metric, c), alpha=rail.alpha
+            )
+            higher = HIGHER_IS_BETTER[rail.metric]
+            guard = stats.Guardrail(
+                rail.metric,
+                "higher_is_better" if higher else "lower_is_better",
+                rail.max_drop,
+                rail.alpha,
+            )
+            out.append(Verdict(variant, rail, stats.decide_guardrail(guard, result), result))
+    return out
+
+
+def _num(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _variant_json(data: VariantData) -> dict[str, Any]:
+    n = data.requests
+    return {
+        "requests": n,
+        "cost_per_request_usd": _num(data.cost.mean),
+        "baseline_per_request_usd": _num(data.baseline_usd / n) if n else None,
+        "latency_ms_mean": _num(data.latency.mean),
+        "error_rate": _num(data.errors.mean),
+        "fallback_rate": data.fallbacks / n if n else None,
+        "escalation_rate": data.escalations / n if n else None,
+        "satisfaction": {"n": data.satisfaction.n, "mean": _num(data.satisfaction.mean)},
+        "judge": {
+            "n": data.judge.n,
+            "mean": _num(data.judge.mean),
+            "cost_usd": data.judge_cost_usd,
+        },
+    }
+
+
+def _interval(i: stats.Interval | stats.SequentialResult) -> dict[str, float | None]:
+    return {"estimate": _num(i.estimate), "lower": _num(i.lower), "upper": _num(i.upper)}
+
+
+def _metric_json(
+    config: ExperimentConfig, t: stats.Summary, c: stats.Summary, metric: str
+) -> dict[str, Any]:
+    result = compare(config, t, c, metric)
+    fixed = stats.diff_ci(t, c, alpha=config.alpha)
+    mde = stats.minimum_detectable_effect(t, c, alpha=config.alpha)
+    out: dict[str, Any] = {
+        "n": [t.n, c.n],
+        **_interval(result),
+        "p_value": result.p_value,
+        "significant": result.significant,
+        "fixed_horizon": _interval(fixed),
+        "mde": _num(mde),
+    }
+    if metric in ("satisfaction", "judge") and t.n >= 2 and c.n >= 2:
+        variance = max(t.variance, c.variance, 1e-9)
+        need = stats.sequential_sample_size_per_arm(
+            config.min_effect, variance, variance, tau2=tau2(config, metric, c), alpha=config.alpha
+        )
+        out["guidance"] = stats.format_sample_guidance(config.min_effect, need, min(t.n, c.n))
+    return out
+
+
+def comparison(config: ExperimentConfig, variant: str, data: dict[str, VariantData]) -> Any:
+    mine, control = summaries(data[variant]), summaries(data[config.control])
+    savings = stats.savings_ci(mine["cost"], control["cost"], alpha=config.alpha)
+    metrics = {m: _metric_json(config, mine[m], control[m], m) for m in mine}
+    sat = compare(config, mine["satisfaction"], control["satisfaction"], "satisfaction")
+    return {
+        "variant": variant,
+        "control": config.control,
+        "savings": _interval(savings),
+        "metrics": metrics,
+        "summary": stats.describe(savings, sat, variant=variant),
+    }
+
+
+def report(state: ExperimentState, data: dict[str, VariantData]) -> dict[str, Any]:
+    """The status of one experiment as plain data (the admin API and the CLI)."""
+    config = state.config
+    others = [v for v in config.variants if v != config.control and v in data]
+    ready = config.control in data
+    return {
+        "name": state.name,
+        "status": state.status,
+        "serving": state.serving,
+        "rolled_back": state.rolled_back,
+        "reason": state.reason,
+        "route": config.route,
+        "unit": config.unit,
+        "control": config.control,
+        "variants": {name: _variant_json(d) for name, d in data.items()},
+        "comparisons": [comparison(config, v, data) for v in others] if ready else [],
+        "guardrails": [
+            {"variant": v.variant, "metric": v.guardrail.metric, "decision": v.decision}
+            for v in verdicts(config, data)
+        ],
+    }
+
+
+async def experiment_report(store: Store, state: ExperimentState, now: float) -> dict[str, Any]:
+    data = await variant_data(store, state.name)
+    return {**report(state, data), "as_of": now}
+
+
+def render(report_data: dict[str, Any]) -> str:
+    """Plain text for `tierwise experiment status`."""
+    lines = [
+        f"experiment {report_data['name']} on route {report_data['route']}: "
+        f"{report_data['status']}"
+        + (f", serving {report_data['serving']}" if report_data["serving"] else "")
+        + (f" ({report_data['reason']})" if report_data["reason"] else ""),
+    ]
+    for name, v in report_data["variants"].items():
+        cost = v["cost_per_request_usd"]
+        sat = v["satisfaction"]
+        lines.append(
+            f"  {name}: {v['requests']} requests, "
+            + (f"${cost:.6f}/request" if cost is not None else "cost n/a")
+            + f", satisfaction {_pct(sat['mean'])} (n={sat['n']})"
+            + f", escalations {_pct(v['escalation_rate'])}, errors {_pct(v['error_rate'])}"
+        )
+    for c in report_data["comparisons"]:
+        lines.append(f"  {c['summary']}")
+        guidance = c["metrics"]["satisfaction"].get("guidance")
+        if guidance:
+            lines.append(f"    {c['variant']} {guidance}")
+    for g in report_data["guardrails"]:
+        lines.append(f"  guardrail {g['metric']} for {g['variant']}: {g['decision']}")
+    return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.1f}%"

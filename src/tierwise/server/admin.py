@@ -1,0 +1,199 @@
+"""`/admin/...`: experiments and threshold calibrations, behind their own keys.
+
+Admin keys (`server.admin_keys`) are separate from API keys: an API key never opens
+an admin endpoint. Without admin keys the admin API answers only on a loopback
+server to loopback callers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from tierwise.errors import AccessError, ConfigError, RequestError
+from tierwise.experiments.log import write_event
+from tierwise.experiments.monitor import Monitor
+from tierwise.experiments.registry import Event
+from tierwise.experiments.spec import ExperimentConfig
+from tierwise.server.app import GATEWAY, WRITER, json_response, read_body
+from tierwise.server.auth import LOOPBACK, ApiKey, KeyRing
+from tierwise.store.base import Store
+
+ADMIN_KEYS: web.AppKey[KeyRing] = web.AppKey("admin_keys", KeyRing)
+ADMIN_HOST: web.AppKey[str] = web.AppKey("admin_host", str)
+INTERVAL: web.AppKey[float] = web.AppKey("monitor_interval_s", float)
+MONITOR: web.AppKey[Monitor] = web.AppKey("monitor", Monitor)
+TASK: web.AppKey[asyncio.Task[None]] = web.AppKey("monitor_task", asyncio.Task)
+
+
+async def _start_monitor(app: web.Application) -> None:
+    writer = app[WRITER]
+    if writer is None:
+        return
+    app[MONITOR] = Monitor(app[GATEWAY], writer.store, interval_s=app[INTERVAL])
+    app[TASK] = asyncio.get_running_loop().create_task(app[MONITOR].run())
+
+
+async def _stop_monitor(app: web.Application) -> None:
+    task = app.get(TASK)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def add_admin_routes(
+    app: web.Application, keys: KeyRing, host: str, monitor_interval_s: float = 10.0
+) -> None:
+    """Mount the admin API, and run the monitor while the app runs with a store."""
+    app[ADMIN_KEYS], app[ADMIN_HOST], app[INTERVAL] = keys, host, monitor_interval_s
+    app.on_startup.append(_start_monitor)
+    app.on_cleanup.append(_stop_monitor)
+    app.router.add_get("/admin/experiments", list_experiments)
+    app.router.add_post("/admin/experiments", create_experiment)
+    app.router.add_get("/admin/experiments/{name}", experiment_status)
+    app.router.add_post("/admin/experiments/{name}/stop", stop_experiment)
+    app.router.add_post("/admin/experiments/{name}/start", start_experiment)
+    app.router.add_get("/admin/calibrations", list_calibrations)
+    app.router.add_post("/admin/drift/{route}", check_drift)
+
+
+def admin(request: web.Request) -> str:
+    """The admin key's name (or `local`); raises AccessError otherwise."""
+    keys = request.app[ADMIN_KEYS]
+    if keys.keys:
+        key: ApiKey | None = keys.authenticate(request.headers)
+        return key.name if key else "admin"
+    if request.app[ADMIN_HOST] in LOOPBACK and (request.remote or "") in LOOPBACK:
+        return "local"
+    raise AccessError(
+        "the admin API needs server.admin_keys when the server is not loopback-only",
+        status=403,
+    )
+
+
+def store_of(request: web.Request) -> Store:
+    writer = request.app[WRITER]
+    if writer is None:
+        raise RequestError("experiments need the request store (store.enabled)", status=409)
+    return writer.store
+
+
+async def list_experiments(request: web.Request) -> web.Response:
+    admin(request)
+    states = request.app[GATEWAY].experiments.states()
+    return json_response({"data": [_state_json(s) for s in states]})
+
+
+def _state_json(state: Any) -> dict[str, Any]:
+    return {
+        "name": state.name,
+        "status": state.status,
+        "serving": state.serving,
+        "rolled_back": state.rolled_back,
+        "reason": state.reason,
+        "updated_at": state.updated_at or None,
+        "definition": state.config.model_dump(mode="json"),
+    }
+
+
+async def create_experiment(request: web.Request) -> web.Response:
+    actor = admin(request)
+    body = await read_body(request)
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
+        raise RequestError("body must be an object with a 'name' and the experiment's fields")
+    name = body.pop("name")
+    try:
+        definition = ExperimentConfig.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise RequestError(f"{where}: {first['msg']}", param=where) from None
+    gateway = request.app[GATEWAY]
+    for target in definition.targets():
+        if target not in gateway.targets.names():
+            raise RequestError(f"unknown route, tier or deployment {target!r}", param="route")
+    _check_free(gateway.experiments.states(), name, definition.route)
+    event = Event(name, time.time(), "create", definition, None, "created over the API", actor)
+    await _record(request, event)
+    return json_response(_state_json(gateway.experiments.get(name)), status=201)
+
+
+def _check_free(states: list[Any], name: str, route: str) -> None:
+    for state in states:
+        if state.name == name and state.status == "running":
+            raise RequestError(f"experiment {name!r} is already running", status=409)
+        if state.config.route == route and state.status == "running" and state.name != name:
+            raise RequestError(
+                f"experiment {state.name!r} already runs on route {route!r}", status=409
+            )
+
+
+async def _record(request: web.Request, event: Event) -> None:
+    await write_event(store_of(request), event)
+    request.app[GATEWAY].experiments.apply([event])
+
+
+def _known(request: web.Request) -> Any:
+    try:
+        return request.app[GATEWAY].experiments.get(request.match_info["name"])
+    except ConfigError as exc:
+        raise RequestError(exc.problem, status=404) from None
+
+
+async def stop_experiment(request: web.Request) -> web.Response:
+    actor = admin(request)
+    state = _known(request)
+    body = await read_body(request) if request.can_read_body else {}
+    body = body if isinstance(body, dict) else {}
+    serving = body.get("serving", state.config.control)
+    if serving is not None and serving not in state.config.variants:
+        raise RequestError(
+            f"serving must be one of {sorted(state.config.variants)} or null", param="serving"
+        )
+    reason = str(body.get("reason") or "stopped over the API")
+    await _record(request, Event(state.name, time.time(), "stop", None, serving, reason, actor))
+    return json_response(_state_json(_known(request)))
+
+
+async def start_experiment(request: web.Request) -> web.Response:
+    actor = admin(request)
+    state = _known(request)
+    _check_free(request.app[GATEWAY].experiments.states(), state.name, state.config.route)
+    await _record(request, Event(state.name, time.time(), "start", None, None, "started", actor))
+    return json_response(_state_json(_known(request)))
+
+
+async def experiment_status(request: web.Request) -> web.Response:
+    from tierwise.experiments.status import experiment_report
+
+    admin(request)
+    state = _known(request)
+    report = await experiment_report(store_of(request), state, now=time.time())
+    return json_response(report)
+
+
+async def list_calibrations(request: web.Request) -> web.Response:
+    from tierwise.drift.audit import read_calibrations
+
+    admin(request)
+    route = request.query.get("route")
+    rows = await read_calibrations(store_of(request), route)
+    return json_response({"data": rows})
+
+
+async def check_drift(request: web.Request) -> web.Response:
+    from tierwise.drift.monitor import check_route
+
+    actor = admin(request)
+    route = request.match_info["route"]
+    gateway = request.app[GATEWAY]
+    if route not in gateway.config.drift.routes:
+        raise RequestError(f"route {route!r} has no drift settings (drift.routes)", status=404)
+    result = await check_route(gateway, store_of(request), route, time.time(), actor=actor)
+    return json_response(result)

@@ -1,0 +1,223 @@
+"""A/B experiments end to end: sticky assignment (also across two gateway processes),
+variants served as configured, a planted quality drop stopped and rolled back, an
+A/A run left alone, and the status a person reads."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tests.conftest import GatewayFactory, gateway_config, gateway_data
+from tests.test_replicas import Replica
+from tierwise.cli import app as cli_app
+from tierwise.experiments.assign import assign, bucket, pick
+from tierwise.experiments.log import variant_data
+from tierwise.experiments.monitor import Monitor
+from tierwise.experiments.status import experiment_report, render
+from tierwise.gateway import Gateway
+from tierwise.store import Feedback, RecordWriter, Store, open_store
+from tierwise.testing import FakeUpstream
+from tierwise.types import ChatRequest, Message
+
+VARIANTS = {"routed": {}, "always_strong": {"target": "strong"}}
+
+
+def experiment(**changes: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "route": "auto",
+        "unit": "user",
+        "control": "always_strong",
+        "variants": VARIANTS,
+        "min_effect": 0.05,
+        "guardrails": [{"metric": "satisfaction", "max_drop": 0.02, "min_samples": 50}],
+    }
+    return {"ab": {**spec, **changes}}
+
+
+def ask(user: str | None = None, **metadata: str) -> ChatRequest:
+    return ChatRequest(
+        [Message("user", "What are your opening hours?")], user=user, metadata=metadata
+    )
+
+
+def test_buckets_split_by_weight_and_differ_between_experiments() -> None:
+    units = [f"user-{i}" for i in range(20_000)]
+    chosen = [assign("ab", u, [("a", 1.0), ("b", 3.0)]) for u in units]
+    assert abs(chosen.count("a") / len(units) - 0.25) < 0.01
+    first = np.array([bucket("one", u) for u in units])
+    second = np.array([bucket("two", u) for u in units])
+    assert abs(float(np.corrcoef(first, second)[0, 1])) < 0.03
+    assert pick(0.0, [("a", 1), ("b", 1)]) == "a" and pick(0.999, [("a", 1), ("b", 1)]) == "b"
+
+
+async def test_each_variant_is_served_by_its_target_and_labelled(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway = make_gateway(experiments=experiment())
+    seen: dict[str, set[str]] = {}
+    for i in range(40):
+        user = f"user-{i}"
+        first = (await gateway.chat(ask(user))).record
+        again = (await gateway.chat(ask(user))).record
+        assert first.experiment == "ab" and first.variant == again.variant
+        assert first.route == "auto"
+        seen.setdefault(first.variant or "", set()).add(first.final_tier or "")
+    assert seen == {"routed": {"cheap"}, "always_strong": {"strong"}}
+
+
+async def test_requests_without_the_unit_are_not_in_the_experiment(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway = make_gateway(experiments=experiment(unit="session"))
+    outside = (await gateway.chat(ask("user-1"))).record
+    assert outside.experiment is None and outside.final_tier == "cheap"
+    inside = (await gateway.chat(ask("user-1", session_id="s-42"))).record
+    assert inside.experiment == "ab"
+    assert inside.variant == assign("ab", "s-42", [("routed", 1.0), ("always_strong", 1.0)])
+
+
+def test_two_experiments_on_one_route_are_refused(upstream: FakeUpstream) -> None:
+    config = gateway_config(
+        upstream.base_url, experiments={**experiment(), "other": experiment()["ab"]}
+    )
+    with pytest.raises(Exception, match="one route runs one experiment"):
+        Gateway(config)
+
+
+async def test_assignment_is_the_same_in_two_gateway_processes(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(gateway_data(upstream.base_url, experiments=experiment())))
+    replicas = [Replica(path, tmp_path / f"r{i}.log") for i in range(2)]
+    try:
+        await asyncio.gather(*(r.ready() for r in replicas))
+        async with aiohttp.ClientSession() as session:
+            labels = [
+                [await _variant(session, r, f"user-{i}") for r in replicas] for i in range(30)
+            ]
+    finally:
+        for replica in replicas:
+            replica.stop()
+    assert all(a == b for a, b in labels)
+    assert {a for a, _ in labels} == {"ab/routed", "ab/always_strong"}
+
+
+async def _variant(session: aiohttp.ClientSession, replica: Replica, user: str) -> str:
+    body = {"model": "auto", "user": user, "messages": [{"role": "user", "content": "hi"}]}
+    async with session.post(replica.url + "/v1/chat/completions", json=body) as response:
+        assert response.status == 200, await response.text()
+        return response.headers["x-tierwise-experiment"]
+
+
+async def _traffic(
+    gateway: Gateway, store: Store, users: int, satisfaction: dict[str, float], seed: int
+) -> None:
+    """One request per user, then a thumbs up with the variant's probability."""
+    writer = RecordWriter(store)
+    await writer.start()
+    gateway.sinks.append(writer.submit)
+    records = [(await gateway.chat(ask(f"user-{i}"))).record for i in range(users)]
+    await writer.close()
+    gateway.sinks.remove(writer.submit)
+    rng = random.Random(seed)
+    for record in records:
+        liked = rng.random() < satisfaction[record.variant or ""]
+        item = Feedback(
+            f"fb-{record.request_id}",
+            record.request_id,
+            time.time(),
+            float(liked),
+            "1" if liked else "0",
+        )
+        assert await store.add_feedback(item)
+
+
+async def test_a_planted_quality_drop_is_stopped_and_rolled_back(
+    make_gateway: GatewayFactory, store_url: str
+) -> None:
+    gateway = make_gateway(experiments=experiment())
+    store = open_store(store_url)
+    await store.migrate()
+    try:
+        await _traffic(gateway, store, 400, {"routed": 0.45, "always_strong": 0.9}, seed=5)
+        monitor = Monitor(gateway, store)
+        stopped = (await monitor.tick())["stopped"]
+        assert [(e.action, e.serving) for e in stopped] == [("rollback", "always_strong")]
+        assert "satisfaction" in stopped[0].reason
+        after = [(await gateway.chat(ask(f"user-{i}"))).record for i in range(20)]
+        assert {r.final_tier for r in after} == {"strong"}
+        assert {r.experiment for r in after} == {None}
+        report = await experiment_report(store, gateway.experiments.get("ab"), time.time())
+        assert report["status"] == "stopped" and report["rolled_back"]
+        comparison = report["comparisons"][0]
+        satisfaction = comparison["metrics"]["satisfaction"]
+        assert satisfaction["upper"] < -0.02 and satisfaction["significant"]
+        assert comparison["savings"]["estimate"] > 0.5
+        assert "routed saves" in comparison["summary"]
+        restarted = Monitor(make_gateway(experiments=experiment()), store)
+        await restarted.tick()
+        assert restarted.gateway.experiments.get("ab").serving == "always_strong"
+    finally:
+        await store.close()
+
+
+async def test_an_a_a_experiment_keeps_running(
+    make_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    same = {"a": {"target": "strong"}, "b": {"target": "strong"}}
+    gateway = make_gateway(experiments=experiment(variants=same, control="a"))
+    store = open_store(f"sqlite:///{tmp_path / 'aa.db'}")
+    await store.migrate()
+    try:
+        await _traffic(gateway, store, 300, {"a": 0.8, "b": 0.8}, seed=9)
+        assert (await Monitor(gateway, store).tick())["stopped"] == []
+        data = await variant_data(store, "ab")
+        assert sum(d.requests for d in data.values()) == 300
+        assert abs(data["a"].cost.mean - data["b"].cost.mean) < 1e-9
+    finally:
+        await store.close()
+
+
+async def test_status_reads_plainly_from_the_cli(
+    make_gateway: GatewayFactory, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    gateway = make_gateway(experiments=experiment())
+    store = open_store(url)
+    await store.migrate()
+    await _traffic(gateway, store, 120, {"routed": 0.8, "always_strong": 0.8}, seed=3)
+    await store.close()
+    data = gateway_data(upstream.base_url, experiments=experiment(), store={"url": url})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = await _cli("experiment", "status", "ab", "--config", str(path))
+    assert result.exit_code == 0, result.output
+    assert "routed saves" in result.output and "not significant" in result.output
+    assert "requests" in result.output
+    stop = await _cli("experiment", "stop", "ab", "--config", str(path))
+    assert stop.exit_code == 0 and "serving always_strong" in stop.output
+    listed = await _cli("experiment", "list", "--config", str(path))
+    assert "stopped" in listed.output
+    assert "experiment ab on route auto" in render(
+        {**_empty_report(), "name": "ab", "route": "auto"}
+    )
+
+
+async def _cli(*args: str) -> Any:
+    """The CLI in a worker thread: it runs its own event loop."""
+    return await asyncio.to_thread(CliRunner().invoke, cli_app, list(args))
+
+
+def _empty_report() -> dict[str, Any]:
+    keys = ("status", "serving", "reason")
+    return {k: "" for k in keys} | {"variants": {}, "comparisons": [], "guardrails": []}
