@@ -16,10 +16,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from tests.conftest import CHEAP_PRICE as CHEAP
 from tests.conftest import GatewayFactory, gateway_config, gateway_data
 from tests.test_replicas import Replica
+from tierwise import parse_config
 from tierwise.cli import app as cli_app
 from tierwise.experiments.assign import assign, bucket, pick
+from tierwise.experiments.judge import Judge, parse_verdict
 from tierwise.experiments.log import variant_data
 from tierwise.experiments.monitor import Monitor
 from tierwise.experiments.status import experiment_report, render
@@ -221,3 +224,54 @@ async def _cli(*args: str) -> Any:
 def _empty_report() -> dict[str, Any]:
     keys = ("status", "serving", "reason")
     return {k: "" for k in keys} | {"variants": {}, "comparisons": [], "guardrails": []}
+
+
+def judged_config(base_url: str) -> dict[str, Any]:
+    judge = {"model": "judge-model", "api_base": base_url + "/v1", "price": CHEAP}
+    data = gateway_data(base_url)
+    data["deployments"]["judge"] = judge
+    data["experiments"] = experiment(
+        judge={"judge": "judge", "reference": "strong", "sample": 1.0},
+        guardrails=[{"metric": "judge", "max_drop": 0.05, "min_samples": 5}],
+    )
+    return data
+
+
+async def test_a_sampled_judge_scores_answers_against_the_strong_model(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    gateway = Gateway(parse_config(judged_config(upstream.base_url)))
+    store = open_store(f"sqlite:///{tmp_path / 'judge.db'}")
+    await store.migrate()
+    judge = Judge(gateway, store, rng=random.Random(1), concurrency=16)
+    writer = RecordWriter(store)
+    await writer.start()
+    gateway.sinks += [writer.submit, judge]
+    question = "Name a colour [[reply=WORSE model=judge-model]]"
+    try:
+        records = [
+            (await gateway.chat(ChatRequest([Message("user", question)], user=f"u{i}"))).record
+            for i in range(12)
+        ]
+        await asyncio.gather(*judge.tasks)
+        await writer.flush()
+        rows = await store.query("SELECT * FROM judgments ORDER BY request_id")
+        assert sorted(r["request_id"] for r in rows) == sorted(r.request_id for r in records)
+        assert {r["score"] for r in rows} == {0.0} and {r["detail"] for r in rows} == {"WORSE"}
+        assert all(r["cost_pusd"] > 0 for r in rows)
+        data = await variant_data(store, "ab")
+        assert sum(d.judge.n for d in data.values()) == 12
+        assert sum(d.judge_cost_usd for d in data.values()) > 0
+        logged = await store.query("SELECT route, COUNT(*) AS n FROM requests GROUP BY route")
+        assert {r["route"]: r["n"] for r in logged} == {"auto": 12, "strong": 12, "judge": 12}
+    finally:
+        await judge.aclose()
+        await writer.close()
+        await store.close()
+        await gateway.aclose()
+
+
+def test_verdicts_are_parsed_or_left_unscored() -> None:
+    assert parse_verdict("Same.").score == 1.0
+    assert parse_verdict("I think A is WORSE than B").score == 0.0
+    assert parse_verdict("no idea").score is None

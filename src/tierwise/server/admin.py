@@ -16,6 +16,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from tierwise.errors import AccessError, ConfigError, RequestError
+from tierwise.experiments.judge import Judge
 from tierwise.experiments.log import write_event
 from tierwise.experiments.monitor import Monitor
 from tierwise.experiments.registry import Event
@@ -29,13 +30,17 @@ ADMIN_HOST: web.AppKey[str] = web.AppKey("admin_host", str)
 INTERVAL: web.AppKey[float] = web.AppKey("monitor_interval_s", float)
 MONITOR: web.AppKey[Monitor] = web.AppKey("monitor", Monitor)
 TASK: web.AppKey[asyncio.Task[None]] = web.AppKey("monitor_task", asyncio.Task)
+JUDGE: web.AppKey[Judge] = web.AppKey("judge", Judge)
 
 
 async def _start_monitor(app: web.Application) -> None:
     writer = app[WRITER]
     if writer is None:
         return
-    app[MONITOR] = Monitor(app[GATEWAY], writer.store, interval_s=app[INTERVAL])
+    gateway = app[GATEWAY]
+    app[MONITOR] = Monitor(gateway, writer.store, interval_s=app[INTERVAL])
+    app[JUDGE] = Judge(gateway, writer.store)
+    gateway.sinks.append(app[JUDGE])
     app[TASK] = asyncio.get_running_loop().create_task(app[MONITOR].run())
 
 
@@ -45,6 +50,9 @@ async def _stop_monitor(app: web.Application) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    judge = app.get(JUDGE)
+    if judge is not None:
+        await judge.aclose()
 
 
 def add_admin_routes(
@@ -53,7 +61,7 @@ def add_admin_routes(
     """Mount the admin API, and run the monitor while the app runs with a store."""
     app[ADMIN_KEYS], app[ADMIN_HOST], app[INTERVAL] = keys, host, monitor_interval_s
     app.on_startup.append(_start_monitor)
-    app.on_cleanup.append(_stop_monitor)
+    app.on_shutdown.append(_stop_monitor)
     app.router.add_get("/admin/experiments", list_experiments)
     app.router.add_post("/admin/experiments", create_experiment)
     app.router.add_get("/admin/experiments/{name}", experiment_status)

@@ -1,0 +1,137 @@
+"""The admin API over HTTP: its own keys, experiments created, stopped and started,
+bad input answered in the OpenAI error format, the calibration log readable."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import gateway_config
+from tierwise.server.run import Running, running
+from tierwise.testing import FakeUpstream
+
+USER_KEY, ADMIN_KEY = "sk-user-1", "sk-admin-1"
+SERVER = {
+    "api_keys": [{"name": "app", "key": USER_KEY}],
+    "admin_keys": [{"name": "ops", "key": ADMIN_KEY}],
+}
+EXPERIMENT = {
+    "name": "ab",
+    "route": "auto",
+    "unit": "user",
+    "control": "always_strong",
+    "variants": {"routed": {}, "always_strong": {"target": "strong"}},
+}
+
+
+@pytest.fixture
+async def live(upstream: FakeUpstream) -> AsyncIterator[Running]:
+    async with running(gateway_config(upstream.base_url, server=SERVER)) as server:
+        yield server
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+async def call(
+    live: Running, method: str, path: str, key: str | None = ADMIN_KEY, body: Any = None
+) -> tuple[int, Any]:
+    headers = auth(key) if key else {}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, live.base_url + path, json=body, headers=headers) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def chat(live: Running, user: str) -> dict[str, str]:
+    body = {"model": "auto", "user": user, "messages": [{"role": "user", "content": "hi"}]}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            live.base_url + "/v1/chat/completions", json=body, headers=auth(USER_KEY)
+        ) as response,
+    ):
+        assert response.status == 200
+        return dict(response.headers)
+
+
+async def test_api_keys_do_not_open_the_admin_api(live: Running) -> None:
+    status, body = await call(live, "GET", "/admin/experiments", key=USER_KEY)
+    assert status == 401 and body["error"]["message"] == "invalid API key"
+    status, _ = await call(live, "GET", "/admin/experiments", key=None)
+    assert status == 401
+    status, body = await call(live, "GET", "/admin/experiments")
+    assert status == 200 and body == {"data": []}
+
+
+async def test_an_experiment_created_over_the_api_splits_traffic_then_stops(
+    live: Running,
+) -> None:
+    status, created = await call(live, "POST", "/admin/experiments", body=EXPERIMENT)
+    assert status == 201 and created["status"] == "running"
+    seen = {(await chat(live, f"user-{i}"))["x-tierwise-experiment"] for i in range(20)}
+    assert seen == {"ab/routed", "ab/always_strong"}
+    status, _ = await call(live, "POST", "/admin/experiments", body=EXPERIMENT)
+    assert status == 409
+    status, stopped = await call(
+        live, "POST", "/admin/experiments/ab/stop", body={"serving": "routed", "reason": "ship"}
+    )
+    assert status == 200 and stopped["serving"] == "routed" and stopped["reason"] == "ship"
+    after = [await chat(live, f"user-{i}") for i in range(10)]
+    assert {h["x-tierwise-tier"] for h in after} == {"cheap"}
+    assert all("x-tierwise-experiment" not in h for h in after)
+    status, report = await call(live, "GET", "/admin/experiments/ab")
+    assert status == 200 and report["status"] == "stopped"
+    status, started = await call(live, "POST", "/admin/experiments/ab/start")
+    assert status == 200 and started["status"] == "running"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"control": "nope"}, "control 'nope' is not one of"),
+        ({"variants": {"only": {}}}, "at least two variants"),
+        ({"unit": "planet"}, "unit"),
+        ({"route": "missing"}, "unknown route, tier or deployment 'missing'"),
+    ],
+)
+async def test_bad_experiments_get_a_clear_error(
+    live: Running, change: dict[str, Any], message: str
+) -> None:
+    status, body = await call(live, "POST", "/admin/experiments", body={**EXPERIMENT, **change})
+    assert status == 400
+    assert message in body["error"]["message"]
+    assert body["error"]["type"] == "invalid_request_error"
+
+
+async def test_unknown_experiments_and_bad_stops_are_refused(live: Running) -> None:
+    status, body = await call(live, "GET", "/admin/experiments/none")
+    assert status == 404 and "no experiment named 'none'" in body["error"]["message"]
+    await call(live, "POST", "/admin/experiments", body=EXPERIMENT)
+    status, body = await call(live, "POST", "/admin/experiments/ab/stop", body={"serving": "x"})
+    assert status == 400 and "serving must be one of" in body["error"]["message"]
+
+
+async def test_the_calibration_log_and_drift_need_settings(live: Running) -> None:
+    status, body = await call(live, "GET", "/admin/calibrations")
+    assert status == 200 and body == {"data": []}
+    status, body = await call(live, "POST", "/admin/drift/auto")
+    assert status == 404 and "no drift settings" in body["error"]["message"]
+
+
+async def test_without_admin_keys_only_a_loopback_server_opens_the_admin_api(
+    upstream: FakeUpstream,
+) -> None:
+    async with running(gateway_config(upstream.base_url)) as local:
+        status, body = await call(local, "GET", "/admin/experiments", key=None)
+        assert status == 200 and body == {"data": []}
+    public = {"api_keys": SERVER["api_keys"]}
+    config = gateway_config(upstream.base_url, server=public)
+    async with running(config, host="0.0.0.0") as exposed:
+        status, body = await call(exposed, "GET", "/admin/experiments", key=USER_KEY)
+        assert status == 403 and "server.admin_keys" in body["error"]["message"]
