@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import gateway_config
+from tierwise.server.app import WRITER
 from tierwise.server.run import Running, running
 from tierwise.testing import FakeUpstream
 
@@ -135,3 +136,18 @@ async def test_without_admin_keys_only_a_loopback_server_opens_the_admin_api(
     async with running(config, host="0.0.0.0") as exposed:
         status, body = await call(exposed, "GET", "/admin/experiments", key=USER_KEY)
         assert status == 403 and "server.admin_keys" in body["error"]["message"]
+
+
+async def test_the_dashboard_shows_each_experiment_plainly(live: Running) -> None:
+    await call(live, "POST", "/admin/experiments", body=EXPERIMENT)
+    for i in range(10):
+        await chat(live, f"user-{i}")
+    await live.app[WRITER].flush()  # type: ignore[union-attr]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(live.base_url + "/dashboard", headers=auth(USER_KEY)) as response,
+    ):
+        page = await response.text()
+    assert response.status == 200
+    assert 'data-testid="experiment-ab-status">running' in page
+    assert "routed saves" in page and "always_strong" in page

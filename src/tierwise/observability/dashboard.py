@@ -23,7 +23,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from tierwise.errors import AccessError, RequestError
 from tierwise.observability.page import CSP, dashboard_page, login_page, message_page
 from tierwise.observability.report import Report, parse_since, summarize
-from tierwise.server.app import KEYS, WRITER, json_response
+from tierwise.server.app import GATEWAY, KEYS, WRITER, json_response
 from tierwise.server.auth import ApiKey, KeyRing
 from tierwise.store import Store
 
@@ -136,7 +136,20 @@ async def dashboard(request: web.Request) -> web.Response:
     if store is None:
         return _page(message_page("the request log is off (store.enabled: false)"), 409)
     report = await _report(request, store, since, now)
-    return _page(dashboard_page(report, since_text, signed_in))
+    extra = await _experiments_html(request, store, now)
+    return _page(dashboard_page(report, since_text, signed_in, extra))
+
+
+async def _experiments_html(request: web.Request, store: Store, now: float) -> str:
+    from tierwise.drift.audit import read_calibrations
+    from tierwise.experiments.status import experiment_report
+    from tierwise.observability.experiments_panel import calibrations_section, experiments_section
+
+    states = request.app[GATEWAY].experiments.states()
+    async with request.app[GATE]:
+        reports = [await experiment_report(store, s, now) for s in states]
+        calibrations = await read_calibrations(store, limit=20)
+    return experiments_section(reports) + calibrations_section(calibrations)
 
 
 async def data_json(request: web.Request) -> web.Response:

@@ -114,7 +114,8 @@ def message_page(text: str) -> str:
     return shell("tierwise dashboard", f'<section><p class="problem">{escape(text)}</p></section>')
 
 
-def dashboard_page(report: Report, since_text: str, signed_in: bool) -> str:
+def dashboard_page(report: Report, since_text: str, signed_in: bool, extra: str = "") -> str:
+    """The page; `extra` is more sections (experiments, threshold changes) at the end."""
     body = "".join(
         [
             _kpis(report),
@@ -125,6 +126,7 @@ def dashboard_page(report: Report, since_text: str, signed_in: bool) -> str:
             _satisfaction(report),
             _groups_table(report),
             _failures(report.failures),
+            extra,
         ]
     )
     return shell("tierwise dashboard", body, _header(report, since_text, signed_in))
