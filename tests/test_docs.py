@@ -71,3 +71,11 @@ def test_readme_cli_examples_name_real_commands_and_options() -> None:
         for word in words:
             if word.startswith("--"):
                 assert word in options, f"{words[0]} has no option {word}"
+
+
+def test_experiments_example_is_valid() -> None:
+    (block,) = yaml_blocks("docs/experiments.md")
+    config = parse_config(yaml.safe_load(block), file="docs/experiments.md")
+    experiment = config.experiments["routed-vs-strong"]
+    assert experiment.control == "always_strong" and experiment.judge is not None
+    assert config.drift.routes["auto"].strong_share == 0.3
