@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import Counter
@@ -31,7 +32,8 @@ from tierwise.learning.models import choose as choose_model
 from tierwise.routing.embedding import choose as choose_tier
 from tierwise.routing.embedding import score
 
-Mix = tuple[np.ndarray, list[dict[str, float]]]
+Logs = list[dict[str, float]]
+Mix = tuple[np.ndarray, dict[str, Logs]]
 
 
 @pytest.mark.parametrize(
@@ -164,20 +166,20 @@ EXAMPLES = {
 
 
 def _simulate(rng: np.random.Generator, n: int, complex_share: float) -> Mix:
-    """Prompts from two pools as unit vectors, with the scores the two routers log:
-    `strong_win_rate` (learned threshold) and per-tier centroid similarity (embedding)."""
+    """Prompts from two pools as unit vectors, and the scores each router would log for
+    them, by parameter: per-tier centroid similarity (the embedding router's `margin`) and
+    a `strong_win_rate` (a preference `threshold`)."""
     pick = rng.random(n) < complex_share
     raw = np.where(pick[:, None], COMPLEX, SIMPLE) + rng.normal(0, 0.35, (n, DIMENSION))
     vectors = _unit(raw)
-    logged = []
-    for v, hard in zip(vectors, pick, strict=True):
-        scores = score(v, EXAMPLES, "centroid", 3)
-        scores["strong_win_rate"] = float(np.clip(rng.normal(0.65 if hard else 0.4, 0.1), 0, 1))
-        logged.append(scores)
-    return vectors, logged
+    win_rates = np.clip(rng.normal(np.where(pick, 0.65, 0.4), 0.1), 0, 1)
+    return vectors, {
+        "margin": [score(v, EXAMPLES, "centroid", 3) for v in vectors],
+        "threshold": [{"strong_win_rate": float(w)} for w in win_rates],
+    }
 
 
-def _tier_counts(tunable: Tunable, logged: list[dict[str, float]], value: float) -> Counter[str]:
+def _tier_counts(tunable: Tunable, logged: Logs, value: float) -> Counter[str]:
     return Counter(t for t in tunable.replay(logged, value) if t is not None)
 
 
@@ -192,11 +194,13 @@ def test_planted_drift_is_detected_and_recalibrated(
     tunable: PreferenceThreshold | EmbeddingMargin, bounds: tuple[float, float]
 ) -> None:
     rng = np.random.default_rng(2024)
-    ref_vectors, reference = _simulate(rng, 2000, 0.2)
+    ref_vectors, ref_logs = _simulate(rng, 2000, 0.2)
+    reference = ref_logs[tunable.name]
     calibrated = recalibrate_share(tunable, reference, "strong", 0.30, bounds)
     assert calibrated.reachable and calibrated.share_after == pytest.approx(0.30, abs=0.005)
     value = calibrated.new_value
-    cur_vectors, current = _simulate(rng, 2000, 0.6)
+    cur_vectors, cur_logs = _simulate(rng, 2000, 0.6)
+    current = cur_logs[tunable.name]
     drifted_share = replayed_share(tunable, current, "strong", value)
     assert drifted_share > 0.40
 
@@ -211,20 +215,16 @@ def test_planted_drift_is_detected_and_recalibrated(
     assert report.describe()[0].startswith(("strong share 3", "cheap share 7"))
     json.dumps(report.as_dict())
 
-    retuned = type(tunable)(**{**_fields(tunable), "value": value})
+    retuned = dataclasses.replace(tunable, value=value)
     fixed = recalibrate_share(retuned, current, "strong", 0.30, bounds, window="2026-12")
     assert fixed.old_value == value and fixed.share_before == pytest.approx(drifted_share)
     assert fixed.share_after == pytest.approx(0.30, abs=0.02)
     _, holdout = _simulate(rng, 3000, 0.6)
-    fresh = replayed_share(tunable, holdout, "strong", fixed.new_value)
+    fresh = replayed_share(tunable, holdout[tunable.name], "strong", fixed.new_value)
     assert fresh == pytest.approx(0.30, abs=0.045)
     evidence = json.loads(json.dumps(fixed.evidence))
     assert evidence["n"] == 2000 and evidence["window"] == "2026-12"
     assert evidence["method"] == ("quantile" if tunable.name == "threshold" else "bisection")
-
-
-def _fields(tunable: PreferenceThreshold | EmbeddingMargin) -> dict[str, object]:
-    return {name: getattr(tunable, name) for name in tunable.__dataclass_fields__}
 
 
 def test_margin_replay_mirrors_the_router_for_three_tiers() -> None:

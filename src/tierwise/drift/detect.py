@@ -192,7 +192,7 @@ def embedding_drift(
     """Two-sample test on embeddings (rows). Samples above `max_rows` are subsampled with
     `rng`. Drifted when the permutation p < alpha and the cosine distance between the two
     mean vectors exceeds `min_distance`. The p-value is (1 + #{permuted >= observed}) /
-    (1 + n_permutations), so n_permutations must be at least 1 / alpha."""
+    (1 + n_permutations): below 1 / alpha - 1 permutations it can never reach alpha."""
     x = _rows(reference, rng, max_rows)
     y = _rows(current, rng, max_rows)
     if x.shape[1] != y.shape[1]:

@@ -40,7 +40,8 @@ WINDOW = """SELECT r.decision_target AS target, r.decision_scores AS scores,
  r.final_tier AS tier, r.prompt_sketch AS sketch, f.s AS feedback
  FROM requests r LEFT JOIN (SELECT request_id, AVG(score) AS s FROM feedback
  GROUP BY request_id) f ON f.request_id = r.request_id
- WHERE r.route = ? AND r.router = ? AND r.created_at >= ? AND r.created_at < ?"""
+ WHERE r.route = ? AND r.router = ? AND r.created_at >= ? AND r.created_at < ?
+ ORDER BY r.created_at DESC LIMIT 20000"""
 FIRST = "SELECT MIN(created_at) AS first FROM requests WHERE route = ? AND router = ?"
 
 

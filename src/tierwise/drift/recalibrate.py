@@ -200,36 +200,11 @@ def recalibrate_share(
     `target_share`. `window` describes where the logs come from (e.g. an ISO-8601
     interval) for the evidence. Requests the tunable cannot replay are left out and
     counted in the evidence as `n_skipped`."""
-    low, high = bounds
-    if not 0.0 <= target_share <= 1.0:
-        raise ValueError(f"target share must be within [0, 1], not {target_share}")
-    if not low < high:
-        raise ValueError(f"bounds must be (low, high) with low < high, not {bounds}")
-    routed = tunable.replay(logged_scores, tunable.value)
-    used = [s for s, t in zip(logged_scores, routed, strict=True) if t is not None]
-    if len(used) < min_requests:
-        raise ValueError(
-            f"cannot recalibrate {tunable.name}: {len(used)} replayable requests "
-            f"(of {len(logged_scores)} logged), fewer than min_requests {min_requests}"
-        )
-
-    def share(value: float) -> float:
-        return replayed_share(tunable, used, strong_tier, value)
-
-    at_low, at_high = share(low), share(high)
-    reachable = min(at_low, at_high) <= target_share <= max(at_low, at_high)
-    solved = (
-        tunable.solve_share(used, strong_tier, target_share)
-        if isinstance(tunable, SolvesShare)
-        else None
-    )
-    if solved is not None:
-        method, new = "quantile", min(max(solved, low), high)
-    else:
-        ends = (low, at_low), (high, at_high)
-        method, new = "bisection", _bisect(share, *ends, target_share, 1 / len(used))
-    before, after = share(tunable.value), share(new)
-    evidence = {
+    used = _replayable(tunable, logged_scores, target_share, bounds, min_requests)
+    new, method, reachable = _solve(tunable, used, strong_tier, target_share, bounds)
+    before = replayed_share(tunable, used, strong_tier, tunable.value)
+    after = replayed_share(tunable, used, strong_tier, new)
+    evidence: dict[str, Any] = {
         "parameter": tunable.name,
         "strong_tier": strong_tier,
         "old_value": tunable.value,
@@ -238,7 +213,7 @@ def recalibrate_share(
         "share_after": after,
         "target_share": target_share,
         "reachable": reachable,
-        "bounds": [low, high],
+        "bounds": list(bounds),
         "method": method,
         "n": len(used),
         "n_skipped": len(logged_scores) - len(used),
@@ -247,6 +222,54 @@ def recalibrate_share(
     return Recalibration(
         tunable.name, tunable.value, new, before, after, target_share, reachable, evidence
     )
+
+
+def _solve(
+    tunable: Tunable,
+    used: Sequence[Scores],
+    strong_tier: str,
+    target_share: float,
+    bounds: tuple[float, float],
+) -> tuple[float, str, bool]:
+    """(new value, method, reachable) for replayable scores."""
+
+    def share(value: float) -> float:
+        return replayed_share(tunable, used, strong_tier, value)
+
+    low, high = bounds
+    at_low, at_high = share(low), share(high)
+    reachable = min(at_low, at_high) <= target_share <= max(at_low, at_high)
+    solved = (
+        tunable.solve_share(used, strong_tier, target_share)
+        if isinstance(tunable, SolvesShare)
+        else None
+    )
+    if solved is not None:
+        return float(min(max(solved, low), high)), "quantile", reachable
+    ends = (low, at_low), (high, at_high)
+    return _bisect(share, *ends, target_share, 1 / len(used)), "bisection", reachable
+
+
+def _replayable(
+    tunable: Tunable,
+    logged_scores: Sequence[Scores],
+    target_share: float,
+    bounds: tuple[float, float],
+    min_requests: int,
+) -> list[Scores]:
+    """The logged scores the tunable can replay, after checking the arguments."""
+    if not 0.0 <= target_share <= 1.0:
+        raise ValueError(f"target share must be within [0, 1], not {target_share}")
+    if not bounds[0] < bounds[1]:
+        raise ValueError(f"bounds must be (low, high) with low < high, not {bounds}")
+    routed = tunable.replay(logged_scores, tunable.value)
+    used = [s for s, t in zip(logged_scores, routed, strict=True) if t is not None]
+    if len(used) < min_requests:
+        raise ValueError(
+            f"cannot recalibrate {tunable.name}: {len(used)} replayable requests "
+            f"(of {len(logged_scores)} logged), fewer than min_requests {min_requests}"
+        )
+    return used
 
 
 def _bisect(
