@@ -151,3 +151,21 @@ async def test_the_dashboard_shows_each_experiment_plainly(live: Running) -> Non
     assert response.status == 200
     assert 'data-testid="experiment-ab-status">running' in page
     assert "routed saves" in page and "always_strong" in page
+
+
+async def test_metrics_count_requests_per_variant(live: Running) -> None:
+    await call(live, "POST", "/admin/experiments", body=EXPERIMENT)
+    for i in range(6):
+        await chat(live, f"user-{i}")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(live.base_url + "/metrics", headers=auth(USER_KEY)) as response,
+    ):
+        text = await response.text()
+    counted = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("tierwise_experiment_requests_total{")
+    ]
+    assert sum(counted) == 6
+    assert 'tierwise_experiment_cost_usd_total{experiment="ab",variant="routed"}' in text

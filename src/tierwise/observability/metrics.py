@@ -55,6 +55,18 @@ class Metrics:
             ["route", "from_tier", "to_tier"],
             registry=r,
         )
+        self.variants = Counter(
+            "tierwise_experiment_requests",
+            "Requests counted in an experiment, by variant.",
+            ["experiment", "variant"],
+            registry=r,
+        )
+        self.variant_cost = Counter(
+            "tierwise_experiment_cost_usd",
+            "Cost of the requests counted in an experiment, by variant.",
+            ["experiment", "variant"],
+            registry=r,
+        )
         self.tokens = Counter(
             "tierwise_tokens",
             "Tokens by direction.",
@@ -150,6 +162,10 @@ class Metrics:
             self.router_latency.labels(route, record.decision.router).observe(
                 record.decision.latency_ms / 1000
             )
+        if record.experiment is not None:
+            arm = (record.experiment, record.variant or "none")
+            self.variants.labels(*arm).inc()
+            self.variant_cost.labels(*arm).inc(float(cost.total_usd))
 
     def _attempts(self, record: RequestRecord) -> None:
         route = record.route
