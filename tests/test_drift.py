@@ -129,6 +129,8 @@ async def test_a_proposal_is_logged_but_not_applied_unless_enabled(
         assert router.margin == 0.0
         [entry] = await read_calibrations(store, "auto")
         assert not entry["applied"] and entry["evidence"]["share_before"] == share
+        again = await check_route(gateway, store, "auto", WINDOW + 1)
+        assert again["status"] == "unchanged" and len(await read_calibrations(store)) == 1
         other = make_gateway(routes=embedding_route(), drift=drift_settings())
         await apply_calibrations(other, store)
         assert other.targets.get("auto").router.margin == 0.0  # type: ignore[union-attr]
@@ -151,6 +153,8 @@ async def test_another_replica_picks_up_an_applied_calibration(
         await apply_calibrations(other, store)
         moved: Any = other.targets.get("auto").router
         assert moved.margin == result["calibration"]["new_value"] != 0.0
+        later = await check_route(other, store, "auto", WINDOW + 1)
+        assert later["status"] == "waiting" and later["requests"] == 0
     finally:
         await traffic.writer.close()
         await store.close()

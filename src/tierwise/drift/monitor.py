@@ -20,13 +20,20 @@ import numpy as np
 import orjson
 
 from tierwise.drift import detect
-from tierwise.drift.audit import Calibration, latest_applied, write_calibration
+from tierwise.drift.audit import (
+    Calibration,
+    latest_applied,
+    read_calibrations,
+    write_calibration,
+)
 from tierwise.drift.recalibrate import (
     EmbeddingMargin,
     LearnedCostWeight,
     PreferenceThreshold,
+    Recalibration,
     Tunable,
     recalibrate_share,
+    replayed_share,
 )
 from tierwise.experiments.spec import DriftConfig, DriftRouteConfig
 from tierwise.store.base import Store
@@ -116,13 +123,14 @@ def _feedback(rows: list[dict[str, Any]]) -> dict[str, list[float]]:
     return out
 
 
-async def reference_start(store: Store, route: str, router: str) -> float | None:
+async def reference_start(store: Store, route: str, router: str) -> tuple[float | None, bool]:
+    """The start of the reference window, and whether it is an applied calibration."""
     applied = (await latest_applied(store)).get(route)
     if applied is not None:
-        return float(applied["created_at"])
+        return float(applied["created_at"]), True
     rows = await store.query(FIRST, (route, router))
     first = rows[0]["first"] if rows else None
-    return float(first) if first is not None else None
+    return (float(first) if first is not None else None), False
 
 
 async def check_route(
@@ -133,8 +141,12 @@ async def check_route(
     *,
     actor: str = "drift-monitor",
     rng: np.random.Generator | None = None,
+    quiet_s: float = 0.0,
 ) -> dict[str, Any]:
-    """One drift check of `route`; proposes (or applies) a recalibration when due."""
+    """One drift check of `route`; proposes (or applies) a recalibration when due. The
+    current window starts no earlier than the last applied calibration. No entry is
+    written within `quiet_s` of the route's last one (replicas checking together), nor
+    when it repeats the pending proposal."""
     settings, wanted = gateway.config.drift, gateway.config.drift.routes[route]
     target = gateway.targets.get(route)
     tiers = [s.tier for s in target.steps]
@@ -142,8 +154,9 @@ async def check_route(
     if target.router is None or tunable is None:
         return {"route": route, "status": "skipped", "why": "the route's router has no threshold"}
     name = target.router.name
-    current = await window(store, route, name, now - settings.window_s, now)
-    start = await reference_start(store, route, name)
+    start, calibrated = await reference_start(store, route, name)
+    since = max(now - settings.window_s, start) if calibrated and start else now - settings.window_s
+    current = await window(store, route, name, since, now)
     if len(current) < settings.min_requests or start is None:
         return {"route": route, "status": "waiting", "requests": len(current)}
     reference = await window(store, route, name, start, start + settings.window_s)
@@ -163,7 +176,8 @@ async def check_route(
     }
     if not (result["drifted"] or off_target):
         return {**result, "status": "ok"}
-    return {**result, **await _recalibrate(gateway, store, route, tunable, current, now, actor)}
+    found = await _recalibrate(gateway, store, route, tunable, current, now, actor, quiet_s)
+    return {**result, **found}
 
 
 async def _recalibrate(
@@ -174,6 +188,7 @@ async def _recalibrate(
     current: list[dict[str, Any]],
     now: float,
     actor: str,
+    quiet_s: float,
 ) -> dict[str, Any]:
     settings, wanted = gateway.config.drift, gateway.config.drift.routes[route]
     target = gateway.targets.get(route)
@@ -190,6 +205,10 @@ async def _recalibrate(
         )
     except ValueError as exc:
         return {"status": "not_recalibrated", "why": str(exc)}
+    last = await read_calibrations(store, route, limit=1)
+    if last and _repeats(last[0], now, quiet_s, found, tunable, scores, settings.share_bound):
+        same = last[0]["calibration_id"]
+        return {"status": "unchanged", "calibration": found.evidence, "id": same}
     entry = Calibration(
         route,
         found.parameter,
@@ -215,6 +234,26 @@ async def _recalibrate(
     )
     status = "applied" if wanted.apply else "proposed"
     return {"status": status, "calibration": found.evidence, "id": entry.calibration_id}
+
+
+def _repeats(
+    last: dict[str, Any],
+    now: float,
+    quiet_s: float,
+    found: Recalibration,
+    tunable: Tunable,
+    scores: list[dict[str, float]],
+    share_bound: float,
+) -> bool:
+    """Within `quiet_s` of the last entry, or the pending proposal still meets the
+    target on this window (within half the share bound)."""
+    if float(last["created_at"]) > now - quiet_s:
+        return True
+    if last["applied"] or last["parameter"] != found.parameter:
+        return False
+    strong = found.evidence["strong_tier"]
+    share = replayed_share(tunable, scores, strong, float(last["new_value"]))
+    return abs(share - found.target_share) <= share_bound / 2
 
 
 def _bounds(wanted: DriftRouteConfig, parameter: str) -> tuple[float, float]:

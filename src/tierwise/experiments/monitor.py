@@ -79,7 +79,10 @@ class Monitor:
         if settings.enabled and now >= self._next_drift:
             self._next_drift = now + settings.interval_s
             for route in settings.routes:
-                results.append(await check_route(self.gateway, self.store, route, now))
+                quiet = settings.interval_s / 2
+                results.append(
+                    await check_route(self.gateway, self.store, route, now, quiet_s=quiet)
+                )
         await apply_calibrations(self.gateway, self.store)
         return results
 
