@@ -64,10 +64,17 @@ def write_config(tmp_path: Path, name: str, upstream: str, redis_url: str, **ext
 
 
 class Replica:
+    """`tierwise serve` in a child process on a free port (picked again when another
+    process took the port between choosing and binding it)."""
+
     def __init__(self, config: Path, log: Path, *options: str) -> None:
+        self._config, self._log_path, self._options = config, log, options
+        self._log = log.open("wb")
+        self._start()
+
+    def _start(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._log = log.open("wb")
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -75,10 +82,10 @@ class Replica:
                 "tierwise",
                 "serve",
                 "--config",
-                str(config),
+                str(self._config),
                 "--port",
                 str(self.port),
-                *options,
+                *self._options,
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -88,7 +95,11 @@ class Replica:
         deadline = time.monotonic() + limit_s
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
-                assert self.process.poll() is None, "replica exited during start-up"
+                if self.process.poll() is not None:
+                    assert b"address already in use" in self._log_path.read_bytes(), (
+                        "replica exited during start-up"
+                    )
+                    self._start()
                 try:
                     async with session.get(self.url + "/ready") as response:
                         if response.status == 200:

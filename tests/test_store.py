@@ -3,8 +3,12 @@ through the gateway, and the stored rows add up to what was sent."""
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 
 import aiohttp
 import openai
@@ -14,6 +18,7 @@ from tests.conftest import gateway_config
 from tierwise.server.app import WRITER
 from tierwise.server.run import Running, running
 from tierwise.store import from_pusd, open_store
+from tierwise.store.migrations import MIGRATIONS
 from tierwise.testing import FakeUpstream
 
 
@@ -134,3 +139,27 @@ async def test_records_survive_a_restart_and_retention_prunes(
     assert await store.prune(before=4_102_444_800.0) == 30
     assert (await store.query("SELECT COUNT(*) AS n FROM attempts"))[0]["n"] == 0
     await store.close()
+
+
+def test_processes_migrating_one_sqlite_file_together_apply_each_migration_once(
+    tmp_path: Path,
+) -> None:
+    for round_ in range(3):
+        _migrate_together(tmp_path / f"shared{round_}.db", 4)
+
+
+def _migrate_together(path: Path, count: int) -> None:
+    script = (
+        "import asyncio, sys\n"
+        "from tierwise.store import open_store\n"
+        "async def main():\n"
+        "    store = open_store(sys.argv[1])\n"
+        "    await store.migrate()\n"
+        "    await store.close()\n"
+        "asyncio.run(main())\n"
+    )
+    runs = [subprocess.Popen([sys.executable, "-c", script, f"sqlite:///{path}"]) for _ in range(4)]
+    assert [run.wait(timeout=60) for run in runs] == [0, 0, 0, 0]
+    with sqlite3.connect(path) as conn:
+        applied = [row[0] for row in conn.execute("SELECT id FROM schema_migrations")]
+    assert sorted(applied) == sorted(name for name, _ in MIGRATIONS)

@@ -16,6 +16,8 @@ from tierwise.store.base import Feedback
 from tierwise.store.migrations import MIGRATIONS
 from tierwise.store.rows import Capture, attempt_rows, request_row
 
+DONE = "SELECT 1 FROM schema_migrations WHERE id = ?"
+
 
 class SQLiteStore:
     def __init__(self, path: str | Path, capture: Capture | None = None) -> None:
@@ -27,10 +29,11 @@ class SQLiteStore:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None, timeout=10.0
+            )
+            _wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=5000")
             self._conn = conn
         return self._conn
 
@@ -69,17 +72,30 @@ class SQLiteStore:
             self._conn = None
 
 
+def _wal(conn: sqlite3.Connection, tries: int = 100) -> None:
+    """Switch to WAL; the switch needs the file to itself and does not wait for a busy
+    file (another process migrating), so it is retried."""
+    for attempt in range(tries):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == tries - 1:
+                raise
+            time.sleep(0.05)
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
+    """Apply each missing migration in its own write transaction, checking inside it,
+    so processes starting together on one file apply each migration once."""
     conn.execute(sql.MIGRATIONS_TABLE)
-    done = {row[0] for row in conn.execute("SELECT id FROM schema_migrations")}
     for name, statements in MIGRATIONS:
-        if name in done:
-            continue
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in statements:
-                conn.execute(statement)
-            conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, time.time()))
+            if conn.execute(DONE, (name,)).fetchone() is None:
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, time.time()))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
