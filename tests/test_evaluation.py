@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -13,12 +14,14 @@ import pytest
 import yaml
 
 from tierwise.evaluation import metrics as m
-from tierwise.evaluation import runner
-from tierwise.evaluation.calibrate import Target, calibrate, snippet
+from tierwise.evaluation import runner, splits
+from tierwise.evaluation.calibrate import Target, calibrate, share_threshold, snippet
 from tierwise.evaluation.report import write_outputs
 from tierwise.learning.outcomes import OutcomeTable, parse_outcomes, read_outcomes
 
 FIXTURE = Path(__file__).parent / "fixtures" / "outcomes_small.csv"
+SAMPLE = Path(__file__).parent / "fixtures" / "routellm_sample.csv"
+GPT4, MIXTRAL = "gpt-4-1106-preview", "mixtral-8x7b-instruct"
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +219,175 @@ def test_cli_commands(table: OutcomeTable, tmp_path: Path) -> None:
     assert "cost_weight" in snippet_path.read_text()
     done = cli.invoke(app, ["calibrate", str(FIXTURE)])
     assert done.exit_code == 1
+
+
+@pytest.fixture(scope="module")
+def sample() -> OutcomeTable:
+    """13 RouteLLM rows: mmlu 4, gsm8k 4 + 1 contaminated, mt_bench 3 + 1 contaminated."""
+    return read_outcomes(SAMPLE)
+
+
+def test_group_names_take_the_first_part_after_shared_ones() -> None:
+    names = splits.group_names(["mmlu/anatomy", "mmlu/law", "gsm8k", "mt_bench/math", ""])
+    assert names == ["mmlu", "mmlu", "gsm8k", "mt_bench", splits.NO_SOURCE]
+    assert splits.group_names(["routerbench/arc", "routerbench/mbpp"]) == ["arc", "mbpp"]
+    assert splits.group_names(["a/x", "a/x/y"]) == ["x", "x"]
+
+
+def test_holdout_plan_counts_and_exclusions(sample: OutcomeTable) -> None:
+    assert sample.contaminated is not None and int(sample.contaminated.sum()) == 2
+    plan = splits.holdout_plan(sample, "source_benchmark", None, 0)
+    assert plan.names == ["gsm8k", "mmlu", "mt_bench"]
+    assert plan.info["groups"] == {
+        "gsm8k": {"test_prompts": 4, "train_prompts": 7},
+        "mmlu": {"test_prompts": 4, "train_prompts": 7},
+        "mt_bench": {"test_prompts": 3, "train_prompts": 8},
+    }
+    assert plan.info["excluded"] == {"column": "contaminated_in_routellm_train", "rows": 2}
+    assert len(plan.rows) == 11 and not sample.contaminated[plan.rows].any()
+    for k, train in enumerate(plan.train):
+        held = {sample.texts[i] for i in plan.rows[plan.part == k]}
+        assert not held & {sample.texts[i] for i in train}
+        assert not sample.contaminated[train].any()
+    with pytest.raises(ValueError, match="groups: gsm8k, mmlu, mt_bench"):
+        splits.holdout_plan(sample, "source_benchmark", "arena", 0)
+    with pytest.raises(ValueError, match="known: source_benchmark"):
+        splits.holdout_plan(sample, "prompt", None, 0)
+
+
+def test_group_metrics_hand_checked() -> None:
+    """Oracle ranking of 4 prompts, 2 of them gains: PGR reaches 1 at half the calls."""
+    scores = np.array([[1.0, 0.0], [1.0, 1.0], [1.0, 1.0], [1.0, 0.0]])
+    plan = splits.SplitPlan(np.arange(4), [], np.zeros(4, np.intp), ["mmlu"], {})
+    routed = runner.Routed([], scores[:, 0] - scores[:, 1], np.zeros(4, np.intp))
+    costs = np.tile([1.0, 0.0], (4, 1))
+    group = splits.group_metrics(plan, scores, costs, routed, [GPT4, MIXTRAL], 0, 1)["mmlu"]
+    assert (group["quality_weak"], group["quality_strong"]) == (0.5, 1.0)
+    assert group["apgr"] == pytest.approx(0.75)
+    assert group["cpt"] == pytest.approx({"50%": 0.25, "80%": 0.4, "95%": 0.48})
+    assert group["strong_share_at_quality"]["95%"] == pytest.approx(0.45)
+    assert group["random"]["apgr"] == pytest.approx(0.5)
+    assert group["random"]["strong_share_at_quality"]["95%"] == pytest.approx(0.9)
+    low, high = group["apgr_ci"]
+    assert 0.5 <= low <= high <= 1.0
+
+
+def test_leave_one_benchmark_out(sample: OutcomeTable, tmp_path: Path) -> None:
+    result = runner.evaluate(sample, "learned:knn:hashing", holdout_by="source_benchmark")
+    assert result.split["kind"] == "holdout" and result.data["evaluated"] == 11
+    assert result.groups is not None and set(result.groups) == {"gsm8k", "mmlu", "mt_bench"}
+    expected = {"gsm8k": (0.5, 0.75), "mmlu": (0.5, 1.0), "mt_bench": (21 / 27, 1.0)}
+    for name, (weak, strong) in expected.items():
+        group = result.groups[name]
+        assert (group["quality_weak"], group["quality_strong"]) == pytest.approx((weak, strong))
+        assert group["random"]["apgr"] == pytest.approx(0.5)
+        assert 0.0 <= group["apgr"] <= 1.0
+    write_outputs(result, tmp_path)
+    data = json.loads((tmp_path / "metrics.json").read_text())
+    assert data["split"]["excluded"]["rows"] == 2 and data["groups"]["mmlu"]["prompts"] == 4
+    report = (tmp_path / "report.md").read_text()
+    assert "## Per held-out group" in report and "| mt_bench | 3 | 8 |" in report
+    only = runner.evaluate(sample, "heuristic", holdout_by="source_benchmark", holdout="gsm8k")
+    assert only.data["evaluated"] == 4 and only.split["held_out"] == "gsm8k"
+    assert only.groups is not None and list(only.groups) == ["gsm8k"]
+    with pytest.raises(ValueError, match="needs --holdout-by"):
+        runner.evaluate(sample, "heuristic", holdout="gsm8k")
+
+
+def test_holdout_fits_only_on_other_groups(
+    sample: OutcomeTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes: list[int] = []
+    from tierwise.learning.models import fit_predictor as fit
+
+    def spy(method: str, x: Any, y: Any, rng: Any, hyper: Any) -> Any:
+        sizes.append(len(y))
+        return fit(method, x, y, rng, hyper)
+
+    monkeypatch.setattr(runner, "fit_predictor", spy)
+    runner.evaluate(sample, "learned:logistic:hashing", holdout_by="source_benchmark")
+    assert sizes == [7, 7, 8]
+
+
+def test_strong_and_cheap_are_chosen_by_name(table: OutcomeTable) -> None:
+    result = runner.evaluate(table, "heuristic", strong="cheap-model", cheap="strong-model")
+    assert (result.strong, result.cheap) == ("cheap-model", "strong-model")
+    with pytest.raises(ValueError, match=r"strong model 'gpt-9' .* cheap-model, strong-model"):
+        runner.evaluate(table, "heuristic", strong="gpt-9")
+    with pytest.raises(ValueError, match="both 'cheap-model'"):
+        runner.pick_models(table, "cheap-model", "cheap-model")
+
+
+def cost_less(path: Path) -> OutcomeTable:
+    """The table without cost and token columns."""
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    keep = [k for k in rows[0] if not k.startswith(("cost_usd__", "out_tokens_est__"))]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, keep, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return parse_outcomes(out.getvalue().encode())
+
+
+def test_share_threshold_is_routellm_quantile() -> None:
+    win = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    assert share_threshold(win, 0.4) == pytest.approx(0.34)
+    assert share_threshold(win, 0.0) == 0.5 and share_threshold(win, 1.0) == 0.1
+
+
+async def test_calibrate_cost_less_table_sets_threshold(tmp_path: Path) -> None:
+    from tierwise.config import RouterConfig
+    from tierwise.learning.store import save_router
+    from tierwise.learning.train import train
+    from tierwise.routing.registry import build_router
+    from tierwise.types import ChatRequest, Message
+
+    free = cost_less(FIXTURE)
+    result = calibrate(free, Target("strong_share", 0.3), spec="learned:knn:hashing")
+    assert result.knob == "threshold" and result.cost_weight is None and result.met
+    assert result.cost_unit == "strong_calls" and abs(result.strong_share - 0.3) <= 0.02
+    config = yaml.safe_load(snippet(result, str(tmp_path / "router.npz")))
+    assert config["router"]["threshold"] == round(result.value, 6)
+    assert "cost_weight" not in config["router"]
+    save_router(train(free, "knn"), tmp_path / "router.npz")
+    options = {k: v for k, v in config["router"].items() if k != "kind"}
+    router = build_router(RouterConfig(kind="learned", options=options))
+    hard = ChatRequest([Message("user", "quick question about the integral please")])
+    decision = await router.decide(hard, ["cheap-model", "strong-model"])
+    assert decision.target == "strong-model" and "threshold" in decision.reason
+
+
+def eval_app() -> Any:
+    import typer
+
+    from tierwise.evaluation.cli import calibrate_command, eval_command
+
+    app = typer.Typer()
+    app.command("eval")(eval_command)
+    app.command("calibrate")(calibrate_command)
+    return app
+
+
+def test_cli_holdout_and_model_options(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    cli, app = CliRunner(), eval_app()
+    args = ["eval", str(SAMPLE), "--out", str(tmp_path), "--router", "heuristic"]
+    done = cli.invoke(app, [*args, "--holdout-by", "source_benchmark", "--holdout", "mmlu"])
+    assert done.exit_code == 0, done.output
+    data = json.loads((tmp_path / "metrics.json").read_text())
+    assert data["split"]["held_out"] == "mmlu" and list(data["groups"]) == ["mmlu"]
+    done = cli.invoke(app, [*args, "--strong", MIXTRAL, "--cheap", GPT4])
+    assert done.exit_code == 0, done.output
+    assert json.loads((tmp_path / "metrics.json").read_text())["strong"] == MIXTRAL
+    done = cli.invoke(app, [*args, "--strong", "gpt-9"])
+    assert done.exit_code == 1
+    assert "'gpt-9'" in done.output and f"{GPT4}, {MIXTRAL}" in done.output
+    done = cli.invoke(app, [*args, "--holdout-by", "source_benchmark", "--holdout", "arena"])
+    assert done.exit_code == 1 and "groups: gsm8k, mmlu, mt_bench" in done.output
+    calibrate_args = ["calibrate", str(FIXTURE), "--strong-share", "0.3", "--cheap", "nope"]
+    done = cli.invoke(app, calibrate_args)
+    assert done.exit_code == 1 and "cheap model 'nope'" in done.output
+    done = cli.invoke(app, ["eval", "--out", str(tmp_path)])
+    assert done.exit_code == 1 and "--log" in done.output

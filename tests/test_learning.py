@@ -301,13 +301,39 @@ async def test_learned_router_decides_end_to_end(router_file: Path) -> None:
     assert hard.router == "learned" and "strong-model (strong) has the best utility" in hard.reason
     assert set(hard.scores) == {
         f"{kind}:{model}" for kind in ("p", "utility", "cost_usd") for model in (CHEAP, STRONG)
-    }
+    } | {"strong_win_rate"}
     assert hard.scores[f"p:{CHEAP}"] < 0.5 < easy.scores[f"p:{CHEAP}"]
+    win = 0.5 + (hard.scores[f"p:{STRONG}"] - hard.scores[f"p:{CHEAP}"]) / 2
+    assert hard.scores["strong_win_rate"] == pytest.approx(win)
     assert hard.latency_ms > 0
     stingy = LearnedRouter(
         router_file, {CHEAP: "cheap", STRONG: "strong"}, cost_weight=5.0, offload=True
     )
     assert (await stingy.decide(request("the integral please"), targets)).target == "cheap"
+
+
+async def test_learned_router_threshold_picks_strongest_or_cheapest_tier(
+    router_file: Path,
+) -> None:
+    options = {
+        "path": str(router_file),
+        "models": {CHEAP: "cheap", STRONG: "strong"},
+        "threshold": 0.6,
+    }
+    router = build_router(RouterConfig(kind="learned", options=options))
+    targets = ["local", "cheap", "strong"]
+    hard = await router.decide(request("tell me about the integral today please"), targets)
+    easy = await router.decide(request("tell me about the weather today please"), targets)
+    assert hard.scores["strong_win_rate"] > 0.6 >= easy.scores["strong_win_rate"]
+    assert (hard.target, easy.target) == ("strong", "cheap")
+    assert "strong win rate" in hard.reason and "> threshold 0.6" in hard.reason
+    assert "<= threshold 0.6" in easy.reason
+    never = LearnedRouter(router_file, {CHEAP: "cheap", STRONG: "strong"}, threshold=1.0)
+    assert (await never.decide(request("the integral please"), targets)).target == "cheap"
+    always = LearnedRouter(router_file, {CHEAP: "cheap", STRONG: "strong"}, threshold=0.0)
+    assert (await always.decide(request("weather today"), targets)).target == "strong"
+    one_tier = await always.decide(request("weather today"), ["cheap"])
+    assert one_tier.target == "cheap" and "strong_win_rate" not in one_tier.scores
 
 
 async def test_learned_router_ignores_unmapped_models_and_absent_tiers(router_file: Path) -> None:
@@ -326,6 +352,12 @@ async def test_learned_router_ignores_unmapped_models_and_absent_tiers(router_fi
         ({"path": "x.npz", "models": {}}, "maps no model"),
         ({"path": "x.npz", "models": {CHEAP: "c"}, "cost_weight": -1}, "'cost_weight'"),
         ({"path": "x.npz", "models": {CHEAP: "c"}, "cost_weight": "high"}, "'cost_weight'"),
+        ({"path": "x.npz", "models": {CHEAP: "c"}, "threshold": 1.5}, "'threshold'"),
+        ({"path": "x.npz", "models": {CHEAP: "c"}, "threshold": True}, "'threshold'"),
+        (
+            {"path": "x.npz", "models": {CHEAP: "c"}, "threshold": 0.5, "cost_weight": 1},
+            "not both",
+        ),
         ({"path": "x.npz", "models": {CHEAP: "c"}, "embedder": 3}, "'embedder'"),
         ({"path": "x.npz", "models": {CHEAP: "c"}, "lazy": "no"}, "'lazy'"),
         ({"path": "x.npz", "models": {CHEAP: "c"}, "offload": 1}, "'offload'"),

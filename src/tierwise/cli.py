@@ -12,6 +12,7 @@ import typer
 
 from tierwise.config import GatewayConfig, load_config
 from tierwise.errors import TierwiseError
+from tierwise.evaluation.cascade_cli import eval_cascade_command
 from tierwise.evaluation.cli import calibrate_command, eval_command
 from tierwise.experiments.cli import drift_app, experiment_app
 from tierwise.learning.cli import fit_examples_command, train_command
@@ -129,6 +130,7 @@ app.command("train")(train_command)
 app.command("fit-examples")(fit_examples_command)
 app.command("eval")(eval_command)
 app.command("calibrate")(calibrate_command)
+app.command("eval-cascade")(eval_cascade_command)
 app.add_typer(experiment_app, name="experiment")
 app.add_typer(drift_app, name="drift")
 

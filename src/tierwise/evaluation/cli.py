@@ -1,14 +1,22 @@
-"""`tierwise eval` and `tierwise calibrate`: measure a router on held-out prompts and
-choose its operating point from data."""
+"""`tierwise eval` and `tierwise calibrate`: measure a router on held-out prompts (or
+replay it on the gateway's request log) and choose its operating point from data."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+if TYPE_CHECKING:
+    from tierwise.evaluation.calibrate import Calibration, Target
+
 SPEC_HELP = "learned:<method>:<embedder>, heuristic or embedding-centroid:<embedder>."
+DATA_HELP = "Outcome-table CSV (or give --log instead)."
+LOG_HELP = "Request-log store URL (sqlite:///path.db or postgresql://...) instead of DATA."
+ROUTE_HELP = "With --log: only requests of this route."
+STRONG_HELP = "The strong model's column (default: best mean score)."
+CHEAP_HELP = "The cheap model's column (default: lowest mean cost among the others)."
 
 
 def _fail(message: str) -> typer.Exit:
@@ -16,33 +24,71 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+def _one_source(data: Path | None, log: str | None) -> None:
+    if (data is None) == (log is None):
+        raise _fail("give an outcome table (DATA) or --log STORE_URL, not both or neither")
+
+
 def eval_command(
-    data: Annotated[Path, typer.Argument(help="Outcome-table CSV to evaluate on.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the outputs.")],
-    router: Annotated[str, typer.Option(help=SPEC_HELP)] = "learned:knn:hashing",
+    data: Annotated[Path | None, typer.Argument(help=DATA_HELP)] = None,
+    router: Annotated[str, typer.Option(help=SPEC_HELP + " With --log also a file.")] = (
+        "learned:knn:hashing"
+    ),
     folds: Annotated[int, typer.Option(help="Cross-validation folds (grouped by text).")] = 5,
     train: Annotated[
         Path | None, typer.Option(help="Train on this table instead (no folds).")
     ] = None,
+    holdout_by: Annotated[
+        str | None,
+        typer.Option(help="Hold out each group of this column (source_benchmark) in turn."),
+    ] = None,
+    holdout: Annotated[
+        str | None, typer.Option(help="With --holdout-by: hold out only this group.")
+    ] = None,
+    strong: Annotated[str | None, typer.Option(help=STRONG_HELP)] = None,
+    cheap: Annotated[str | None, typer.Option(help=CHEAP_HELP)] = None,
+    log: Annotated[str | None, typer.Option(help=LOG_HELP)] = None,
+    route: Annotated[str | None, typer.Option(help=ROUTE_HELP)] = None,
     seed: Annotated[int, typer.Option(help="Seed for folds and initialisation.")] = 0,
     router_tax: Annotated[
         float, typer.Option(help="The router's own cost per request, added to its points.")
     ] = 0.0,
 ) -> None:
-    """Evaluate ROUTER on DATA's prompts it was not trained on; write metrics.json,
-    decisions.csv, report.md and plots to OUT."""
+    """Evaluate ROUTER on DATA's prompts it was not trained on, or replay it on a
+    request log; write metrics.json, decisions.csv, report.md (and plots) to OUT."""
     from tierwise.errors import TierwiseError
-    from tierwise.evaluation.report import write_outputs
+    from tierwise.evaluation.report import write_outputs, write_replay
     from tierwise.evaluation.runner import evaluate
     from tierwise.learning.outcomes import read_outcomes
 
+    _one_source(data, log)
+    if log is not None and (train or holdout_by or holdout or router_tax):
+        raise _fail("--train, --holdout-by, --holdout and --router-tax need an outcome table")
     try:
-        table = read_outcomes(data)
-        train_table = read_outcomes(train) if train is not None else None
-        result = evaluate(
-            table, router, folds=folds, seed=seed, train_table=train_table, router_tax=router_tax
-        )
-        paths = write_outputs(result, out)
+        if log is not None:
+            from tierwise.evaluation.replay import read_log, replay
+
+            result = replay(
+                read_log(log, route), router, folds=folds, seed=seed, strong=strong, cheap=cheap
+            )
+            paths = write_replay(result, out)
+        else:
+            paths = write_outputs(
+                evaluate(
+                    read_outcomes(data or Path()),
+                    router,
+                    folds=folds,
+                    seed=seed,
+                    train_table=read_outcomes(train) if train is not None else None,
+                    strong=strong,
+                    cheap=cheap,
+                    router_tax=router_tax,
+                    holdout_by=holdout_by,
+                    holdout=holdout,
+                ),
+                out,
+            )
     except (TierwiseError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
     typer.echo((out / "report.md").read_text())
@@ -50,7 +96,7 @@ def eval_command(
 
 
 def calibrate_command(
-    data: Annotated[Path, typer.Argument(help="Outcome-table CSV to calibrate on.")],
+    data: Annotated[Path | None, typer.Argument(help=DATA_HELP)] = None,
     router: Annotated[
         str, typer.Option(help="learned:<method>:<embedder> (held out) or a router file.")
     ] = "learned:knn:hashing",
@@ -66,30 +112,29 @@ def calibrate_command(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="YAML snippet to write (default: print).")
     ] = None,
+    strong: Annotated[str | None, typer.Option(help=STRONG_HELP)] = None,
+    cheap: Annotated[str | None, typer.Option(help=CHEAP_HELP)] = None,
+    log: Annotated[str | None, typer.Option(help=LOG_HELP)] = None,
+    route: Annotated[str | None, typer.Option(help=ROUTE_HELP)] = None,
     folds: Annotated[int, typer.Option(help="Cross-validation folds for a spec.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed for folds and the bootstrap.")] = 0,
 ) -> None:
-    """Choose ROUTER's cost weight (or strong win-rate threshold) on DATA to meet one
-    target, and print a YAML router block with expected quality, cost and 95% CIs."""
+    """Choose ROUTER's cost weight (or strong win-rate threshold) on DATA or a request
+    log to meet one target, and print a YAML router block with expected quality, cost
+    and 95% CIs."""
     from tierwise.errors import TierwiseError
-    from tierwise.evaluation.calibrate import Target, calibrate, snippet
-    from tierwise.learning.outcomes import read_outcomes
+    from tierwise.evaluation.calibrate import Target, snippet
 
     given = {"strong_share": strong_share, "quality_floor": quality_floor}
     given["budget_per_1k"] = budget_per_1k
     chosen = [(k, v) for k, v in given.items() if v is not None]
     if len(chosen) != 1:
         raise _fail("give exactly one of --strong-share, --quality-floor, --budget-per-1k")
+    _one_source(data, log)
     is_file = not router.startswith("learned:")
     try:
-        result = calibrate(
-            read_outcomes(data),
-            Target(*chosen[0]),
-            spec=None if is_file else router,
-            router_file=Path(router) if is_file else None,
-            folds=folds,
-            seed=seed,
-        )
+        target = Target(*chosen[0])
+        result = _calibrate(data, log, route, target, router, (strong, cheap), folds, seed)
     except (TierwiseError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
     text = snippet(result, router if is_file else "router.npz")
@@ -98,3 +143,40 @@ def calibrate_command(
         return
     out.write_text(text)
     typer.echo(f"wrote {out}")
+
+
+def _calibrate(
+    data: Path | None,
+    log: str | None,
+    route: str | None,
+    target: Target,
+    router: str,
+    models: tuple[str | None, str | None],
+    folds: int,
+    seed: int,
+) -> Calibration:
+    """Calibrate on the outcome table, or on the request log's re-routed prompts."""
+    import numpy as np
+
+    from tierwise.evaluation.calibrate import calibrate
+    from tierwise.evaluation.replay import read_log
+    from tierwise.learning.outcomes import read_outcomes
+
+    rows = None
+    if log is not None:
+        table = read_log(log, route).table
+        rows = np.arange(len(table), dtype=np.intp)
+    else:
+        table = read_outcomes(data or Path())
+    is_file = not router.startswith("learned:")
+    return calibrate(
+        table,
+        target,
+        spec=None if is_file else router,
+        router_file=Path(router) if is_file else None,
+        folds=folds,
+        seed=seed,
+        strong=models[0],
+        cheap=models[1],
+        rows=rows,
+    )

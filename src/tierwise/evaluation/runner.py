@@ -5,6 +5,7 @@ or trained on a separate table), `heuristic` (the seed's rules: the cheap or the
 model) and `embedding-centroid:<embedder>` (the seed's example prompts). Metrics use the
 rows where every model has a score. A cost cell that is empty takes its model's mean
 cost; when a model has no cost at all, cost is counted in strong-model calls instead.
+Held out by benchmark group instead of folds: see `tierwise.evaluation.splits`.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tierwise.embeddings.base import Embedder
+from tierwise.embeddings.cache import EmbeddingCache
 from tierwise.evaluation import metrics as m
+from tierwise.evaluation import splits
 from tierwise.evaluation.metrics import Index, Matrix, Point
-from tierwise.learning.models import choose, fit_predictor, relative_costs, strong_win_rate
+from tierwise.evaluation.splits import SplitPlan
+from tierwise.learning.models import Vectors, choose, fit_predictor, relative_costs, strong_win_rate
 from tierwise.learning.outcomes import OutcomeTable
 from tierwise.learning.store import make_embedder
-from tierwise.learning.train import embed_table, fold_indices
+from tierwise.learning.train import embed_table_cached
 
 COST_WEIGHTS = (0.0, 0.01, 0.02, 0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0)
 SEED_MARGINS = (-0.1, 0.1)
@@ -82,6 +87,7 @@ class EvalResult:
     two_model: dict[str, Any] | None
     prompt_ids: list[str]
     choices: list[tuple[str, float, Index]] = field(repr=False)
+    groups: dict[str, dict[str, Any]] | None = None
 
 
 def eval_costs(table: OutcomeTable, strong: int) -> tuple[Matrix, str]:
@@ -96,9 +102,20 @@ def eval_costs(table: OutcomeTable, strong: int) -> tuple[Matrix, str]:
 def pick_models(table: OutcomeTable, strong: str | None, cheap: str | None) -> tuple[int, int]:
     """(strong, cheap) indices: the given names, else the best mean score and the
     lowest mean cost among the others."""
-    s = table.models.index(strong) if strong else int(np.nanargmax(table.mean_scores()))
+    for role, name in (("strong", strong), ("cheap", cheap)):
+        if name is not None and name not in table.models:
+            raise ValueError(
+                f"{role} model {name!r} is not in the table; its models: {', '.join(table.models)}"
+            )
+    means = table.mean_scores()
+    if not strong and np.isnan(means).all():
+        raise ValueError("no model has a score; name the strong model (--strong)")
+    s = table.models.index(strong) if strong else int(np.nanargmax(means))
     if cheap:
-        return s, table.models.index(cheap)
+        c = table.models.index(cheap)
+        if c == s:
+            raise ValueError(f"the strong and the cheap model are both {cheap!r}")
+        return s, c
     costs = np.nan_to_num(table.mean_costs(), nan=0.0)
     others = [j for j in range(len(table.models)) if j != s]
     return s, min(others, key=lambda j: (costs[j], j))
@@ -114,24 +131,28 @@ def evaluate(
     strong: str | None = None,
     cheap: str | None = None,
     router_tax: float = 0.0,
+    holdout_by: str | None = None,
+    holdout: str | None = None,
 ) -> EvalResult:
     """Held-out operating points of `router_spec` on `table`, with baselines and the
-    two-model (APGR, CPT) and N-model (AIQ) summaries."""
+    two-model (APGR, CPT) and N-model (AIQ) summaries. `holdout_by` evaluates each
+    group (or only `holdout`) with a router fitted on the other groups."""
     spec = parse_spec(router_spec)
     s, c = pick_models(table, strong, cheap)
     costs, unit = eval_costs(table, s)
-    rows = _evaluated_rows(table, train_table)
-    routed = route(spec, table, costs, rows, s, c, folds, seed, train_table)
+    plan = split_plan(table, train_table, folds, seed, holdout_by, holdout)
+    rows = plan.rows
+    routed = route(spec, table, costs, plan, s, c, seed, train_table)
     scores = table.scores[rows]
     points = m.sweep(scores, costs[rows], routed.choices, table.models, s, router_tax)
     baselines = baseline_points(scores, costs[rows], table.models, s)
-    split = {"kind": "folds", "folds": folds, "seed": seed, "grouped_by": "prompt text"}
-    if train_table is not None:
-        split = {"kind": "separate_train_table", "train_hash": train_table.content_hash}
+    by_group = None
+    if plan.info["kind"] == "holdout":
+        by_group = splits.group_metrics(plan, scores, costs[rows], routed, table.models, s, c)
     return EvalResult(
         str(spec),
         {"hash": table.content_hash, "prompts": len(table), "evaluated": int(rows.size)},
-        split,
+        plan.info,
         list(table.models),
         table.models[s],
         table.models[c],
@@ -143,10 +164,33 @@ def evaluate(
         _two_model(scores, routed, s, c) if len(table.models) == 2 else None,
         [table.prompt_ids[i] for i in rows],
         routed.choices,
+        by_group,
     )
 
 
-def _evaluated_rows(table: OutcomeTable, train_table: OutcomeTable | None) -> Index:
+def split_plan(
+    table: OutcomeTable,
+    train_table: OutcomeTable | None,
+    folds: int,
+    seed: int,
+    holdout_by: str | None,
+    holdout: str | None,
+) -> SplitPlan:
+    """Folds, a separate training table, or leave-one-group-out."""
+    if holdout is not None and holdout_by is None:
+        raise ValueError("--holdout needs --holdout-by (e.g. source_benchmark)")
+    if holdout_by is not None:
+        if train_table is not None:
+            raise ValueError("hold out by group or train on a separate table, not both")
+        return splits.holdout_plan(table, holdout_by, holdout, seed)
+    rows = evaluated_rows(table, train_table)
+    if train_table is not None:
+        return splits.separate_plan(rows, train_table.content_hash)
+    return splits.fold_plan(table, rows, folds, seed)
+
+
+def evaluated_rows(table: OutcomeTable, train_table: OutcomeTable | None) -> Index:
+    """Rows where every model has a score (and, with `train_table`, that it lacks)."""
     complete: Mask = np.asarray(~np.isnan(table.scores).any(axis=1))
     if train_table is not None:
         if list(train_table.models) != list(table.models):
@@ -194,21 +238,21 @@ def route(
     spec: RouterSpec,
     table: OutcomeTable,
     costs: Matrix,
-    rows: Index,
+    plan: SplitPlan,
     s: int,
     c: int,
-    folds: int,
     seed: int,
     train_table: OutcomeTable | None,
 ) -> Routed:
-    """Held-out decisions of `spec` on `rows`."""
+    """Held-out decisions of `spec` on the plan's rows."""
+    texts = [table.texts[i] for i in plan.rows]
     if spec.kind == "heuristic":
-        return heuristic_routed([table.texts[i] for i in rows], s, c)
+        return heuristic_routed(texts, s, c)
     if spec.kind == "embedding-centroid":
-        return centroid_routed([table.texts[i] for i in rows], spec.embedder, s, c)
+        return centroid_routed(texts, spec.embedder, s, c)
     if train_table is not None:
-        return learned_separate(spec, train_table, table, rows, s, c, seed)
-    return learned_folds(spec, table, costs, rows, s, c, folds, seed)
+        return learned_separate(spec, train_table, table, plan.rows, s, c, seed)
+    return learned_held_out(spec, table, costs, plan, s, c, seed)
 
 
 def heuristic_routed(texts: Sequence[str], s: int, c: int) -> Routed:
@@ -260,23 +304,30 @@ def _threshold(preference: Matrix, threshold: float, s: int, c: int) -> Index:
     return choice
 
 
+def table_embeddings(table: OutcomeTable, embedder: Embedder) -> Vectors:
+    """The table's embeddings; kept in the embedding cache unless hashed (cheap)."""
+    cache = None if embedder.name.startswith("hashing") else EmbeddingCache()
+    return embed_table_cached(table, embedder, cache)
+
+
 def held_out(
-    spec: RouterSpec, table: OutcomeTable, costs: Matrix, rows: Index, folds: int, seed: int
-) -> tuple[Matrix, Index, Matrix]:
-    """Per evaluated row: predicted scores from the fold that held it out, its fold, and
-    per fold the relative model costs of the training rows."""
-    x = embed_table(table, make_embedder(spec.embedder))
-    position = np.full(len(table), -1, dtype=np.intp)
-    position[rows] = np.arange(len(rows))
-    p, groups = np.zeros((len(rows), len(table.models))), _zeros(len(rows))
-    relative = np.zeros((folds, len(table.models)))
-    for fold, (train_rows, test_rows) in enumerate(fold_indices(table, folds, seed)):
-        at = position[test_rows[position[test_rows] >= 0]]
-        rng = np.random.default_rng([seed, fold])
-        fitted = fit_predictor(spec.method, x[train_rows], table.scores[train_rows], rng, {})
-        p[at], groups[at] = fitted.predict(x[rows[at]]), fold
-        relative[fold] = relative_costs(np.nanmean(costs[train_rows], axis=0))
-    return p, groups, relative
+    spec: RouterSpec, table: OutcomeTable, costs: Matrix, plan: SplitPlan, seed: int
+) -> tuple[Matrix, Matrix]:
+    """Per evaluated row: predicted scores from the fit that held it out; per fit the
+    relative model costs of its training rows (rows without any score are skipped)."""
+    x = table_embeddings(table, make_embedder(spec.embedder))
+    p = np.zeros((len(plan.rows), len(table.models)))
+    relative = np.zeros((len(plan.train), len(table.models)))
+    for k, given in enumerate(plan.train):
+        at = np.flatnonzero(plan.part == k)
+        train = given[~np.isnan(table.scores[given]).all(axis=1)]
+        if not at.size or not train.size:
+            continue
+        rng = np.random.default_rng([seed, k])
+        fitted = fit_predictor(spec.method, x[train], table.scores[train], rng, {})
+        p[at] = fitted.predict(x[plan.rows[at]])
+        relative[k] = relative_costs(np.nanmean(costs[train], axis=0))
+    return p, relative
 
 
 def choose_by_fold(p: Matrix, groups: Index, relative: Matrix, weight: float) -> Index:
@@ -288,20 +339,19 @@ def choose_by_fold(p: Matrix, groups: Index, relative: Matrix, weight: float) ->
     return picked
 
 
-def learned_folds(
+def learned_held_out(
     spec: RouterSpec,
     table: OutcomeTable,
     costs: Matrix,
-    rows: Index,
+    plan: SplitPlan,
     s: int,
     c: int,
-    folds: int,
     seed: int,
 ) -> Routed:
-    """K-fold held-out predictions (folds grouped by text), decided per cost weight."""
-    p, groups, relative = held_out(spec, table, costs, rows, folds, seed)
-    choices = [(f"w={w:g}", w, choose_by_fold(p, groups, relative, w)) for w in COST_WEIGHTS]
-    return Routed(choices, strong_win_rate(p, c, s), groups)
+    """Held-out predictions (one fit per fold or group), decided per cost weight."""
+    p, relative = held_out(spec, table, costs, plan, seed)
+    choices = [(f"w={w:g}", w, choose_by_fold(p, plan.part, relative, w)) for w in COST_WEIGHTS]
+    return Routed(choices, strong_win_rate(p, c, s), plan.part)
 
 
 def learned_separate(
@@ -316,26 +366,26 @@ def learned_separate(
     """Fitted on all of `train_table`, applied to `rows` of `table`."""
     embedder = make_embedder(spec.embedder)
     rng = np.random.default_rng(seed)
-    x = embed_table(train_table, embedder)
+    x = table_embeddings(train_table, embedder)
     fitted = fit_predictor(spec.method, x, train_table.scores, rng, {})
-    p = fitted.predict(embed_table(table.subset(rows), embedder))
+    p = fitted.predict(table_embeddings(table.subset(rows), embedder))
     train_costs, _ = eval_costs(train_table, s)
     relative = relative_costs(train_costs.mean(axis=0))
     choices = [(f"w={w:g}", w, choose(p, relative, w)) for w in COST_WEIGHTS]
     return Routed(choices, strong_win_rate(p, c, s), _zeros(len(rows)))
 
 
-def _clean(value: Any) -> Any:
+def clean_json(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: clean_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
+        return [clean_json(v) for v in value]
     return value
 
 
-def _point_json(p: Point, reference: Point) -> dict[str, Any]:
+def point_json(p: Point, reference: Point) -> dict[str, Any]:
     return {
         "label": p.label,
         "param": p.param,
@@ -351,7 +401,7 @@ def _point_json(p: Point, reference: Point) -> dict[str, Any]:
 def to_json(result: EvalResult) -> dict[str, Any]:
     """The content of metrics.json (see docs/evaluation.md); NaN becomes null."""
     strong = result.baselines[result.models.index(result.strong)]
-    data: dict[str, Any] = _clean(
+    data: dict[str, Any] = clean_json(
         {
             "format": "tierwise-eval",
             "format_version": 1,
@@ -362,11 +412,12 @@ def to_json(result: EvalResult) -> dict[str, Any]:
             "strong": result.strong,
             "cheap": result.cheap,
             "cost_unit": result.cost_unit,
-            "points": [_point_json(p, strong) for p in result.points],
-            "baselines": [_point_json(p, strong) for p in result.baselines],
+            "points": [point_json(p, strong) for p in result.points],
+            "baselines": [point_json(p, strong) for p in result.baselines],
             "targets": result.targets,
             "aiq": result.aiq,
             "two_model": result.two_model,
+            "groups": result.groups,
         }
     )
     return data

@@ -24,15 +24,19 @@ from tierwise.errors import ConfigError
 from tierwise.pricing import Price, lookup_model
 
 Matrix = npt.NDArray[np.float64]
+Mask = npt.NDArray[np.bool_]
 
 SCORE, COST, OUT_TOKENS = "score__", "cost_usd__", "out_tokens_est__"
+CONTAMINATED = "contaminated_in_routellm_train"
 MILLION = 1_000_000.0
 
 
 @dataclass(frozen=True, slots=True)
 class OutcomeTable:
     """Rows are prompts, columns are models; `scores` in [0, 1] and `costs` in USD,
-    NaN where unknown. `texts` are what a router sees (`query_only` when set)."""
+    NaN where unknown. `texts` are what a router sees (`query_only` when set).
+    `contaminated` marks rows with `contaminated_in_routellm_train=1` (None when the
+    table has no such column)."""
 
     prompt_ids: list[str]
     texts: list[str]
@@ -41,6 +45,7 @@ class OutcomeTable:
     scores: Matrix
     costs: Matrix
     content_hash: str
+    contaminated: Mask | None = None
 
     def __len__(self) -> int:
         return len(self.prompt_ids)
@@ -56,6 +61,7 @@ class OutcomeTable:
             self.scores[index],
             self.costs[index],
             self.content_hash,
+            None if self.contaminated is None else self.contaminated[index],
         )
 
     def mean_scores(self) -> Matrix:
@@ -126,7 +132,10 @@ def parse_outcomes(
         dtype=np.float64,
     ).reshape(shape)
     digest = hashlib.sha256(data).hexdigest()
-    return OutcomeTable(ids, texts, sources, models, scores, costs, digest)
+    flagged = None
+    if CONTAMINATED in header:
+        flagged = np.array([_number(r.get(CONTAMINATED)) == 1.0 for r in rows], dtype=bool)
+    return OutcomeTable(ids, texts, sources, models, scores, costs, digest, flagged)
 
 
 def _check_scores(row: Mapping[str, str | None], line: int, models: list[str], name: str) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tierwise.embeddings.base import Embedder
+from tierwise.embeddings.cache import EmbeddingCache
 from tierwise.learning.models import (
     METHODS,
     Matrix,
@@ -71,6 +72,21 @@ def embed_table(table: OutcomeTable, embedder: Embedder, batch: int = 64) -> Vec
         rows = order[start : start + batch]
         out[rows] = embedder.embed([table.texts[i] for i in rows])
     return out
+
+
+def embed_table_cached(
+    table: OutcomeTable, embedder: Embedder, cache: EmbeddingCache | None
+) -> Vectors:
+    """`embed_table`, read from `cache` when this embedder embedded the same texts
+    before, and stored there otherwise (no cache: computed)."""
+    if cache is not None:
+        found = cache.load(embedder.name, table.texts, embedder.dimension)
+        if found is not None:
+            return found
+    x = embed_table(table, embedder)
+    if cache is not None:
+        cache.store(embedder.name, table.texts, x)
+    return x
 
 
 def fold_indices(table: OutcomeTable, folds: int, seed: int = 0) -> list[tuple[Index, Index]]:

@@ -1,8 +1,12 @@
 """Routing with a trained router: predict each model's chance of a good answer and
-pick the tier of the model with the best utility (P(good) - cost_weight x relative cost).
+pick the tier of the model with the best utility (P(good) - cost_weight x relative cost),
+or, with `threshold` (two-tier use, as in RouteLLM), the strongest mapped tier when the
+strong win rate 0.5 + (P(good | strongest) - P(good | cheapest)) / 2 exceeds it and the
+cheapest mapped tier otherwise.
 
 Train a router with `tierwise.learning.train` and save it with
 `tierwise.learning.store.save_router`; `models` maps the router's model names to tiers.
+Decisions carry `strong_win_rate` among their scores whenever two tiers are eligible.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy.typing as npt
 
 from tierwise.embeddings.base import Embedder
 from tierwise.errors import ConfigError
-from tierwise.learning.models import Matrix, TrainedRouter, choose, utilities
+from tierwise.learning.models import Matrix, TrainedRouter, choose, strong_win_rate, utilities
 from tierwise.learning.store import load_router, make_embedder
 from tierwise.record import Decision
 from tierwise.types import ChatRequest
@@ -38,7 +42,9 @@ class _Loaded:
 class LearnedRouter:
     """A trained per-model quality predictor over prompt embeddings. Loads its file at
     construction, or at the first decision (in a worker thread) when `lazy`. `offload`
-    embeds and predicts in a worker thread (default: for MiniLM embedders only)."""
+    embeds and predicts in a worker thread (default: for MiniLM embedders only).
+    `threshold` (in [0, 1]) decides between the strongest and the cheapest mapped tier
+    by the strong win rate instead of by utility."""
 
     def __init__(
         self,
@@ -46,6 +52,7 @@ class LearnedRouter:
         models: Mapping[str, str],
         *,
         cost_weight: float | None = None,
+        threshold: float | None = None,
         embedder: Embedder | str | None = None,
         lazy: bool = False,
         offload: bool | None = None,
@@ -53,9 +60,14 @@ class LearnedRouter:
     ) -> None:
         self.path, self.models, self.offload = Path(path), dict(models), offload
         self.cost_weight, self._embedder, self._name = cost_weight, embedder, name
+        self.threshold = threshold
         self._loaded: _Loaded | None = None
         if not self.models:
             raise ConfigError("learned router: 'models' maps no model to a tier", key=KEY)
+        if cost_weight is not None and threshold is not None:
+            raise ConfigError(
+                "learned router: give 'cost_weight' or 'threshold', not both", key=KEY
+            )
         if not lazy:
             self.load()
 
@@ -68,6 +80,7 @@ class LearnedRouter:
         embedder: object = None,
         lazy: object = False,
         offload: object = None,
+        threshold: object = None,
     ) -> LearnedRouter:
         """Build from config options, with a ConfigError for each invalid one."""
         if not isinstance(path, str | Path) or not str(path):
@@ -78,14 +91,22 @@ class LearnedRouter:
             raise ConfigError(
                 "learned router needs 'models': a mapping of model name to tier name", key=KEY
             )
-        weight = _cost_weight(cost_weight)
+        weight, cut = _cost_weight(cost_weight), _threshold(threshold)
         if embedder is not None and not isinstance(embedder, str):
             raise ConfigError(
                 "learned router: 'embedder' must be a name such as 'hashing'", key=KEY
             )
         if not isinstance(lazy, bool) or not isinstance(offload, bool | None):
             raise ConfigError("learned router: 'lazy' and 'offload' are true or false", key=KEY)
-        return cls(path, models, cost_weight=weight, embedder=embedder, lazy=lazy, offload=offload)
+        return cls(
+            path,
+            models,
+            cost_weight=weight,
+            threshold=cut,
+            embedder=embedder,
+            lazy=lazy,
+            offload=offload,
+        )
 
     @property
     def name(self) -> str:
@@ -138,17 +159,49 @@ class LearnedRouter:
         if not allowed.any():
             reason = f"no mapped model's tier is among {targets}; cheapest target"
             return Decision(targets[0], {}, reason, self.name, latency_ms=_ms(started))
-        weight = router.cost_weight if self.cost_weight is None else self.cost_weight
         text = [request.last_user_text()]
         if self._offload(loaded):
             p = await asyncio.to_thread(lambda: router.predict(loaded.embedder.embed(text)))
         else:
             p = router.predict(loaded.embedder.embed(text))
-        best = int(choose(p, router.relative_costs, weight, allowed)[0])
-        scores = _scores(router, p[0], weight, allowed)
+        best, scores, reason = self._choose(router, p[0], allowed, targets)
         target = self.models[router.models[best]]
-        reason = _reason(router, p[0], weight, allowed, best, target)
         return Decision(target, scores, reason, self.name, latency_ms=_ms(started))
+
+    def _choose(
+        self, router: TrainedRouter, p: Matrix, allowed: Mask, targets: list[str]
+    ) -> tuple[int, dict[str, float], str]:
+        """The chosen model's index, the scores to log and the reason."""
+        weight = router.cost_weight if self.cost_weight is None else self.cost_weight
+        scores = _scores(router, p, weight, allowed)
+        pair = _tier_pair(router, self.models, allowed, targets)
+        win = None if pair is None else float(strong_win_rate(p[None], *pair)[0])
+        if win is not None:
+            scores["strong_win_rate"] = win
+        if self.threshold is not None and pair is not None and win is not None:
+            best = pair[1] if win > self.threshold else pair[0]
+            sign = ">" if win > self.threshold else "<="
+            reason = (
+                f"strong win rate {win:.3f} {sign} threshold {self.threshold:g}: "
+                f"{router.models[best]} ({self.models[router.models[best]]})"
+            )
+            return best, scores, reason
+        best = int(choose(p[None], router.relative_costs, weight, allowed)[0])
+        target = self.models[router.models[best]]
+        return best, scores, _reason(router, p, weight, allowed, best, target)
+
+
+def _tier_pair(
+    router: TrainedRouter, models: Mapping[str, str], allowed: Mask, targets: list[str]
+) -> tuple[int, int] | None:
+    """(cheapest, strongest): the eligible models of the cheapest and of the strongest
+    target tier (ties: the cheaper, the better scoring); None when one tier only."""
+    eligible = [i for i in range(len(router.models)) if allowed[i]]
+    tier = {i: targets.index(models[router.models[i]]) for i in eligible}
+    relative, quality = router.relative_costs, np.nan_to_num(router.mean_scores)
+    weak = min(eligible, key=lambda i: (tier[i], relative[i], i))
+    strong = max(eligible, key=lambda i: (tier[i], quality[i], -i))
+    return None if tier[weak] == tier[strong] else (weak, strong)
 
 
 def _cost_weight(value: object) -> float | None:
@@ -157,6 +210,16 @@ def _cost_weight(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
         raise ConfigError(
             f"learned router: 'cost_weight' must be a number >= 0, not {value!r}", key=KEY
+        )
+    return float(value)
+
+
+def _threshold(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ConfigError(
+            f"learned router: 'threshold' must be a number from 0 to 1, not {value!r}", key=KEY
         )
     return float(value)
 
