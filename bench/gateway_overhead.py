@@ -44,7 +44,14 @@ LITELLM_SPEC = "litellm==1.108.7"
 MODEL = "gpt-4o-mini"
 PROMPT = "What are your opening hours?"
 BASELINE = "raw aiohttp"
-CLIENTS = ("raw aiohttp", "raw aiohttp stream", "tierwise chat", "tierwise stream", "openai SDK")
+CLIENTS = (
+    "raw aiohttp",
+    "raw aiohttp stream",
+    "tierwise chat",
+    "tierwise chat in an experiment",
+    "tierwise stream",
+    "openai SDK",
+)
 LITELLM = "litellm Router"
 
 CallFn = Callable[[], Awaitable[None]]
@@ -157,19 +164,30 @@ def gateway_config(base: str) -> dict[str, Any]:
     }
 
 
-def make_gateway(base: str) -> tuple[Any, Callable[[], Any]]:
+EXPERIMENT = {
+    "route": "auto",
+    "unit": "request",
+    "control": "a",
+    "variants": {"a": {}, "b": {"target": "auto"}},
+}
+
+
+def make_gateway(base: str, experiment: bool = False) -> tuple[Any, Callable[[], Any]]:
     from tierwise import ChatRequest, Gateway, Message, RequestRecord, parse_config
 
     def account(record: RequestRecord) -> None:
         if record.status != "ok" or record.final_tier != "cheap" or not record.cost.total_usd:
             raise RuntimeError(f"tierwise: unexpected record {record}")
+        if experiment and record.variant not in ("a", "b"):
+            raise RuntimeError(f"tierwise: request outside the experiment {record}")
 
-    gateway = Gateway(parse_config(gateway_config(base)), sinks=[account])
+    config = gateway_config(base) | ({"experiments": {"ab": EXPERIMENT}} if experiment else {})
+    gateway = Gateway(parse_config(config), sinks=[account])
     return gateway, lambda: ChatRequest([Message("user", PROMPT)], model="auto")
 
 
-async def tierwise_chat(base: str) -> tuple[CallFn, CloseFn]:
-    gateway, request = make_gateway(base)
+async def tierwise_chat(base: str, experiment: bool = False) -> tuple[CallFn, CloseFn]:
+    gateway, request = make_gateway(base, experiment)
 
     async def call() -> None:
         result = await gateway.chat(request())
@@ -234,6 +252,7 @@ FACTORIES: dict[str, Callable[[str], Awaitable[tuple[CallFn, CloseFn]]]] = {
     "raw aiohttp": raw_aiohttp,
     "raw aiohttp stream": raw_aiohttp_stream,
     "tierwise chat": tierwise_chat,
+    "tierwise chat in an experiment": lambda base: tierwise_chat(base, experiment=True),
     "tierwise stream": tierwise_stream,
     "openai SDK": openai_sdk,
     LITELLM: litellm_router,

@@ -76,6 +76,7 @@ class Gateway:
         )
         self.sinks = list(sinks or [])
         self.experiments = Experiments(config.experiments)
+        self._variant_targets: dict[tuple[str, str], Target] = {}
         if config.drift.enabled and config.drift.embedding_sample > 0:
             from tierwise.drift.sketch import PromptSketcher
 
@@ -133,8 +134,13 @@ class Gateway:
             record.experiment, record.variant = arm.experiment, arm.variant
         if arm.target is None:
             return target
-        chosen = self.targets.get(arm.target)
-        return replace(chosen, name=target.name, baseline=target.baseline)
+        key = (arm.target, target.name)
+        swapped = self._variant_targets.get(key)
+        if swapped is None:
+            chosen = self.targets.get(arm.target)
+            swapped = replace(chosen, name=target.name, baseline=target.baseline)
+            self._variant_targets[key] = swapped
+        return swapped
 
     async def chat(
         self,

@@ -5,7 +5,7 @@ monitor or another replica through the store) and are applied in time order."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from tierwise.errors import ConfigError
@@ -40,6 +40,11 @@ class ExperimentState:
     reason: str = ""
     updated_at: float = 0.0
     rolled_back: bool = False
+    weights: tuple[tuple[str, float], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        pairs = tuple((name, v.weight) for name, v in self.config.variants.items())
+        object.__setattr__(self, "weights", pairs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +64,7 @@ class Experiments:
     def __init__(self, configs: Mapping[str, ExperimentConfig] | None = None) -> None:
         self._configs = dict(configs or {})
         self._states: dict[str, ExperimentState] = {}
+        self._routes: dict[str, ExperimentState] = {}
         self.reset([])
         self._check_routes()
 
@@ -86,7 +92,7 @@ class Experiments:
 
     def arm(self, request: ChatRequest, caller: str | None, request_id: str) -> Arm | None:
         """The arm of the experiment on the request's route, if any."""
-        state = self._on_route(request.model)
+        state = self._routes.get(request.model)
         if state is None:
             return None
         variants = state.config.variants
@@ -97,9 +103,14 @@ class Experiments:
         unit = unit_of(state.config.unit, request, caller, request_id)
         if unit is None:
             return None
-        weights = [(name, v.weight) for name, v in variants.items()]
-        chosen = assign(state.name, unit, weights)
+        chosen = assign(state.name, unit, state.weights)
         return Arm(state.name, chosen, variants[chosen].target)
+
+    def _index(self) -> None:
+        """The experiment that decides each route's requests."""
+        routes = {s.config.route for s in self._states.values()}
+        found = {r: self._on_route(r) for r in routes}
+        self._routes = {r: s for r, s in found.items() if s is not None}
 
     def _on_route(self, route: str) -> ExperimentState | None:
         found = [s for s in self._states.values() if s.config.route == route]
@@ -117,6 +128,7 @@ class Experiments:
             if state is not None:
                 self._states[event.experiment] = state
                 changed.append(state)
+        self._index()
         return changed
 
     def _next(self, event: Event) -> ExperimentState | None:
