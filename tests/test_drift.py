@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,14 @@ def prompt(rng: random.Random, complex_share: float) -> str:
     return rng.choice(pool).format(x=rng.choice(TOPICS)) + f" (ref {rng.randrange(10**6)})"
 
 
+Prompt = Callable[[random.Random, float], str]
+
+
 class Traffic:
     """Requests through the gateway, logged with the simulated time of their window."""
 
-    def __init__(self, gateway: Gateway, store: Store) -> None:
-        self.gateway, self.store, self.now = gateway, store, 0.0
+    def __init__(self, gateway: Gateway, store: Store, make: Prompt = prompt) -> None:
+        self.gateway, self.store, self.now, self.make = gateway, store, 0.0, make
         self.writer = RecordWriter(store)
         gateway.sinks += [self._stamp, self.writer.submit]
 
@@ -59,7 +63,7 @@ class Traffic:
         strong = 0
         for i in range(n):
             self.now = start + WINDOW * i / n
-            request = ChatRequest([Message("user", prompt(rng, complex_share))], max_tokens=20)
+            request = ChatRequest([Message("user", self.make(rng, complex_share))], max_tokens=20)
             record = (await self.gateway.chat(request)).record
             strong += record.decision is not None and record.decision.target == "strong"
         await self.writer.flush()
@@ -168,4 +172,44 @@ async def test_too_little_traffic_waits(make_gateway: GatewayFactory, tmp_path: 
         result = await check_route(gateway, store, "auto", time.time())
         assert result["status"] == "waiting" and result["requests"] == 0
     finally:
+        await store.close()
+
+
+def integral_prompt(rng: random.Random, hard_share: float) -> str:
+    """The learning fixture's kind of prompt: about an integral (cheap fails) or not."""
+    topic = "integral" if rng.random() < hard_share else rng.choice(("weather", "recipe"))
+    words = ["please", "tell", "me", "about", "the", "quick", "question", "today", "some"]
+    return " ".join([*rng.sample(words, 3), topic, *rng.sample(words, 2)])
+
+
+async def test_a_learned_router_threshold_is_recalibrated_after_the_mix_shifts(
+    make_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    from tierwise.embeddings.hashing import HashingEmbedder
+    from tierwise.learning.outcomes import read_outcomes
+    from tierwise.learning.store import save_router
+    from tierwise.learning.train import train
+
+    fixture = Path(__file__).parent / "fixtures" / "outcomes_small.csv"
+    path = tmp_path / "router.npz"
+    save_router(train(read_outcomes(fixture), "logistic", HashingEmbedder(256)), path)
+    models = {"cheap-model": "cheap", "strong-model": "strong"}
+    router = {"kind": "learned", "path": str(path), "threshold": 0.5, "models": models}
+    routes = {"auto": {"router": router, "baseline": "big"}}
+    gateway = make_gateway(routes=routes, drift=drift_settings(strong_share=0.25))
+    store = open_store(f"sqlite:///{tmp_path / 'learned.db'}")
+    await store.migrate()
+    traffic = Traffic(gateway, store, integral_prompt)
+    try:
+        await traffic.window(0.0, 200, 0.6, seed=7)
+        found = await check_route(gateway, store, "auto", WINDOW)
+        assert found["status"] == "applied" and found["calibration"]["parameter"] == "threshold"
+        assert found["calibration"]["share_before"] > 0.5
+        assert abs(found["calibration"]["share_after"] - 0.25) <= 0.02
+        live: Any = gateway.targets.get("auto").router
+        assert live.threshold == found["calibration"]["new_value"] > 0.5
+        restored = await traffic.window(WINDOW, 200, 0.6, seed=8)
+        assert abs(restored - 0.25) < 0.08
+    finally:
+        await traffic.writer.close()
         await store.close()
