@@ -210,30 +210,23 @@ async def _recalibrate(
         same = last[0]["calibration_id"]
         return {"status": "unchanged", "calibration": found.evidence, "id": same}
     entry = Calibration(
-        route,
-        found.parameter,
-        found.old_value,
-        found.new_value,
-        wanted.apply,
-        now,
-        found.evidence,
-        actor,
-    )
+        route, found.parameter, found.old_value, found.new_value, wanted.apply, now,
+        found.evidence, actor,
+    )  # fmt: skip
     await write_calibration(store, entry)
     if wanted.apply and target.router is not None:
         set_parameter(target.router, found.parameter, found.new_value)
+    status = "applied" if wanted.apply else "proposed"
+    _log_change(route, status, found)
+    return {"status": status, "calibration": found.evidence, "id": entry.calibration_id}
+
+
+def _log_change(route: str, status: str, found: Recalibration) -> None:
     log.warning(
         "route %s: %s %s %.4g -> %.4g (strong share %.1f%% -> %.1f%%)",
-        route,
-        "applied" if wanted.apply else "proposed",
-        found.parameter,
-        found.old_value,
-        found.new_value,
-        100 * found.share_before,
-        100 * found.share_after,
-    )
-    status = "applied" if wanted.apply else "proposed"
-    return {"status": status, "calibration": found.evidence, "id": entry.calibration_id}
+        route, status, found.parameter, found.old_value, found.new_value,
+        100 * found.share_before, 100 * found.share_after,
+    )  # fmt: skip
 
 
 def _repeats(
