@@ -77,7 +77,8 @@ class Judge:
     def __call__(self, record: RequestRecord) -> None:
         if record.experiment is None or record.status != "ok" or not record.answer:
             return
-        config = self.gateway.experiments.get(record.experiment).config.judge
+        state = self.gateway.experiments.find(record.experiment)
+        config = state.config.judge if state else None
         if config is None or self._rng.random() >= config.sample:
             return
         if len(self.tasks) >= self._limit:
@@ -89,9 +90,10 @@ class Judge:
 
     async def judge(self, record: RequestRecord) -> None:
         """Ask the reference and the judge; store the verdict (errors are logged)."""
-        assert record.experiment is not None
-        config = self.gateway.experiments.get(record.experiment).config.judge
-        assert config is not None
+        state = self.gateway.experiments.find(record.experiment or "")
+        config = state.config.judge if state else None
+        if config is None:
+            return
         question, answer = record.prompt or "", record.answer or ""
         try:
             reference = await self.gateway.chat(

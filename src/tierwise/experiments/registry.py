@@ -84,6 +84,9 @@ class Experiments:
     def states(self) -> list[ExperimentState]:
         return sorted(self._states.values(), key=lambda s: s.name)
 
+    def find(self, name: str) -> ExperimentState | None:
+        return self._states.get(name)
+
     def get(self, name: str) -> ExperimentState:
         try:
             return self._states[name]
