@@ -137,7 +137,7 @@ def test_quality_drift_flags_a_significant_drop_only() -> None:
     reference = {"cheap": rng.normal(0.8, 0.1, 400), "strong": rng.normal(0.9, 0.1, 300)}
     current = {
         "cheap": rng.normal(0.7, 0.1, 400),
-        "strong": Summary.of(rng.normal(0.95, 0.1, 300)),
+        "strong": Summary.from_values(rng.normal(0.95, 0.1, 300)),
     }
     result = quality_drift(reference, current)
     by_tier = {t.tier: t for t in result.tiers}

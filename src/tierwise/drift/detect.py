@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tierwise.experiments.stats import Summary
+
 Matrix = npt.NDArray[np.float64]
 _EPS = 1e-15
 _TINY = 1e-300
@@ -257,23 +259,6 @@ def cosine_distance(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class Summary:
-    """n, mean and sample variance (ddof 1) of feedback scores."""
-
-    n: int
-    mean: float
-    var: float
-
-    @classmethod
-    def of(cls, values: npt.ArrayLike) -> Summary:
-        data = np.asarray(values, dtype=np.float64).ravel()
-        if data.size == 0:
-            return cls(0, math.nan, math.nan)
-        var = float(data.var(ddof=1)) if data.size > 1 else 0.0
-        return cls(int(data.size), float(data.mean()), var)
-
-
-@dataclass(frozen=True, slots=True)
 class TierQuality:
     """One tier's feedback before and after: `change` is current - reference mean."""
 
@@ -323,7 +308,7 @@ def quality_drift(
         if min(before.n, after.n) < 2:
             continue
         change = after.mean - before.mean
-        se = math.sqrt(before.var / before.n + after.var / after.n)
+        se = math.sqrt(before.variance_of_mean + after.variance_of_mean)
         z = change / se if se > 0 else (0.0 if change == 0 else math.copysign(math.inf, change))
         p = min(1.0, 2.0 * normal_sf(abs(z)))
         drifted = change < -min_drop and p < alpha
@@ -332,7 +317,7 @@ def quality_drift(
 
 
 def _summary(value: Summary | npt.ArrayLike) -> Summary:
-    return value if isinstance(value, Summary) else Summary.of(value)
+    return value if isinstance(value, Summary) else Summary.from_values(value)
 
 
 @dataclass(frozen=True, slots=True)

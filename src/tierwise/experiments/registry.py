@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 from tierwise.errors import ConfigError
 from tierwise.experiments.assign import assign, unit_of
@@ -45,6 +45,18 @@ class ExperimentState:
     def __post_init__(self) -> None:
         pairs = tuple((name, v.weight) for name, v in self.config.variants.items())
         object.__setattr__(self, "weights", pairs)
+
+    def overview(self) -> dict[str, Any]:
+        """Name, state and why, as plain data."""
+        return {
+            "name": self.name,
+            "status": self.status,
+            "serving": self.serving,
+            "rolled_back": self.rolled_back,
+            "reason": self.reason,
+            "route": self.config.route,
+            "unit": self.config.unit,
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,13 +157,7 @@ def report(state: ExperimentState, data: dict[str, VariantData]) -> dict[str, An
     others = [v for v in config.variants if v != config.control and v in data]
     ready = config.control in data
     return {
-        "name": state.name,
-        "status": state.status,
-        "serving": state.serving,
-        "rolled_back": state.rolled_back,
-        "reason": state.reason,
-        "route": config.route,
-        "unit": config.unit,
+        **state.overview(),
         "control": config.control,
         "variants": {name: _variant_json(d) for name, d in data.items()},
         "comparisons": [comparison(config, v, data) for v in others] if ready else [],

@@ -19,7 +19,7 @@ from tierwise.errors import AccessError, ConfigError, RequestError
 from tierwise.experiments.judge import Judge
 from tierwise.experiments.log import write_event
 from tierwise.experiments.monitor import Monitor
-from tierwise.experiments.registry import Event
+from tierwise.experiments.registry import Event, ExperimentState
 from tierwise.experiments.spec import ExperimentConfig
 from tierwise.server.app import GATEWAY, WRITER, json_response, read_body
 from tierwise.server.auth import LOOPBACK, ApiKey, KeyRing
@@ -98,13 +98,9 @@ async def list_experiments(request: web.Request) -> web.Response:
     return json_response({"data": [_state_json(s) for s in states]})
 
 
-def _state_json(state: Any) -> dict[str, Any]:
+def _state_json(state: ExperimentState) -> dict[str, Any]:
     return {
-        "name": state.name,
-        "status": state.status,
-        "serving": state.serving,
-        "rolled_back": state.rolled_back,
-        "reason": state.reason,
+        **state.overview(),
         "updated_at": state.updated_at or None,
         "definition": state.config.model_dump(mode="json"),
     }
