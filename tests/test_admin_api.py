@@ -116,6 +116,8 @@ async def test_unknown_experiments_and_bad_stops_are_refused(live: Running) -> N
     await call(live, "POST", "/admin/experiments", body=EXPERIMENT)
     status, body = await call(live, "POST", "/admin/experiments/ab/stop", body={"serving": "x"})
     assert status == 400 and "serving must be one of" in body["error"]["message"]
+    status, body = await call(live, "GET", "/admin/experiments/ab?bootstrap=lots")
+    assert status == 400 and body["error"]["param"] == "bootstrap"
 
 
 async def test_the_calibration_log_and_drift_need_settings(live: Running) -> None:

@@ -160,13 +160,18 @@ async def test_a_planted_quality_drop_is_stopped_and_rolled_back(
         after = [(await gateway.chat(ask(f"user-{i}"))).record for i in range(20)]
         assert {r.final_tier for r in after} == {"strong"}
         assert {r.experiment for r in after} == {None}
-        report = await experiment_report(store, gateway.experiments.get("ab"), time.time())
+        state = gateway.experiments.get("ab")
+        report = await experiment_report(store, state, time.time(), bootstrap=400)
         assert report["status"] == "stopped" and report["rolled_back"]
         comparison = report["comparisons"][0]
         satisfaction = comparison["metrics"]["satisfaction"]
         assert satisfaction["upper"] < -0.02 and satisfaction["significant"]
         assert comparison["savings"]["estimate"] > 0.5
         assert "routed saves" in comparison["summary"]
+        booted = comparison["bootstrap"]
+        assert booted["satisfaction"]["upper"] < 0 < booted["savings"]["lower"]
+        lower, upper = booted["savings"]["lower"], booted["savings"]["upper"]
+        assert lower - 1e-9 <= comparison["savings"]["estimate"] <= upper + 1e-9
         restarted = Monitor(make_gateway(experiments=experiment()), store)
         await restarted.tick()
         assert restarted.gateway.experiments.get("ab").serving == "always_strong"
@@ -203,10 +208,10 @@ async def test_status_reads_plainly_from_the_cli(
     data = gateway_data(upstream.base_url, experiments=experiment(), store={"url": url})
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data))
-    result = await _cli("experiment", "status", "ab", "--config", str(path))
+    result = await _cli("experiment", "status", "ab", "--config", str(path), "--bootstrap", "200")
     assert result.exit_code == 0, result.output
     assert "routed saves" in result.output and "not significant" in result.output
-    assert "requests" in result.output
+    assert "requests" in result.output and "bootstrap (200 resamples)" in result.output
     stop = await _cli("experiment", "stop", "ab", "--config", str(path))
     assert stop.exit_code == 0 and "serving always_strong" in stop.output
     listed = await _cli("experiment", "list", "--config", str(path))

@@ -70,14 +70,22 @@ def _print(data: Any, as_json: bool, text: Callable[[Any], str]) -> None:
 
 
 @experiment_app.command("status")
-def status(name: str, config: ConfigOption = None, json_output: JsonOption = False) -> None:
+def status(
+    name: str,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+    bootstrap: Annotated[
+        int, typer.Option(min=0, help="Also bootstrap intervals with this many resamples.")
+    ] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+) -> None:
     """Per variant: requests, cost, satisfaction; each against the control with
     always-valid intervals; guardrail verdicts."""
     from tierwise.experiments.status import experiment_report, render
 
     async def work(loaded: GatewayConfig, store: Store) -> dict[str, Any]:
         state = (await _experiments(loaded, store)).get(name)
-        return await experiment_report(store, state, time.time())
+        return await experiment_report(store, state, time.time(), bootstrap, seed)
 
     _print(_run(config, work), json_output, render)
 

@@ -7,8 +7,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from tierwise.experiments import stats
-from tierwise.experiments.log import Moments, VariantData, variant_data
+from tierwise.experiments.log import Moments, VariantData, raw_values, variant_data
 from tierwise.experiments.registry import ExperimentState
 from tierwise.experiments.spec import HIGHER_IS_BETTER, ExperimentConfig, GuardrailConfig
 from tierwise.store.base import Store
@@ -168,9 +170,37 @@ def report(state: ExperimentState, data: dict[str, VariantData]) -> dict[str, An
     }
 
 
-async def experiment_report(store: Store, state: ExperimentState, now: float) -> dict[str, Any]:
+async def experiment_report(
+    store: Store, state: ExperimentState, now: float, bootstrap: int = 0, seed: int = 0
+) -> dict[str, Any]:
+    """The report; with `bootstrap` resamples, percentile intervals of the savings and
+    the satisfaction difference from the raw per-request values as well."""
     data = await variant_data(store, state.name)
-    return {**report(state, data), "as_of": now}
+    out = {**report(state, data), "as_of": now}
+    if bootstrap > 0:
+        raw = await raw_values(store, state.name)
+        rng = np.random.default_rng(seed)
+        for c in out["comparisons"]:
+            c["bootstrap"] = _bootstrap(raw, c["variant"], state.config, rng, bootstrap)
+    return out
+
+
+def _bootstrap(
+    raw: dict[str, dict[str, list[float]]],
+    variant: str,
+    config: ExperimentConfig,
+    rng: np.random.Generator,
+    resamples: int,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"resamples": resamples}
+    for metric in ("cost", "satisfaction"):
+        mine, control = raw[metric].get(variant, []), raw[metric].get(config.control, [])
+        if not mine or not control:
+            continue
+        found = stats.bootstrap_ci(mine, control, rng, resamples=resamples, alpha=config.alpha)
+        key = "savings" if metric == "cost" else "satisfaction"
+        out[key] = _interval(found.relative.negated() if metric == "cost" else found.difference)
+    return out
 
 
 def render(report_data: dict[str, Any]) -> str:
@@ -192,12 +222,29 @@ def render(report_data: dict[str, Any]) -> str:
         )
     for c in report_data["comparisons"]:
         lines.append(f"  {c['summary']}")
+        if "bootstrap" in c:
+            lines.append(f"    {_bootstrap_line(c['bootstrap'])}")
         guidance = c["metrics"]["satisfaction"].get("guidance")
         if guidance:
             lines.append(f"    {c['variant']} {guidance}")
     for g in report_data["guardrails"]:
         lines.append(f"  guardrail {g['metric']} for {g['variant']}: {g['decision']}")
     return "\n".join(lines)
+
+
+def _bootstrap_line(found: dict[str, Any]) -> str:
+    parts = [f"bootstrap ({found['resamples']} resamples):"]
+    if "savings" in found:
+        s = found["savings"]
+        parts.append(f"savings {_pct(s['lower'])} .. {_pct(s['upper'])}")
+    if "satisfaction" in found:
+        d = found["satisfaction"]
+        parts.append(f"satisfaction {_pt(d['lower'])} .. {_pt(d['upper'])} pt")
+    return " ".join(parts)
+
+
+def _pt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:+.1f}"
 
 
 def _pct(value: float | None) -> str:

@@ -178,7 +178,10 @@ async def experiment_status(request: web.Request) -> web.Response:
 
     admin(request)
     state = _known(request)
-    report = await experiment_report(store_of(request), state, now=time.time())
+    resamples = request.query.get("bootstrap", "0")
+    if not resamples.isdigit() or int(resamples) > 20_000:
+        raise RequestError("bootstrap must be a whole number up to 20000", param="bootstrap")
+    report = await experiment_report(store_of(request), state, time.time(), int(resamples))
     return json_response(report)
 
 
