@@ -280,3 +280,27 @@ def test_verdicts_are_parsed_or_left_unscored() -> None:
     assert parse_verdict("Same.").score == 1.0
     assert parse_verdict("I think A is WORSE than B").score == 0.0
     assert parse_verdict("no idea").score is None
+
+
+async def test_users_with_several_requests_are_counted_as_units(
+    make_gateway: GatewayFactory, store_url: str
+) -> None:
+    gateway = make_gateway(experiments=experiment())
+    store = open_store(store_url)
+    await store.migrate()
+    writer = RecordWriter(store)
+    await writer.start()
+    gateway.sinks.append(writer.submit)
+    try:
+        records = [(await gateway.chat(ask(f"user-{i % 10}"))).record for i in range(30)]
+        await writer.flush()
+        for record in records:
+            item = Feedback(f"fb-{record.request_id}", record.request_id, time.time(), 1.0, "1")
+            assert await store.add_feedback(item)
+        report = await experiment_report(store, gateway.experiments.get("ab"), time.time())
+        sat = [v["satisfaction"] for v in report["variants"].values()]
+        assert sum(s["units"] for s in sat) == 10 and sum(s["n"] for s in sat) == 30
+        assert {r.unit_key for r in records} == {f"user-{i}" for i in range(10)}
+    finally:
+        await writer.close()
+        await store.close()

@@ -132,6 +132,7 @@ class Gateway:
             return target
         if arm.counted:
             record.experiment, record.variant = arm.experiment, arm.variant
+            record.unit_key = arm.unit
         if arm.target is None:
             return target
         key = (arm.target, target.name)

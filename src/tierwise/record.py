@@ -92,6 +92,7 @@ class RequestRecord:
     api_key: str | None = None
     variant: str | None = None
     experiment: str | None = None
+    unit_key: str | None = None
     prompt: str | None = None
     answer: str | None = None
     prompt_sketch: list[float] | None = None

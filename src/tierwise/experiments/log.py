@@ -20,35 +20,53 @@ EVENTS_AFTER = (
     "SELECT experiment, created_at, action, definition, serving, reason, actor "
     "FROM experiment_events WHERE created_at > ? ORDER BY created_at"
 )
-U = "(r.cost_pusd * 1e-12)"
-B = "(r.baseline_pusd * 1e-12)"
-REQUESTS = f"""SELECT r.variant AS variant, COUNT(*) AS n,
- SUM({U}) AS cost, SUM({U} * {U}) AS cost2, SUM({B}) AS baseline,
- SUM(r.latency_ms) AS latency, SUM(r.latency_ms * r.latency_ms) AS latency2,
- SUM(CASE WHEN r.status = 'error' THEN 1 ELSE 0 END) AS errors,
+REQUESTS = """SELECT r.variant AS variant, COUNT(*) AS n, SUM(r.baseline_pusd * 1e-12) AS baseline,
  SUM(CASE WHEN r.calls > 1 THEN 1 ELSE 0 END) AS fallbacks,
  SUM(r.escalated) AS escalations, MIN(r.created_at) AS first_at, MAX(r.created_at) AS last_at
  FROM requests r WHERE r.experiment = ? GROUP BY r.variant"""
-FEEDBACK = """SELECT r.variant AS variant, COUNT(*) AS n, SUM(f.s) AS total,
- SUM(f.s * f.s) AS total2
- FROM requests r JOIN (SELECT request_id, AVG(score) AS s FROM feedback GROUP BY request_id) f
- ON f.request_id = r.request_id WHERE r.experiment = ? GROUP BY r.variant"""
-JUDGMENTS = """SELECT variant, COUNT(score) AS n, SUM(score) AS total,
- SUM(score * score) AS total2, SUM(cost_pusd * 1e-12) AS cost, COUNT(*) AS calls
- FROM judgments WHERE experiment = ? GROUP BY variant"""
+FEEDBACK = (
+    "JOIN (SELECT request_id, AVG(score) AS s FROM feedback GROUP BY request_id) f "
+    "ON f.request_id = r.request_id"
+)
+JUDGED = "JOIN judgments j ON j.request_id = r.request_id AND j.score IS NOT NULL"
+VALUES = {
+    "cost": ("(r.cost_pusd * 1e-12)", ""),
+    "latency": ("r.latency_ms", ""),
+    "error_rate": ("CASE WHEN r.status = 'error' THEN 1 ELSE 0 END", ""),
+    "satisfaction": ("f.s", FEEDBACK),
+    "judge": ("j.score", JUDGED),
+}
+UNIT = "COALESCE(r.unit_key, r.request_id)"
+CLUSTERED = """SELECT variant, COUNT(*) AS k, SUM(s) AS s, SUM(c) AS c, SUM(s * s) AS s2,
+ SUM(c * c) AS c2, SUM(s * c) AS sc FROM (SELECT r.variant AS variant, {unit} AS unit,
+ SUM({value}) AS s, COUNT(*) AS c FROM requests r {join} WHERE r.experiment = ?
+ GROUP BY r.variant, {unit}) u GROUP BY variant"""
+JUDGE_COST = """SELECT variant, SUM(cost_pusd * 1e-12) AS cost FROM judgments
+ WHERE experiment = ? GROUP BY variant"""
 
 
 @dataclass(frozen=True, slots=True)
 class Moments:
-    """Count, sum and sum of squares of one metric."""
+    """One metric over the units of assignment (users, sessions, keys or requests):
+    `k` units; sums over units of each unit's total `s` and count `c` of observations,
+    and of `s^2`, `c^2` and `s*c`, enough for the ratio estimate of the per-observation
+    mean and its variance with units as the independent draws."""
 
-    n: int = 0
-    total: float = 0.0
-    total2: float = 0.0
+    k: int = 0
+    s: float = 0.0
+    c: float = 0.0
+    s2: float = 0.0
+    c2: float = 0.0
+    sc: float = 0.0
+
+    @property
+    def n(self) -> int:
+        """Observations."""
+        return int(self.c)
 
     @property
     def mean(self) -> float:
-        return self.total / self.n if self.n else float("nan")
+        return self.s / self.c if self.c else float("nan")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,33 +124,39 @@ def _f(value: Any) -> float:
     return float(value) if isinstance(value, int | float | Decimal) else 0.0
 
 
-def _moments(row: dict[str, Any] | None, n: str, total: str, total2: str) -> Moments:
+def _moments(row: dict[str, Any] | None) -> Moments:
     if row is None:
         return Moments()
-    return Moments(int(_f(row[n])), _f(row[total]), _f(row[total2]))
+    return Moments(int(_f(row["k"])), *(_f(row[key]) for key in ("s", "c", "s2", "c2", "sc")))
+
+
+async def metric_moments(store: Store, experiment: str, metric: str) -> dict[str, Moments]:
+    """Per variant, `metric`'s moments over units."""
+    value, join = VALUES[metric]
+    statement = CLUSTERED.format(unit=UNIT, value=value, join=join)
+    return {r["variant"]: _moments(r) for r in await store.query(statement, (experiment,))}
 
 
 async def variant_data(store: Store, experiment: str) -> dict[str, VariantData]:
     """Per variant of `experiment`: requests, cost, latency, errors, feedback, judge."""
     requests = await store.query(REQUESTS, (experiment,))
-    feedback = {r["variant"]: r for r in await store.query(FEEDBACK, (experiment,))}
-    judged = {r["variant"]: r for r in await store.query(JUDGMENTS, (experiment,))}
+    metrics = {m: await metric_moments(store, experiment, m) for m in VALUES}
+    judge_cost = {r["variant"]: _f(r["cost"]) for r in await store.query(JUDGE_COST, (experiment,))}
     out = {}
     for row in requests:
-        name, n = row["variant"], int(_f(row["n"]))
-        errors = int(_f(row["errors"]))
-        judge = judged.get(name)
+        name = row["variant"]
+        per = {m: metrics[m].get(name, Moments()) for m in VALUES}
         out[name] = VariantData(
-            requests=n,
-            cost=_moments(row, "n", "cost", "cost2"),
+            requests=int(_f(row["n"])),
+            cost=per["cost"],
             baseline_usd=_f(row["baseline"]),
-            latency=_moments(row, "n", "latency", "latency2"),
-            errors=Moments(n, float(errors), float(errors)),
+            latency=per["latency"],
+            errors=per["error_rate"],
             fallbacks=int(_f(row["fallbacks"])),
             escalations=int(_f(row["escalations"])),
-            satisfaction=_moments(feedback.get(name), "n", "total", "total2"),
-            judge=_moments(judge, "n", "total", "total2"),
-            judge_cost_usd=_f(judge["cost"]) if judge else 0.0,
+            satisfaction=per["satisfaction"],
+            judge=per["judge"],
+            judge_cost_usd=judge_cost.get(name, 0.0),
             first_at=row["first_at"],
             last_at=row["last_at"],
         )

@@ -68,6 +68,7 @@ class Arm:
     variant: str
     target: str | None
     counted: bool = True
+    unit: str | None = None
 
 
 class Experiments:
@@ -119,7 +120,7 @@ class Experiments:
         if unit is None:
             return None
         chosen = assign(state.name, unit, state.weights)
-        return Arm(state.name, chosen, variants[chosen].target)
+        return Arm(state.name, chosen, variants[chosen].target, unit=unit)
 
     def _index(self) -> None:
         """The experiment that decides each route's requests."""

@@ -73,6 +73,24 @@ class Summary:
         return cls(n, mean, max(0.0, (total_sq - total * mean) / (n - 1)))
 
     @classmethod
+    def from_clusters(
+        cls, k: int, total: float, count: float, total_sq: float, count_sq: float, cross: float
+    ) -> Summary:
+        """The per-observation mean total / count when observations come in k
+        independent units (users, sessions) of count_u observations summing to total_u;
+        the sums run over units (total_sq = sum total_u^2, cross = sum total_u count_u).
+        n is k, and variance / n is the ratio estimate's delta-method variance; with one
+        observation per unit this is from_sums."""
+        if k <= 0 or count <= 0:
+            return cls(max(k, 0), math.nan, math.nan)
+        mean = total / count
+        if k == 1:
+            return cls(1, mean, math.nan)
+        spread = max(0.0, total_sq - 2 * mean * cross + mean * mean * count_sq)
+        per_unit = count / k
+        return cls(k, mean, spread / ((k - 1) * per_unit * per_unit))
+
+    @classmethod
     def from_values(cls, values: npt.ArrayLike) -> Summary:
         """From raw observations (flattened)."""
         arr = np.asarray(values, dtype=np.float64).ravel()

@@ -16,6 +16,7 @@ from tierwise.experiments.spec import HIGHER_IS_BETTER, ExperimentConfig, Guardr
 from tierwise.store.base import Store
 
 RELATIVE = ("cost", "latency")
+UNITS = {"user": "users", "session": "sessions", "api_key": "API keys", "request": "requests"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +36,7 @@ class Verdict:
 
 def summaries(data: VariantData) -> dict[str, stats.Summary]:
     def of(m: Moments) -> stats.Summary:
-        return stats.Summary.from_sums(m.n, m.total, m.total2)
+        return stats.Summary.from_clusters(m.k, m.s, m.c, m.s2, m.c2, m.sc)
 
     return {
         "cost": of(data.cost),
@@ -103,7 +104,11 @@ def _variant_json(data: VariantData) -> dict[str, Any]:
         "error_rate": _num(data.errors.mean),
         "fallback_rate": data.fallbacks / n if n else None,
         "escalation_rate": data.escalations / n if n else None,
-        "satisfaction": {"n": data.satisfaction.n, "mean": _num(data.satisfaction.mean)},
+        "satisfaction": {
+            "n": data.satisfaction.n,
+            "units": data.satisfaction.k,
+            "mean": _num(data.satisfaction.mean),
+        },
         "judge": {
             "n": data.judge.n,
             "mean": _num(data.judge.mean),
@@ -135,7 +140,12 @@ def _metric_json(
         need = stats.sequential_sample_size_per_arm(
             config.min_effect, variance, variance, tau2=tau2(config, metric, c), alpha=config.alpha
         )
-        out["guidance"] = stats.format_sample_guidance(config.min_effect, need, min(t.n, c.n))
+        units = (
+            f"{UNITS[config.unit]} with {'feedback' if metric == 'satisfaction' else 'verdicts'}"
+        )
+        out["guidance"] = stats.format_sample_guidance(
+            config.min_effect, need, min(t.n, c.n), unit=units
+        )
     return out
 
 

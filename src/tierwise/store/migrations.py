@@ -92,4 +92,8 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         )""",
         ],
     ),
+    (
+        "m003_experiment_units",
+        ["ALTER TABLE requests ADD COLUMN unit_key TEXT"],
+    ),
 ]

@@ -48,6 +48,7 @@ REQUEST_COLUMNS = (
     "answer",
     "experiment",
     "prompt_sketch",
+    "unit_key",
 )
 ATTEMPT_COLUMNS = (
     "request_id",
@@ -148,6 +149,7 @@ def request_row(record: RequestRecord, capture: Capture) -> tuple[Any, ...]:
         capture.keep(record.answer, capture.answers),
         record.experiment,
         _sketch(record.prompt_sketch),
+        record.unit_key,
     )
 
 
