@@ -304,3 +304,24 @@ def test_units_with_many_requests_need_the_clustered_variance() -> None:
         clustered += diff_ci(arms[0][1], arms[1][1]).excludes(0.0)
     assert naive / runs > 0.3
     assert clustered / runs <= 0.08
+
+
+def test_the_bootstrap_can_resample_units() -> None:
+    sums_t, counts_t = [3.0, 1.0, 4.0], [4.0, 2.0, 4.0]
+    sums_c, counts_c = [2.0, 2.0], [4.0, 4.0]
+    found = bootstrap_ci(
+        sums_t, sums_c, np.random.default_rng(0), resamples=500, counts=(counts_t, counts_c)
+    )
+    assert found.difference.estimate == pytest.approx(8 / 10 - 4 / 8)
+    assert found.difference.lower <= found.difference.estimate <= found.difference.upper
+    plain = bootstrap_ci([1.0, 0.0, 1.0], [0.0, 1.0], np.random.default_rng(0), resamples=200)
+    ones = bootstrap_ci(
+        [1.0, 0.0, 1.0],
+        [0.0, 1.0],
+        np.random.default_rng(0),
+        resamples=200,
+        counts=([1.0] * 3, [1.0] * 2),
+    )
+    assert plain == ones
+    with pytest.raises(ValueError, match="one count per unit"):
+        bootstrap_ci([1.0], [1.0], np.random.default_rng(0), counts=([1.0, 2.0], [1.0]))

@@ -163,22 +163,19 @@ async def variant_data(store: Store, experiment: str) -> dict[str, VariantData]:
     return out
 
 
-RAW_COSTS = """SELECT variant, cost_pusd * 1e-12 AS value FROM requests
- WHERE experiment = ? ORDER BY created_at DESC LIMIT ?"""
-RAW_FEEDBACK = """SELECT r.variant AS variant, f.s AS value FROM requests r
- JOIN (SELECT request_id, AVG(score) AS s FROM feedback GROUP BY request_id) f
- ON f.request_id = r.request_id WHERE r.experiment = ? ORDER BY r.created_at DESC LIMIT ?"""
+RAW = """SELECT r.variant AS variant, SUM({value}) AS s, COUNT(*) AS c FROM requests r {join}
+ WHERE r.experiment = ? GROUP BY r.variant, {unit} LIMIT ?"""
 
 
-async def raw_values(
-    store: Store, experiment: str, limit: int = 200_000
-) -> dict[str, dict[str, list[float]]]:
-    """Per metric (`cost`, `satisfaction`), per variant: the newest `limit` values."""
-    out: dict[str, dict[str, list[float]]] = {}
-    for metric, statement in (("cost", RAW_COSTS), ("satisfaction", RAW_FEEDBACK)):
-        rows = await store.query(statement, (experiment, limit))
-        per: dict[str, list[float]] = {}
-        for row in rows:
-            per.setdefault(row["variant"], []).append(_f(row["value"]))
-        out[metric] = per
+async def unit_values(
+    store: Store, experiment: str, metric: str, limit: int = 200_000
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Per variant: each unit's sum of `metric` and its count (up to `limit` units)."""
+    value, join = VALUES[metric]
+    statement = RAW.format(value=value, join=join, unit=UNIT)
+    out: dict[str, tuple[list[float], list[float]]] = {}
+    for row in await store.query(statement, (experiment, limit)):
+        sums, counts = out.setdefault(row["variant"], ([], []))
+        sums.append(_f(row["s"]))
+        counts.append(_f(row["c"]))
     return out

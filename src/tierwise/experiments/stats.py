@@ -164,15 +164,25 @@ class BootstrapResult:
     relative: Interval
 
 
-def _resampled_means(values: Vector, rng: np.random.Generator, resamples: int) -> Vector:
-    """Means of bootstrap resamples, drawn in chunks to bound memory."""
+def _resampled_means(
+    values: Vector, counts: Vector, rng: np.random.Generator, resamples: int
+) -> Vector:
+    """Per resample of the units: sum of values / sum of counts, in chunks."""
     rows = max(1, _BOOTSTRAP_CHUNK_CELLS // values.size)
     means = np.empty(resamples, dtype=np.float64)
     for start in range(0, resamples, rows):
         stop = min(resamples, start + rows)
         picks = rng.integers(0, values.size, size=(stop - start, values.size))
-        means[start:stop] = values[picks].mean(axis=1)
+        means[start:stop] = values[picks].sum(axis=1) / counts[picks].sum(axis=1)
     return means
+
+
+def _arm(values: npt.ArrayLike, counts: npt.ArrayLike | None) -> tuple[Vector, Vector]:
+    v = np.asarray(values, dtype=np.float64).ravel()
+    c = np.ones_like(v) if counts is None else np.asarray(counts, dtype=np.float64).ravel()
+    if v.size == 0 or v.size != c.size:
+        raise ValueError("each arm needs at least one unit, and one count per unit")
+    return v, c
 
 
 def bootstrap_ci(
@@ -182,23 +192,24 @@ def bootstrap_ci(
     *,
     resamples: int = 2000,
     alpha: float = 0.05,
+    counts: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
 ) -> BootstrapResult:
-    """Percentile bootstrap of the difference and the ratio of means, each arm resampled."""
+    """Percentile bootstrap of the difference and the ratio of means, each arm resampled.
+    With `counts`, each value is a unit's sum over that many observations, units are
+    resampled, and a mean is the resampled sum over the resampled count."""
     _check_levels(alpha=alpha)
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples}")
-    t = np.asarray(treatment, dtype=np.float64).ravel()
-    c = np.asarray(control, dtype=np.float64).ravel()
-    if t.size == 0 or c.size == 0:
-        raise ValueError("both arms need at least one observation")
-    means_t = _resampled_means(t, rng, resamples)
-    means_c = _resampled_means(c, rng, resamples)
+    t, t_counts = _arm(treatment, counts[0] if counts else None)
+    c, c_counts = _arm(control, counts[1] if counts else None)
+    means_t = _resampled_means(t, t_counts, rng, resamples)
+    means_c = _resampled_means(c, c_counts, rng, resamples)
     with np.errstate(divide="ignore", invalid="ignore"):
         relative = means_t / means_c - 1
     levels = [100 * alpha / 2, 100 * (1 - alpha / 2)]
     d_lo, d_hi = np.percentile(means_t - means_c, levels)
     r_lo, r_hi = np.percentile(relative, levels)
-    mean_t, mean_c = float(t.mean()), float(c.mean())
+    mean_t, mean_c = float(t.sum() / t_counts.sum()), float(c.sum() / c_counts.sum())
     point = mean_t / mean_c - 1 if mean_c != 0 else math.nan
     return BootstrapResult(
         difference=Interval(mean_t - mean_c, float(d_lo), float(d_hi)),

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from tierwise.experiments import stats
-from tierwise.experiments.log import Moments, VariantData, raw_values, variant_data
+from tierwise.experiments.log import Moments, VariantData, unit_values, variant_data
 from tierwise.experiments.registry import ExperimentState
 from tierwise.experiments.spec import HIGHER_IS_BETTER, ExperimentConfig, GuardrailConfig
 from tierwise.store.base import Store
@@ -188,7 +188,7 @@ async def experiment_report(
     data = await variant_data(store, state.name)
     out = {**report(state, data), "as_of": now}
     if bootstrap > 0:
-        raw = await raw_values(store, state.name)
+        raw = {m: await unit_values(store, state.name, m) for m in ("cost", "satisfaction")}
         rng = np.random.default_rng(seed)
         for c in out["comparisons"]:
             c["bootstrap"] = _bootstrap(raw, c["variant"], state.config, rng, bootstrap)
@@ -196,7 +196,7 @@ async def experiment_report(
 
 
 def _bootstrap(
-    raw: dict[str, dict[str, list[float]]],
+    raw: dict[str, dict[str, tuple[list[float], list[float]]]],
     variant: str,
     config: ExperimentConfig,
     rng: np.random.Generator,
@@ -204,10 +204,17 @@ def _bootstrap(
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"resamples": resamples}
     for metric in ("cost", "satisfaction"):
-        mine, control = raw[metric].get(variant, []), raw[metric].get(config.control, [])
+        mine, control = raw[metric].get(variant), raw[metric].get(config.control)
         if not mine or not control:
             continue
-        found = stats.bootstrap_ci(mine, control, rng, resamples=resamples, alpha=config.alpha)
+        found = stats.bootstrap_ci(
+            mine[0],
+            control[0],
+            rng,
+            resamples=resamples,
+            alpha=config.alpha,
+            counts=(mine[1], control[1]),
+        )
         key = "savings" if metric == "cost" else "satisfaction"
         out[key] = _interval(found.relative.negated() if metric == "cost" else found.difference)
     return out
