@@ -204,11 +204,10 @@ def bootstrap_ci(
     c, c_counts = _arm(control, counts[1] if counts else None)
     means_t = _resampled_means(t, t_counts, rng, resamples)
     means_c = _resampled_means(c, c_counts, rng, resamples)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        relative = means_t / means_c - 1
     levels = [100 * alpha / 2, 100 * (1 - alpha / 2)]
     d_lo, d_hi = np.percentile(means_t - means_c, levels)
-    r_lo, r_hi = np.percentile(relative, levels)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r_lo, r_hi = np.percentile(means_t / means_c - 1, levels)
     mean_t, mean_c = float(t.sum() / t_counts.sum()), float(c.sum() / c_counts.sum())
     point = mean_t / mean_c - 1 if mean_c != 0 else math.nan
     return BootstrapResult(
