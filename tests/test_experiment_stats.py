@@ -314,10 +314,10 @@ def test_the_bootstrap_can_resample_units() -> None:
     )
     assert found.difference.estimate == pytest.approx(8 / 10 - 4 / 8)
     assert found.difference.lower <= found.difference.estimate <= found.difference.upper
-    plain = bootstrap_ci([1.0, 0.0, 1.0], [0.0, 1.0], np.random.default_rng(0), resamples=200)
+    plain = bootstrap_ci([1.0, 0.0, 1.0], [1.0, 2.0], np.random.default_rng(0), resamples=200)
     ones = bootstrap_ci(
         [1.0, 0.0, 1.0],
-        [0.0, 1.0],
+        [1.0, 2.0],
         np.random.default_rng(0),
         resamples=200,
         counts=([1.0] * 3, [1.0] * 2),
