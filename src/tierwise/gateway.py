@@ -10,12 +10,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Self
+from typing import Generic, Self, TypeVar
 
 from tierwise.accounting import bill
 from tierwise.config import GatewayConfig
 from tierwise.errors import AllAttemptsFailedError
-from tierwise.executor import Answer, Clock, Executor, Outcome
+from tierwise.executor import Answer, Call, Clock, Executor, Outcome
 from tierwise.experiments.registry import Experiments
 from tierwise.plan import Deployment
 from tierwise.providers.base import HttpClient, Timeouts
@@ -23,10 +23,11 @@ from tierwise.record import Decision, RequestRecord
 from tierwise.routes import Target, Targets, build_deployments
 from tierwise.state.base import HealthState
 from tierwise.state.factory import SharedState, build_state
-from tierwise.streaming import ChatStream, PendingStream, open_stream
+from tierwise.streaming import ChatStream, open_stream
 from tierwise.types import ChatRequest, ChatResponse
 
 RecordSink = Callable[[RequestRecord], None]
+T = TypeVar("T")
 _ids = {"prefix": os.urandom(8).hex()}
 _ID_COUNTER = itertools.count()
 
@@ -42,6 +43,15 @@ def new_request_id() -> str:
     """A unique id without a syscall per request: a random per-process prefix
     (renewed in forked children) and a counter; 32 hex digits, like a UUID."""
     return f"{_ids['prefix']}{next(_ID_COUNTER):016x}"
+
+
+@dataclass(slots=True)
+class _Run(Generic[T]):
+    record: RequestRecord
+    target: Target
+    decision: Decision | None
+    request: ChatRequest
+    outcome: Outcome[T]
 
 
 @dataclass(slots=True)
@@ -154,22 +164,10 @@ class Gateway:
         """Answer `request`, falling back as the route's policy says; raises
         AllAttemptsFailedError (with every attempt) when nothing answered.
         `caller` names the API key the request came with, for the record."""
-        record = self._new_record(request, request_id, caller)
-        target, decision = await self.decide(request, record)
-        record.route, record.decision = target.name, decision
-        plan = target.plan_from(decision.target if decision else "")
-        request = target.policy.prepare(request)
-        try:
-            outcome = await self.executor.run(
-                request, plan, target.policy, _complete, record.attempts, scopes
-            )
-        except asyncio.CancelledError:
-            self._cancelled(record, target, decision)
-            raise
-        self._close(record, outcome, target, decision)
-        if outcome.answer is None:
-            raise AllAttemptsFailedError(record)
-        return ChatResult(outcome.answer.value, record)
+        run = await self._run(request, request_id, caller, scopes, lambda target: _complete)
+        if run.outcome.answer is None:
+            raise AllAttemptsFailedError(run.record)
+        return ChatResult(run.outcome.answer.value, run.record)
 
     async def stream(
         self,
@@ -181,30 +179,45 @@ class Gateway:
     ) -> ChatStream:
         """Run the plan until one stream commits (first tokens in hand and checks
         passed on the held-back prefix); iterate the result for its deltas."""
-        record = self._new_record(request, request_id, caller)
-        target, decision = await self.decide(request, record)
-        record.route, record.decision = target.name, decision
-        plan = target.plan_from(decision.target if decision else "")
-        call = open_stream(target.hold_back, self.executor.clock)
-        request = target.policy.prepare(request)
-        try:
-            outcome = await self.executor.run(
-                request, plan, target.policy, call, record.attempts, scopes
-            )
-        except asyncio.CancelledError:
-            self._cancelled(record, target, decision)
-            raise
+        clock = self.executor.clock
+        run = await self._run(
+            request, request_id, caller, scopes, lambda t: open_stream(t.hold_back, clock)
+        )
+        record, target, decision, outcome = run.record, run.target, run.decision, run.outcome
         if outcome.answer is None or outcome.deployment is None:
-            self._close(record, outcome, target, decision)
             raise AllAttemptsFailedError(record)
-        self._close(record, outcome, target, decision)
         reservation = outcome.reservation
 
         async def finish() -> None:
             await self.executor.settle_later(reservation, record.attempts[-1])
             self._finish_stream(record, target, decision)
 
-        return ChatStream(outcome.answer.value, request, record, outcome.deployment, finish)
+        return ChatStream(outcome.answer.value, run.request, record, outcome.deployment, finish)
+
+    async def _run(
+        self,
+        request: ChatRequest,
+        request_id: str | None,
+        caller: str | None,
+        scopes: Sequence[str],
+        call_for: Callable[[Target], Call[T]],
+    ) -> _Run[T]:
+        """Record, route, plan and execute; the record is closed (or billed as
+        cancelled) before this returns or raises."""
+        record = self._new_record(request, request_id, caller)
+        target, decision = await self.decide(request, record)
+        record.route, record.decision = target.name, decision
+        plan = target.plan_from(decision.target if decision else "")
+        request = target.policy.prepare(request)
+        try:
+            outcome = await self.executor.run(
+                request, plan, target.policy, call_for(target), record.attempts, scopes
+            )
+        except asyncio.CancelledError:
+            self._cancelled(record, target, decision)
+            raise
+        self._close(record, outcome, target, decision)
+        return _Run(record, target, decision, request, outcome)
 
     def _new_record(
         self, request: ChatRequest, request_id: str | None, caller: str | None
@@ -222,7 +235,7 @@ class Gateway:
     def _close(
         self,
         record: RequestRecord,
-        outcome: Outcome[ChatResponse] | Outcome[PendingStream],
+        outcome: Outcome[T],
         target: Target,
         decision: Decision | None,
     ) -> None:
