@@ -30,7 +30,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 def _run(config: Path | None, work: Callable[[GatewayConfig, Store], Awaitable[T]]) -> T:
     from tierwise.cli import _config
     from tierwise.errors import TierwiseError
-    from tierwise.store import open_store
+    from tierwise.store import migrated
 
     try:
         loaded = _config(config)
@@ -39,12 +39,8 @@ def _run(config: Path | None, work: Callable[[GatewayConfig, Store], Awaitable[T
         raise typer.Exit(code=1) from None
 
     async def go() -> T:
-        store = open_store(loaded.store.resolved_url())
-        try:
-            await store.migrate()
+        async with migrated(loaded.store.resolved_url()) as store:
             return await work(loaded, store)
-        finally:
-            await store.close()
 
     try:
         return asyncio.run(go())

@@ -48,14 +48,10 @@ def report_command(
 
 async def _load(url: str, since: float, until: float, failures: int) -> Report:
     from tierwise.observability.report import summarize
-    from tierwise.store import open_store
+    from tierwise.store import migrated
 
-    store = open_store(url)
-    try:
-        await store.migrate()
+    async with migrated(url) as store:
         return await summarize(store, since, until, failures=failures)
-    finally:
-        await store.close()
 
 
 def print_report(report: Report) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -9,7 +11,16 @@ from tierwise.store.base import Feedback, Store
 from tierwise.store.rows import Capture, from_pusd, to_pusd
 from tierwise.store.writer import RecordWriter
 
-__all__ = ["Capture", "Feedback", "RecordWriter", "Store", "from_pusd", "open_store", "to_pusd"]
+__all__ = [
+    "Capture",
+    "Feedback",
+    "RecordWriter",
+    "Store",
+    "from_pusd",
+    "migrated",
+    "open_store",
+    "to_pusd",
+]
 
 
 def open_store(url: str, capture: Capture | None = None) -> Store:
@@ -27,3 +38,14 @@ def open_store(url: str, capture: Capture | None = None) -> Store:
 
     path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
     return SQLiteStore(Path(path).expanduser(), capture)
+
+
+@asynccontextmanager
+async def migrated(url: str) -> AsyncIterator[Store]:
+    """The store at `url`, migrated, closed when the block ends (commands and reports)."""
+    store = open_store(url)
+    try:
+        await store.migrate()
+        yield store
+    finally:
+        await store.close()
