@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from tierwise.experiments.log import read_events, variant_data, write_event
+from tierwise.experiments.log import read_events, write_event
 from tierwise.experiments.registry import Event
-from tierwise.experiments.status import verdicts
+from tierwise.experiments.status import guardrail_verdicts
 from tierwise.store.base import Store
 
 if TYPE_CHECKING:
@@ -47,11 +47,8 @@ class Monitor:
         for state in self.gateway.experiments.states():
             if state.status != "running":
                 continue
-            fired = [
-                v
-                for v in verdicts(state.config, await variant_data(self.store, state.name))
-                if v.decision == "fire"
-            ]
+            found = await guardrail_verdicts(self.store, state.config, state.name)
+            fired = [v for v in found if v.decision == "fire"]
             if not fired:
                 continue
             event = Event(

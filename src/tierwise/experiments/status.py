@@ -4,13 +4,20 @@ always-valid intervals, guardrail verdicts and sample-size guidance."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from tierwise.experiments import stats
-from tierwise.experiments.log import Moments, VariantData, unit_values, variant_data
+from tierwise.experiments.log import (
+    Moments,
+    VariantData,
+    metric_moments,
+    unit_values,
+    variant_data,
+)
 from tierwise.experiments.registry import ExperimentState
 from tierwise.experiments.spec import HIGHER_IS_BETTER, ExperimentConfig, GuardrailConfig
 from tierwise.store.base import Store
@@ -34,16 +41,17 @@ class Verdict:
         )
 
 
-def summaries(data: VariantData) -> dict[str, stats.Summary]:
-    def of(m: Moments) -> stats.Summary:
-        return stats.Summary.from_clusters(m.k, m.s, m.c, m.s2, m.c2, m.sc)
+def summary_of(m: Moments) -> stats.Summary:
+    return stats.Summary.from_clusters(m.k, m.s, m.c, m.s2, m.c2, m.sc)
 
+
+def summaries(data: VariantData) -> dict[str, stats.Summary]:
     return {
-        "cost": of(data.cost),
-        "latency": of(data.latency),
-        "error_rate": of(data.errors),
-        "satisfaction": of(data.satisfaction),
-        "judge": of(data.judge),
+        "cost": summary_of(data.cost),
+        "latency": summary_of(data.latency),
+        "error_rate": summary_of(data.errors),
+        "satisfaction": summary_of(data.satisfaction),
+        "judge": summary_of(data.judge),
     }
 
 
@@ -64,14 +72,17 @@ def compare(
     )
 
 
-def verdicts(config: ExperimentConfig, data: dict[str, VariantData]) -> list[Verdict]:
-    """Every guardrail of every non-control variant with enough samples."""
-    if config.control not in data:
+def verdicts(
+    config: ExperimentConfig, per_variant: Mapping[str, Mapping[str, stats.Summary]]
+) -> list[Verdict]:
+    """Every guardrail of every non-control variant with enough samples; `per_variant`
+    holds each variant's summary of (at least) the guardrails' metrics."""
+    if config.control not in per_variant:
         return []
-    control = summaries(data[config.control])
+    control = per_variant[config.control]
     out = []
-    for variant in (v for v in config.variants if v != config.control and v in data):
-        mine = summaries(data[variant])
+    for variant in (v for v in config.variants if v != config.control and v in per_variant):
+        mine = per_variant[variant]
         for rail in config.guardrails:
             t, c = mine[rail.metric], control[rail.metric]
             if min(t.n, c.n) < rail.min_samples:
@@ -175,9 +186,22 @@ def report(state: ExperimentState, data: dict[str, VariantData]) -> dict[str, An
         "comparisons": [comparison(config, v, data) for v in others] if ready else [],
         "guardrails": [
             {"variant": v.variant, "metric": v.guardrail.metric, "decision": v.decision}
-            for v in verdicts(config, data)
+            for v in verdicts(config, {name: summaries(d) for name, d in data.items()})
         ],
     }
+
+
+async def guardrail_verdicts(store: Store, config: ExperimentConfig, name: str) -> list[Verdict]:
+    """The verdicts, reading only the guardrails' metrics (nothing without guardrails)."""
+    per_metric: dict[str, dict[str, Moments]] = {
+        g.metric: await metric_moments(store, name, g.metric) for g in config.guardrails
+    }
+    variants = {v for moments in per_metric.values() for v in moments}
+    per_variant = {
+        v: {m: summary_of(moments.get(v, Moments())) for m, moments in per_metric.items()}
+        for v in variants
+    }
+    return verdicts(config, per_variant)
 
 
 async def experiment_report(
