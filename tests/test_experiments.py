@@ -304,3 +304,22 @@ async def test_users_with_several_requests_are_counted_as_units(
     finally:
         await writer.close()
         await store.close()
+
+
+async def test_the_cli_refuses_a_second_experiment_on_a_busy_route(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    other = {**experiment()["ab"], "enabled": False}
+    data = gateway_data(
+        upstream.base_url,
+        experiments={**experiment(), "other": other},
+        store={"url": f"sqlite:///{tmp_path / 'busy.db'}"},
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    refused = await _cli("experiment", "start", "other", "--config", str(path))
+    assert refused.exit_code == 1
+    assert "experiment 'ab' already runs on route 'auto'" in refused.output
+    await _cli("experiment", "stop", "ab", "--config", str(path))
+    started = await _cli("experiment", "start", "other", "--config", str(path))
+    assert started.exit_code == 0 and "other: start" in started.output

@@ -104,11 +104,16 @@ def list_experiments(config: ConfigOption = None) -> None:
 
 
 def _change(name: str, config: Path | None, action: Action, serving: str | None, why: str) -> None:
+    from tierwise.errors import ConfigError
     from tierwise.experiments.log import write_event
     from tierwise.experiments.registry import Event
 
     async def work(loaded: GatewayConfig, store: Store) -> str:
-        state = (await _experiments(loaded, store)).get(name)
+        experiments = await _experiments(loaded, store)
+        state = experiments.get(name)
+        problem = experiments.conflict(name, state.config.route) if action == "start" else None
+        if problem is not None:
+            raise ConfigError(problem, key="experiments")
         if serving is not None and serving not in state.config.variants:
             raise typer.BadParameter(f"--serving must be one of {sorted(state.config.variants)}")
         chosen = serving or (state.config.control if action == "stop" else None)

@@ -166,15 +166,18 @@ class Experiments:
             rolled_back=rolled_back,
         )
 
-    def _check_routes(self) -> None:
-        running: dict[str, str] = {}
+    def conflict(self, name: str, route: str) -> str | None:
+        """Why `name` may not run on `route` (None: it may): another experiment runs
+        there, and one route runs one experiment at a time."""
         for state in self._states.values():
-            if state.status != "running":
-                continue
-            other = running.setdefault(state.config.route, state.name)
-            if other != state.name:
+            if state.status == "running" and state.config.route == route and state.name != name:
+                return f"experiment {state.name!r} already runs on route {route!r}"
+        return None
+
+    def _check_routes(self) -> None:
+        for state in self._states.values():
+            problem = self.conflict(state.name, state.config.route)
+            if state.status == "running" and problem is not None:
                 raise ConfigError(
-                    f"experiments {other!r} and {state.name!r} both run on route "
-                    f"{state.config.route!r}; one route runs one experiment at a time",
-                    key="experiments",
+                    f"{problem}; one route runs one experiment at a time", key="experiments"
                 )

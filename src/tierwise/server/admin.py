@@ -19,7 +19,7 @@ from tierwise.errors import AccessError, ConfigError, RequestError
 from tierwise.experiments.judge import Judge
 from tierwise.experiments.log import write_event
 from tierwise.experiments.monitor import Monitor
-from tierwise.experiments.registry import Event, ExperimentState
+from tierwise.experiments.registry import Event, Experiments, ExperimentState
 from tierwise.experiments.spec import ExperimentConfig
 from tierwise.server.app import GATEWAY, WRITER, json_response, read_body
 from tierwise.server.auth import LOOPBACK, ApiKey, KeyRing
@@ -122,20 +122,19 @@ async def create_experiment(request: web.Request) -> web.Response:
     for target in definition.targets():
         if target not in gateway.targets.names():
             raise RequestError(f"unknown route, tier or deployment {target!r}", param="route")
-    _check_free(gateway.experiments.states(), name, definition.route)
+    _check_free(gateway.experiments, name, definition.route)
     event = Event(name, time.time(), "create", definition, None, "created over the API", actor)
     await _record(request, event)
     return json_response(_state_json(gateway.experiments.get(name)), status=201)
 
 
-def _check_free(states: list[Any], name: str, route: str) -> None:
-    for state in states:
-        if state.name == name and state.status == "running":
-            raise RequestError(f"experiment {name!r} is already running", status=409)
-        if state.config.route == route and state.status == "running" and state.name != name:
-            raise RequestError(
-                f"experiment {state.name!r} already runs on route {route!r}", status=409
-            )
+def _check_free(experiments: Experiments, name: str, route: str) -> None:
+    current = experiments.find(name)
+    if current is not None and current.status == "running":
+        raise RequestError(f"experiment {name!r} is already running", status=409)
+    problem = experiments.conflict(name, route)
+    if problem is not None:
+        raise RequestError(problem, status=409)
 
 
 async def _record(request: web.Request, event: Event) -> None:
@@ -168,7 +167,7 @@ async def stop_experiment(request: web.Request) -> web.Response:
 async def start_experiment(request: web.Request) -> web.Response:
     actor = admin(request)
     state = _known(request)
-    _check_free(request.app[GATEWAY].experiments.states(), state.name, state.config.route)
+    _check_free(request.app[GATEWAY].experiments, state.name, state.config.route)
     await _record(request, Event(state.name, time.time(), "start", None, None, "started", actor))
     return json_response(_state_json(_known(request)))
 
