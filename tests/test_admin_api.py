@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import gateway_config
-from tierwise.server.app import WRITER
+from tierwise.server.app import GATEWAY, WRITER
 from tierwise.server.run import Running, running
 from tierwise.testing import FakeUpstream
 
@@ -63,7 +63,7 @@ async def chat(live: Running, user: str) -> dict[str, str]:
 
 async def test_api_keys_do_not_open_the_admin_api(live: Running) -> None:
     status, body = await call(live, "GET", "/admin/experiments", key=USER_KEY)
-    assert status == 401 and body["error"]["message"] == "invalid API key"
+    assert status == 403 and body["error"]["message"] == "an API key is not an admin key"
     status, _ = await call(live, "GET", "/admin/experiments", key=None)
     assert status == 401
     status, body = await call(live, "GET", "/admin/experiments")
@@ -127,17 +127,40 @@ async def test_the_calibration_log_and_drift_need_settings(live: Running) -> Non
     assert status == 404 and "no drift settings" in body["error"]["message"]
 
 
-async def test_without_admin_keys_only_a_loopback_server_opens_the_admin_api(
+async def test_without_admin_keys_the_admin_api_is_closed_even_to_loopback(
     upstream: FakeUpstream,
 ) -> None:
-    async with running(gateway_config(upstream.base_url)) as local:
-        status, body = await call(local, "GET", "/admin/experiments", key=None)
-        assert status == 200 and body == {"data": []}
-    public = {"api_keys": SERVER["api_keys"]}
-    config = gateway_config(upstream.base_url, server=public)
-    async with running(config, host="0.0.0.0") as exposed:
-        status, body = await call(exposed, "GET", "/admin/experiments", key=USER_KEY)
+    """API keys set, no admin keys: no key, a user key and no keys at all are refused,
+    and no experiment gets created, whatever address the caller comes from."""
+    users_only = gateway_config(upstream.base_url, server={"api_keys": SERVER["api_keys"]})
+    async with running(users_only) as local:
+        for key in (None, USER_KEY):
+            status, body = await call(local, "POST", "/admin/experiments", key=key, body=EXPERIMENT)
+            assert status == 403 and "server.admin_keys" in body["error"]["message"]
+        assert local.app[GATEWAY].experiments.states() == []
+        headers = await chat(local, "u1")
+        assert "x-tierwise-experiment" not in headers
+    async with running(gateway_config(upstream.base_url)) as keyless:
+        status, body = await call(keyless, "GET", "/admin/experiments", key=None)
         assert status == 403 and "server.admin_keys" in body["error"]["message"]
+
+
+async def test_a_user_key_is_never_an_admin_key(live: Running) -> None:
+    status, body = await call(live, "POST", "/admin/experiments", key=USER_KEY, body=EXPERIMENT)
+    assert status == 403 and body["error"]["message"] == "an API key is not an admin key"
+    status, body = await call(live, "POST", "/admin/experiments", key="sk-wrong", body=EXPERIMENT)
+    assert status == 401
+
+
+async def test_the_admin_api_opens_without_a_key_only_when_told_and_says_so(
+    upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = gateway_config(upstream.base_url, server={"allow_unauthenticated_admin": True})
+    with caplog.at_level("WARNING", logger="tierwise.server"):
+        async with running(config) as opened:
+            status, body = await call(opened, "GET", "/admin/experiments", key=None)
+            assert status == 200 and body == {"data": []}
+    assert any("ADMIN API OPEN WITHOUT A KEY" in r.getMessage() for r in caplog.records)
 
 
 async def test_the_dashboard_shows_each_experiment_plainly(live: Running) -> None:

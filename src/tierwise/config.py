@@ -280,6 +280,7 @@ class ServerConfig(_Model):
     api_keys: list[ApiKeyConfig] = Field(default_factory=list)
     admin_keys: list[ApiKeyConfig] = Field(default_factory=list)
     allow_unauthenticated: bool = False
+    allow_unauthenticated_admin: bool = False
     monitor_interval_s: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 

@@ -1,14 +1,17 @@
 """`/admin/...`: experiments and threshold calibrations, behind their own keys.
 
 Admin keys (`server.admin_keys`) are separate from API keys: an API key never opens
-an admin endpoint. Without admin keys the admin API answers only on a loopback
-server to loopback callers.
+an admin endpoint. Without admin keys the admin API is closed, wherever the caller
+connects from (every client of a same-host reverse proxy arrives from loopback);
+`server.allow_unauthenticated_admin: true` opens it without a key, with a warning
+logged at start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import Any
 
@@ -21,12 +24,13 @@ from tierwise.experiments.log import write_event
 from tierwise.experiments.monitor import Monitor
 from tierwise.experiments.registry import Event, Experiments, ExperimentState
 from tierwise.experiments.spec import ExperimentConfig
-from tierwise.server.app import GATEWAY, WRITER, json_response, read_body
-from tierwise.server.auth import LOOPBACK, ApiKey, KeyRing
+from tierwise.server.app import GATEWAY, KEYS, WRITER, json_response, read_body
+from tierwise.server.auth import KeyRing
 from tierwise.store.base import Store
 
+log = logging.getLogger("tierwise.server")
 ADMIN_KEYS: web.AppKey[KeyRing] = web.AppKey("admin_keys", KeyRing)
-ADMIN_HOST: web.AppKey[str] = web.AppKey("admin_host", str)
+ADMIN_OPEN: web.AppKey[bool] = web.AppKey("admin_open", bool)
 INTERVAL: web.AppKey[float] = web.AppKey("monitor_interval_s", float)
 MONITOR: web.AppKey[Monitor] = web.AppKey("monitor", Monitor)
 TASK: web.AppKey[asyncio.Task[None]] = web.AppKey("monitor_task", asyncio.Task)
@@ -56,10 +60,20 @@ async def _stop_monitor(app: web.Application) -> None:
 
 
 def add_admin_routes(
-    app: web.Application, keys: KeyRing, host: str, monitor_interval_s: float = 10.0
+    app: web.Application,
+    keys: KeyRing,
+    *,
+    open_without_key: bool = False,
+    monitor_interval_s: float = 10.0,
 ) -> None:
-    """Mount the admin API, and run the monitor while the app runs with a store."""
-    app[ADMIN_KEYS], app[ADMIN_HOST], app[INTERVAL] = keys, host, monitor_interval_s
+    """Mount the admin API, and run the monitor while the app runs with a store.
+    With no admin `keys` the API refuses every call unless `open_without_key`."""
+    app[ADMIN_KEYS], app[ADMIN_OPEN], app[INTERVAL] = keys, open_without_key, monitor_interval_s
+    if open_without_key and not keys.keys:
+        log.warning(
+            "ADMIN API OPEN WITHOUT A KEY (server.allow_unauthenticated_admin): anyone who "
+            "can reach this server can start experiments and change routing"
+        )
     app.on_startup.append(_start_monitor)
     app.on_shutdown.append(_stop_monitor)
     app.router.add_get("/admin/experiments", list_experiments)
@@ -72,17 +86,34 @@ def add_admin_routes(
 
 
 def admin(request: web.Request) -> str:
-    """The admin key's name (or `local`); raises AccessError otherwise."""
+    """The admin key's name (`unauthenticated` when the API was opened without
+    keys); raises AccessError otherwise. An API key is never an admin key."""
     keys = request.app[ADMIN_KEYS]
-    if keys.keys:
-        key: ApiKey | None = keys.authenticate(request.headers)
-        return key.name if key else "admin"
-    if request.app[ADMIN_HOST] in LOOPBACK and (request.remote or "") in LOOPBACK:
-        return "local"
-    raise AccessError(
-        "the admin API needs server.admin_keys when the server is not loopback-only",
-        status=403,
-    )
+    if not keys.keys:
+        if request.app[ADMIN_OPEN]:
+            return "unauthenticated"
+        raise AccessError(
+            "the admin API is closed: set server.admin_keys and send one as "
+            "'Authorization: Bearer <admin key>'",
+            status=403,
+        )
+    try:
+        key = keys.authenticate(request.headers)
+    except AccessError:
+        if _is_api_key(request):
+            raise AccessError("an API key is not an admin key", status=403) from None
+        raise
+    return key.name if key else "admin"
+
+
+def _is_api_key(request: web.Request) -> bool:
+    users = request.app[KEYS]
+    if not users.keys:
+        return False
+    try:
+        return users.authenticate(request.headers) is not None
+    except AccessError:
+        return False
 
 
 def store_of(request: web.Request) -> Store:

@@ -37,7 +37,10 @@ def build(config: GatewayConfig, host: str | None = None) -> web.Application:
         writer=build_writer(config.store),
     )
     add_admin_routes(
-        app, KeyRing.from_entries(server.admin_keys), server.host, server.monitor_interval_s
+        app,
+        KeyRing.from_entries(server.admin_keys),
+        open_without_key=server.allow_unauthenticated_admin,
+        monitor_interval_s=server.monitor_interval_s,
     )
     return app
 
