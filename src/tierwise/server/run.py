@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -14,11 +15,15 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from tierwise.config import GatewayConfig, StoreConfig
+from tierwise.errors import ConfigError
 from tierwise.gateway import Gateway
+from tierwise.observability.tracing import RecordTracer, servers_of
 from tierwise.server.admin import add_admin_routes
 from tierwise.server.app import create_app
 from tierwise.server.auth import KeyRing
 from tierwise.store import Capture, RecordWriter, open_store
+
+OTLP_ENV = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +35,9 @@ class Running:
 def build(config: GatewayConfig, host: str | None = None) -> web.Application:
     server = config.server if host is None else config.server.model_copy(update={"host": host})
     keys = KeyRing.from_config(server)
+    gateway = Gateway(config)
     app = create_app(
-        Gateway(config),
+        gateway,
         keys,
         max_body_bytes=server.max_body_bytes,
         writer=build_writer(config.store),
@@ -42,7 +48,35 @@ def build(config: GatewayConfig, host: str | None = None) -> web.Application:
         open_without_key=server.allow_unauthenticated_admin,
         monitor_interval_s=server.monitor_interval_s,
     )
+    tracer = build_tracer(config)
+    if tracer is not None:
+        add_tracer(app, gateway, tracer)
     return app
+
+
+def build_tracer(config: GatewayConfig) -> RecordTracer | None:
+    """The OTLP exporter, when `telemetry.otlp_endpoint` or the standard OpenTelemetry
+    endpoint variables are set; OpenTelemetry is imported only then."""
+    endpoint = config.telemetry.otlp_endpoint
+    if endpoint is None and not any(os.environ.get(name) for name in OTLP_ENV):
+        return None
+    try:
+        return RecordTracer.otlp(endpoint, config.telemetry.service_name, servers_of(config))
+    except ImportError as exc:
+        raise ConfigError(
+            f"trace export needs the otel extra (pip install 'tierwise[otel]'): {exc}",
+            key="telemetry.otlp_endpoint",
+        ) from None
+
+
+def add_tracer(app: web.Application, gateway: Gateway, tracer: RecordTracer) -> None:
+    """Trace every finished request; flush and stop the exporter on cleanup."""
+    gateway.sinks.append(tracer.observe)
+
+    async def shutdown(app: web.Application) -> None:
+        await asyncio.to_thread(tracer.shutdown)
+
+    app.on_cleanup.append(shutdown)
 
 
 def build_writer(config: StoreConfig) -> RecordWriter | None:
