@@ -405,7 +405,8 @@ def test_unknown_check_kind_is_a_config_error() -> None:
 def test_bad_check_option_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as info:
         build_check(CheckConfig(kind="min_length", options={"min_chars": 3, "max_chars": 9}))
-    assert info.value.key == "checks"
+    assert info.value.key == "checks.max_chars"
+    assert "known: min_chars, name" in str(info.value)
     assert "min_length" in str(info.value)
     assert "max_chars" in str(info.value)
 

@@ -313,6 +313,27 @@ def test_key_alone_is_enough_for_an_openai_deployment(tmp_path: Path) -> None:
     assert deployment.api_key is not None and deployment.api_key.reveal() == LITERAL_KEY
 
 
+def test_gateway_names_a_misspelt_option_of_a_nested_router(tmp_path: Path) -> None:
+    from tierwise import Gateway
+
+    fallback = "{kind: heuristic, short_char: 40}"
+    text = MINIMAL + f"    router: {{kind: classifier, deployment: cheap, fallback: {fallback}}}\n"
+    with pytest.raises(ConfigError) as info:
+        Gateway(load(tmp_path, text))
+    assert info.value.key == "routes.auto.router.fallback.short_char"
+    assert "known: abstain, default, keywords, name, rules, short_chars" in str(info.value)
+
+
+def test_gateway_names_a_misspelt_check_option(tmp_path: Path) -> None:
+    from tierwise import Gateway
+
+    text = MINIMAL + "    checks: [empty, {kind: agreement, deployment: cheap, min_similarty: 1}]\n"
+    with pytest.raises(ConfigError) as info:
+        Gateway(load(tmp_path, text))
+    assert info.value.key == "routes.auto.checks[1].min_similarty"
+    assert "known: deployment, min_similarity, name, temperature" in str(info.value)
+
+
 def test_env_secret_reveals_from_the_given_environment() -> None:
     secret = Secret("env:OPENAI_KEY_FOR_TEST")
     assert secret.is_env

@@ -79,3 +79,65 @@ def test_experiments_example_is_valid() -> None:
     experiment = config.experiments["routed-vs-strong"]
     assert experiment.control == "always_strong" and experiment.judge is not None
     assert config.drift.routes["auto"].strong_share == 0.3
+
+
+# --- routing claims ---------------------------------------------------------------------
+# Where the docs say a prompt goes, `tierwise route --explain` (the embedded default, as
+# `make run` serves it) must agree. The forms of a claim:
+#   tierwise route [--options] "PROMPT"   # TIER_OR_DEPLOYMENT[: words of the reason]
+#   a python block asking model="auto" with "content": "PROMPT" and `print(...)  # NAME: ...`
+#   a curl block asking "auto" for "PROMPT", then a block of x-tierwise-model / -tier headers
+
+CODE = re.compile(r"```(\w*)\n(.*?)```", re.DOTALL)
+ROUTE_LINE = re.compile(
+    r'tierwise route (?:--[\w-]+ )*"([^"]+)"[^#\n]*#\s*([\w.-]+)(?::[ \t]*(.+?))?[ \t]*$',
+    re.MULTILINE,
+)
+CONTENT = re.compile(r'"content": "([^"]+)"')
+PRINT_CLAIM = re.compile(r"print\(.*\)\s+#\s*([\w.-]+):")
+HEADER = re.compile(r"^x-tierwise-(model|tier): (\S+)", re.MULTILINE)
+
+
+def routing_claims(name: str) -> list[tuple[str, str, str | None]]:
+    """(prompt, tier or deployment it is said to start on, words of the reason or None)."""
+    blocks = CODE.findall((ROOT / name).read_text())
+    claims: list[tuple[str, str, str | None]] = []
+    for index, (lang, body) in enumerate(blocks):
+        claims += [(p, where, why or None) for p, where, why in ROUTE_LINE.findall(body)]
+        prompts, said = CONTENT.findall(body), PRINT_CLAIM.findall(body)
+        if lang == "python" and 'model="auto"' in body and prompts and said:
+            claims.append((prompts[0], said[0], None))
+        if "curl" in body and '"model": "auto"' in body and index + 1 < len(blocks):
+            headers = dict(HEADER.findall(blocks[index + 1][1]))
+            claims += [(prompts[0], headers[k], None) for k in ("tier", "model") if k in headers]
+    return claims
+
+
+CLAIMS = [
+    (name, *claim) for name in ("README.md", "docs/routers.md") for claim in routing_claims(name)
+]
+
+
+def test_the_docs_make_routing_claims() -> None:
+    counts = {
+        name: sum(1 for c in CLAIMS if c[0] == name) for name in ("README.md", "docs/routers.md")
+    }
+    assert counts == {"README.md": 5, "docs/routers.md": 4}
+
+
+@pytest.mark.parametrize(
+    ("name", "prompt", "where", "why"), CLAIMS, ids=[f"{c[0]}:{c[1][:30]}" for c in CLAIMS]
+)
+def test_routing_claims_hold(name: str, prompt: str, where: str, why: str | None) -> None:
+    from typer.testing import CliRunner
+
+    from tierwise.cli import app
+
+    result = CliRunner().invoke(app, ["route", "--explain", prompt], env={"TIERWISE_CONFIG": None})
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split(": ", 1) for line in result.output.splitlines() if ": " in line)
+    first_step = lines["plan"].split(" -> ")[0]
+    tier, members = first_step.rstrip("]").split("[")
+    assert where in (tier, *members.split(", ")), f"{name}: {prompt!r} starts on {first_step}"
+    if why is not None:
+        assert why in lines["reason"], f"{name}: {prompt!r}: {lines['reason']}"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from openai import AsyncOpenAI
 
-from tests.conftest import GatewayFactory
+from tests.conftest import CHEAP_PRICE, GatewayFactory
 from tierwise import ChatRequest, Message
 from tierwise.config import RouterConfig
 from tierwise.errors import ConfigError
@@ -217,6 +219,36 @@ async def test_classifier_falls_back_to_the_heuristic(
     assert decision is not None and decision.router == "classifier>heuristic"
     assert decision.target == "strong" and re.search(r"classifier failed \(.+\)", decision.reason)
     assert result.record.final_deployment == "big"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["[[reply=gibberish model=cheap-model]]", reply("enormous")],
+    ids=["not-json", "unknown-label"],
+)
+async def test_classifier_charges_its_tokens_when_its_answer_is_invalid(
+    upstream: FakeUpstream, make_gateway: GatewayFactory, answer: str
+) -> None:
+    gateway = make_gateway(
+        routes=classifier_routes(), tiers={"cheap": ["mini-b"], "strong": ["big"]}
+    )
+    prompt = "Please analyze the tradeoffs of these two designs " + answer
+    result = await gateway.chat(ChatRequest([Message("user", prompt)]))
+    decision = result.record.decision
+    assert decision is not None and decision.router == "classifier>heuristic"
+    (asked,) = [r for r in upstream.requests if r.model == "cheap-model"]
+    client = AsyncOpenAI(base_url=upstream.base_url + "/v1", api_key="unused")
+    replayed = await client.chat.completions.create(**asked.body)
+    await client.close()
+    assert replayed.usage is not None and replayed.usage.completion_tokens > 0
+    price = Decimal(CHEAP_PRICE["input"]), Decimal(CHEAP_PRICE["output"])
+    tokens = replayed.usage.prompt_tokens, replayed.usage.completion_tokens
+    expected = (tokens[0] * price[0] + tokens[1] * price[1]) / 1_000_000
+    cost = result.record.cost
+    assert cost.router_usd == decision.cost_usd == expected
+    assert cost.total_usd == cost.attempts_usd + expected
+    assert decision.usage is not None
+    assert (decision.usage.input_tokens, decision.usage.output_tokens) == tokens
 
 
 async def test_cascade_escalates_when_two_cheap_answers_disagree(

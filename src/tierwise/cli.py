@@ -116,13 +116,18 @@ def models(
 
 @config_app.command("check")
 def config_check(path: Path) -> None:
-    """Validate a config file and print the resolved plan of each route."""
-    from tierwise.commands import describe_plans
+    """Validate a config file, building its routers and checks as the gateway would;
+    print each route's plan, and a warning for each `env:` secret that is unset."""
+    from tierwise.commands import check_config, describe_plans
 
     try:
-        typer.echo(describe_plans(load_config(path)))
+        config = load_config(path)
+        warnings = check_config(config, file=str(path))
     except TierwiseError as exc:
         raise _fail(exc) from None
+    typer.echo(describe_plans(config))
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 app.command("report")(report_command)

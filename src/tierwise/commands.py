@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Mapping
 
-from tierwise.config import GatewayConfig, ProviderKind
+from tierwise.config import GatewayConfig, ProviderKind, Secret
+from tierwise.errors import ConfigError
 from tierwise.gateway import Gateway
+from tierwise.providers.base import HttpClient
 from tierwise.record import RequestRecord
+from tierwise.routes import Targets, build_deployments
 from tierwise.types import ChatRequest, Message
 
 
@@ -96,3 +101,34 @@ def describe_plans(config: GatewayConfig) -> str:
         f"retries_per_deployment={fb.retries_per_deployment} balancing={fb.balancing}"
     )
     return "\n".join(lines) or "no routes"
+
+
+def check_config(
+    config: GatewayConfig, file: str | None = None, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """Build every deployment, route, router and check as the gateway does, so a
+    problem there is a ConfigError naming its key; return a warning for each `env:`
+    secret whose variable is unset. No secret's value is ever part of the result."""
+    env = os.environ if environ is None else environ
+    unset = unset_secrets(config, env)
+    stand_ins = {**env, **{variable: "unset" for _, variable in unset}}
+    try:
+        Targets(config, build_deployments(config, HttpClient(), stand_ins))
+    except ConfigError as exc:
+        raise ConfigError(exc.problem, file=exc.file or file, key=exc.key) from None
+    return [f"{key}: environment variable {variable} is not set" for key, variable in unset]
+
+
+def unset_secrets(config: GatewayConfig, environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(key, variable) of each `env:VAR` secret whose variable is unset or empty."""
+    secrets: list[tuple[str, Secret | None]] = [
+        (f"deployments.{name}.api_key", d.api_key) for name, d in config.deployments.items()
+    ]
+    sections = {"api_keys": config.server.api_keys, "admin_keys": config.server.admin_keys}
+    for section, entries in sections.items():
+        secrets += [(f"server.{section}[{i}].key", e.key) for i, e in enumerate(entries)]
+    return [
+        (key, variable)
+        for key, secret in secrets
+        if secret is not None and (variable := secret.variable) and not environ.get(variable)
+    ]

@@ -41,6 +41,11 @@ class Secret:
     def is_env(self) -> bool:
         return self._ref.startswith("env:")
 
+    @property
+    def variable(self) -> str | None:
+        """The environment variable of an `env:VAR` reference; None for a literal."""
+        return self._ref[4:] if self.is_env else None
+
     def reveal(self, environ: Mapping[str, str] | None = None) -> str:
         """The key's value; raises ConfigError when the variable is unset."""
         if not self.is_env:

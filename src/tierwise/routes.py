@@ -5,15 +5,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from tierwise.checks.base import Check
 from tierwise.checks.registry import build_check, build_confidence
-from tierwise.config import DeploymentConfig, GatewayConfig, RouteConfig
+from tierwise.config import CheckConfig, DeploymentConfig, GatewayConfig, RouteConfig
 from tierwise.errors import RouteNotFoundError
 from tierwise.plan import Deployment, Policy, Step
 from tierwise.providers.base import HttpClient, Timeouts
 from tierwise.providers.registry import build_provider
 from tierwise.routing.base import Router
 from tierwise.routing.context import BuildContext
+from tierwise.routing.options import keyed
 from tierwise.routing.registry import build_router
+
+CHECKED_HOLD_BACK = 256
+"""Content deltas a stream holds back by default on a route whose answers are
+judged: answers up to this long are judged whole before the client sees them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +104,11 @@ class Targets:
 
     def _route(self, name: str, route: RouteConfig) -> Target:
         steps = tuple(self._steps[t] for t in self._config.tier_order(route))
-        checks = tuple(build_check(c, BuildContext(self._deployments)) for c in route.checks)
+        context = BuildContext(self._deployments)
+        checks = tuple(
+            self._check(f"routes.{name}.checks[{i}]", c, context)
+            for i, c in enumerate(route.checks)
+        )
         confidence = build_confidence(route.confidence) if route.confidence else None
         policy = Policy(
             fallback=self._config.fallback,
@@ -110,8 +120,17 @@ class Targets:
         baseline = (
             self._deployments[route.baseline] if route.baseline else (steps[-1].deployments[0])
         )
-        router = build_router(route.router, BuildContext(self._deployments))
-        return Target(name, steps, policy, router, baseline, route.stream_hold_back)
+        with keyed("router", f"routes.{name}.router"):
+            router = build_router(route.router, context)
+        hold_back = route.stream_hold_back
+        if hold_back is None:
+            hold_back = CHECKED_HOLD_BACK if policy.judges else 0
+        return Target(name, steps, policy, router, baseline, hold_back)
+
+    @staticmethod
+    def _check(key: str, config: CheckConfig, context: BuildContext) -> Check:
+        with keyed("checks", key):
+            return build_check(config, context)
 
     def _tier(self, tier: str) -> Target:
         order = list(self._steps)

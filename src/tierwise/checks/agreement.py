@@ -14,6 +14,7 @@ from tierwise.errors import ProviderError
 from tierwise.plan import Deployment
 from tierwise.record import CheckResult
 from tierwise.routing.context import BuildContext
+from tierwise.routing.options import reject_unknown
 
 WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -52,6 +53,7 @@ class AgreementCheck:
     @classmethod
     def from_options(cls, context: BuildContext, **options: Any) -> AgreementCheck:
         deployment = context.deployment(options.pop("deployment", None), "checks.deployment")
+        reject_unknown(cls, options, "check 'agreement'", "checks")
         return cls(deployment, **options)
 
     async def evaluate(self, answer: AnswerView) -> CheckResult:

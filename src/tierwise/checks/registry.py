@@ -16,6 +16,7 @@ from tierwise.checks.confidence import (
 from tierwise.config import CheckConfig, ConfidenceConfig
 from tierwise.errors import ConfigError
 from tierwise.routing.context import BuildContext
+from tierwise.routing.options import reject_unknown
 
 CheckFactory = Callable[..., Check]
 
@@ -49,6 +50,7 @@ def build_check(config: CheckConfig, context: BuildContext | None = None) -> Che
     if factory is None:
         raise ConfigError(f"unknown check {config.kind!r}; known: {sorted(_CHECKS)}", key="checks")
     options: dict[str, Any] = dict(config.options)
+    reject_unknown(factory, options, f"check {config.kind!r}", "checks")
     if "context" in inspect.signature(factory).parameters:
         options["context"] = context or BuildContext()
     if "phrases" in options:

@@ -50,17 +50,28 @@ class ClassifierRouter:
     _cache: OrderedDict[str, tuple[str, str]] = field(default_factory=OrderedDict)
 
     @classmethod
-    def from_options(cls, context: BuildContext, **options: Any) -> ClassifierRouter:
-        from tierwise.config import RouterConfig
-        from tierwise.routing.registry import build_router
+    def from_options(
+        cls,
+        context: BuildContext,
+        deployment: object = None,
+        labels: object = None,
+        fallback: object = "heuristic",
+        timeout_s: float = 3.0,
+        max_tokens: int = 120,
+        cache_size: int = 4096,
+        name: str = "classifier",
+    ) -> ClassifierRouter:
+        from tierwise.routing.registry import build_sub_router
 
-        deployment = context.deployment(options.pop("deployment", None), "router.deployment")
-        labels = options.pop("labels", None)
-        parsed = DEFAULT_LABELS if labels is None else _parse_labels(labels)
-        fallback = build_router(
-            RouterConfig.model_validate(options.pop("fallback", "heuristic")), context
+        return cls(
+            context.deployment(deployment, "router.deployment"),
+            DEFAULT_LABELS if labels is None else _parse_labels(labels),
+            build_sub_router(fallback, context, "router.fallback"),
+            timeout_s=timeout_s,
+            max_tokens=max_tokens,
+            cache_size=cache_size,
+            name=name,
         )
-        return cls(deployment, parsed, fallback, **options)
 
     async def decide(self, request: ChatRequest, targets: list[str]) -> Decision:
         started = time.perf_counter()
@@ -70,29 +81,37 @@ class ClassifierRouter:
             self._cache.move_to_end(key)
             return self._decision(cached[0], cached[1], targets, started, Decimal(0), "cached: ")
         try:
-            label, reasoning, usage = await self._classify(request)
+            text, usage, cost = await self._ask(request)
         except (ProviderError, TimeoutError, ValueError) as exc:
             return await self._fall_back(request, targets, exc, started)
+        try:
+            label, reasoning = self._parse(text)
+        except ValueError as exc:
+            decision = await self._fall_back(request, targets, exc, started, cost)
+            return replace(decision, usage=usage)
         self._remember(key, label, reasoning)
-        decision = self._decision(
-            label, reasoning, targets, started, self.deployment.price.cost_usd(usage)
-        )
+        decision = self._decision(label, reasoning, targets, started, cost)
         return replace(decision, usage=usage)
 
-    async def _classify(self, request: ChatRequest) -> tuple[str, str, Usage]:
+    async def _ask(self, request: ChatRequest) -> tuple[str, Usage, Decimal]:
+        """The classifier's answer text, and the tokens and cost of the call."""
         query = self.classifier_request(request)
         timeouts = Timeouts(min(2.0, self.timeout_s), self.timeout_s, None)
         async with asyncio.timeout(self.timeout_s):
             response = await self.deployment.provider.complete(query, timeouts)
-        usage, _ = self.deployment.cost_usd(query, response)
+        usage, cost = self.deployment.cost_usd(query, response)
+        return response.text(), usage, cost
+
+    def _parse(self, text: str) -> tuple[str, str]:
+        """(label, reasoning) from the classifier's answer; ValueError when invalid."""
         try:
-            parsed = orjson.loads(response.text())
+            parsed = orjson.loads(text)
             label, reasoning = str(parsed["complexity"]), str(parsed.get("reasoning", ""))
         except (orjson.JSONDecodeError, KeyError, TypeError):
-            raise ValueError(f"invalid classifier output {response.text()[:80]!r}") from None
+            raise ValueError(f"invalid classifier output {text[:80]!r}") from None
         if label not in self.labels:
             raise ValueError(f"unknown label {label!r}")
-        return label, reasoning, usage
+        return label, reasoning
 
     def classifier_request(self, request: ChatRequest) -> ChatRequest:
         """The structured-output request sent to the classifier model."""
@@ -143,8 +162,15 @@ class ClassifierRouter:
         )
 
     async def _fall_back(
-        self, request: ChatRequest, targets: list[str], exc: Exception, started: float
+        self,
+        request: ChatRequest,
+        targets: list[str],
+        exc: Exception,
+        started: float,
+        spent: Decimal = Decimal(0),
     ) -> Decision:
+        """The fallback router's decision, charged with `spent` (the classifier call's
+        cost, when it answered) on top of its own."""
         backup = await self.fallback.decide(request, targets)
         elapsed_ms = (time.perf_counter() - started) * 1000
         reason = f"classifier failed ({exc}); {backup.router}: {backup.reason}"
@@ -153,7 +179,7 @@ class ClassifierRouter:
             backup.scores,
             reason[:300],
             f"{self.name}>{backup.router}",
-            backup.cost_usd,
+            spent + backup.cost_usd,
             elapsed_ms,
             confident=backup.confident,
         )

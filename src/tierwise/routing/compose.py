@@ -7,7 +7,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from tierwise.errors import ConfigError, TierwiseError
 from tierwise.record import Decision
@@ -25,15 +24,17 @@ class ChainRouter:
     name: str = "chain"
 
     @classmethod
-    def from_options(cls, context: BuildContext, **options: Any) -> ChainRouter:
-        from tierwise.config import RouterConfig
-        from tierwise.routing.registry import build_router
+    def from_options(
+        cls, context: BuildContext, routers: object = None, name: str = "chain"
+    ) -> ChainRouter:
+        from tierwise.routing.registry import build_sub_router
 
-        raw = options.pop("routers", None)
-        if not isinstance(raw, list) or not raw:
+        if not isinstance(routers, list) or not routers:
             raise ConfigError("a chain needs a non-empty list of routers", key="router.routers")
-        routers = [build_router(RouterConfig.model_validate(r), context) for r in raw]
-        return cls(routers, **options)
+        built = [
+            build_sub_router(r, context, f"router.routers[{i}]") for i, r in enumerate(routers)
+        ]
+        return cls(built, name=name)
 
     async def decide(self, request: ChatRequest, targets: list[str]) -> Decision:
         started = time.perf_counter()

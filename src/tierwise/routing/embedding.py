@@ -318,7 +318,8 @@ def parse_options(options: Mapping[str, object]) -> dict[str, Any]:
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise ConfigError(
-            f"embedding router: unknown option(s) {unknown}; known: {sorted(OPTIONS)}", key=KEY
+            f"embedding router: unknown option(s) {unknown}; known: {sorted(OPTIONS)}",
+            key=f"{KEY}.{unknown[0]}",
         )
     kind = _choice(options, "embedder", EMBEDDERS, "minilm")
     threads = _integer(options, "threads", 1, 1, 64)

@@ -149,16 +149,21 @@ class HeuristicRouter:
     name: str = "heuristic"
 
     @classmethod
-    def from_options(cls, **options: Any) -> HeuristicRouter:
-        short = options.pop("short_chars", 50)
-        keywords = options.pop("keywords", DEFAULT_KEYWORDS)
-        raw_rules = options.pop("rules", None)
-        rules = (
-            seed_rules(short, keywords)
-            if raw_rules is None
-            else [parse_rule(r, i) for i, r in enumerate(raw_rules)]
+    def from_options(
+        cls,
+        short_chars: int = 50,
+        keywords: Sequence[str] = DEFAULT_KEYWORDS,
+        rules: Sequence[Mapping[str, Any]] | None = None,
+        default: str = CHEAPEST,
+        abstain: bool = False,
+        name: str = "heuristic",
+    ) -> HeuristicRouter:
+        parsed = (
+            seed_rules(short_chars, keywords)
+            if rules is None
+            else [parse_rule(r, i) for i, r in enumerate(rules)]
         )
-        return cls(rules=rules, **options)
+        return cls(rules=parsed, default=default, abstain=abstain, name=name)
 
     async def decide(self, request: ChatRequest, targets: list[str]) -> Decision:
         started = time.perf_counter()

@@ -10,12 +10,15 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import ValidationError
+
 from tierwise.config import RouterConfig
 from tierwise.errors import ConfigError
 from tierwise.routing.base import FixedRouter, Router
 from tierwise.routing.compose import CascadeRouter, ChainRouter
 from tierwise.routing.context import BuildContext
 from tierwise.routing.heuristic import HeuristicRouter
+from tierwise.routing.options import keyed, reject_unknown
 
 RouterFactory = Callable[..., Router]
 
@@ -60,9 +63,22 @@ def build_router(config: RouterConfig, context: BuildContext | None = None) -> R
     if factory is None:
         raise ConfigError(f"unknown router {config.kind!r}; known: {known_routers()}", key="router")
     options: dict[str, Any] = dict(config.options)
+    reject_unknown(factory, options, f"router {config.kind!r}", "router")
     if "context" in inspect.signature(factory).parameters:
         options["context"] = context or BuildContext()
     try:
         return factory(**options)
     except TypeError as exc:
         raise ConfigError(f"router {config.kind!r}: {exc}", key="router") from None
+
+
+def build_sub_router(raw: object, context: BuildContext, key: str) -> Router:
+    """A router configured inside another router's options at `key` (relative to the
+    outer router, e.g. `router.fallback`); its errors name that key."""
+    try:
+        config = RouterConfig.model_validate(raw)
+    except ValidationError as exc:
+        problem = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise ConfigError(problem, key=key) from None
+    with keyed("router", key):
+        return build_router(config, context)
