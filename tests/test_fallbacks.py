@@ -108,18 +108,53 @@ async def test_context_window_precheck_skips_small_deployments(
     assert upstream.count("cheap-model") == 0
 
 
-@pytest.mark.parametrize("fault", ["empty", "invalid_json"])
+async def test_the_failure_message_counts_calls_apart_from_skips(
+    upstream: FakeUpstream, make_gateway: GatewayFactory
+) -> None:
+    gateway = make_gateway(fallback={"retries_per_deployment": 0})
+    upstream.add_fault("500", model="strong-model")
+    with pytest.raises(AllAttemptsFailedError) as caught:
+        await gateway.chat(ask("word " * 9000, max_tokens=100))
+    message = str(caught.value)
+    assert message.startswith("all 1 call failed and 1 deployment skipped: mini: context_window")
+    assert caught.value.status == 502
+
+
 async def test_invalid_answers_are_retried_then_escalated(
-    upstream: FakeUpstream, make_gateway: GatewayFactory, fault: str
+    upstream: FakeUpstream, make_gateway: GatewayFactory
 ) -> None:
     gateway = make_gateway()
-    upstream.add_fault(fault, model="cheap-model", times=2)
+    upstream.add_fault("invalid_json", model="cheap-model", times=2)
     result = await gateway.chat(ask("hello"))
     assert trail(result.record) == [
         ("mini", "invalid_response"),
         ("mini", "invalid_response"),
         ("big", None),
     ]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_blank_answer_is_billed_and_fails_the_empty_check(
+    upstream: FakeUpstream, make_gateway: GatewayFactory, stream: bool
+) -> None:
+    """No check configured: a blank 200 still escalates once (not a retry on the
+    same deployment), and its tokens are on the bill."""
+    gateway = make_gateway()
+    upstream.add_fault("empty", model="cheap-model", times=2)
+    if stream:
+        async with await gateway.stream(ask("hello")) as chat_stream:
+            text = "".join([d.text async for d in chat_stream])
+        record = chat_stream.record
+    else:
+        result = await gateway.chat(ask("hello"))
+        text, record = result.response.text(), result.record
+    assert text == "Answer from strong-model: hello"
+    assert trail(record) == [("mini", "quality_check"), ("big", None)]
+    blank = record.attempts[0]
+    assert blank.checks[0].name == "empty" and not blank.checks[0].passed
+    assert blank.usage is not None and blank.usage.input_tokens > 0
+    assert blank.cost_usd > 0 and record.cost.total_usd > record.attempts[1].cost_usd
+    assert upstream.count("cheap-model") == 1
 
 
 async def test_bad_request_is_not_retried_anywhere(
@@ -235,7 +270,7 @@ async def test_attempt_budget_bounds_every_hop(
     assert len(caught.value.record.calls) == 3
     assert upstream.count() == 3
     assert "attempt budget of 3 used" in (caught.value.record.error or "")
-    assert str(caught.value).startswith("all 3 attempts failed: mini")
+    assert str(caught.value).startswith("all 3 calls failed: mini")
 
 
 async def test_same_tier_backup_comes_before_escalation(
@@ -285,7 +320,7 @@ def _with_timeout(upstream: FakeUpstream, timeout: dict[str, float]) -> dict[str
         ("context_length", "context_window"),
         ("content_policy", "content_policy"),
         ("auth", "auth"),
-        ("empty", "invalid_response"),
+        ("empty", "quality_check"),
     ],
 )
 async def test_anthropic_errors_are_translated_at_the_edge(

@@ -193,6 +193,13 @@ class Balancing(StrEnum):
 class FallbackConfig(_Model):
     max_attempts: int = Field(default=4, ge=1)
     deadline_s: float = Field(default=120.0, gt=0)
+    attempt_timeout_s: float | None = Field(
+        default=30.0,
+        gt=0,
+        description="while another deployment remains in the plan, an attempt that has not "
+        "committed (a stream's first token, a non-streamed answer's response) after this "
+        "long moves on; the last option gets the rest of the deadline; null: no cap",
+    )
     retries_per_deployment: int = Field(default=1, ge=0)
     backoff: BackoffConfig = BackoffConfig()
     breaker: BreakerConfig = BreakerConfig()
@@ -257,7 +264,13 @@ class RouteConfig(_Model):
     checks: list[CheckConfig] = Field(default_factory=list)
     confidence: ConfidenceConfig | None = None
     on_checks_exhausted: Literal["return_last", "error"] = "return_last"
-    stream_hold_back: int = Field(default=0, ge=0)
+    stream_hold_back: int | None = Field(
+        default=None,
+        ge=0,
+        description="content deltas a stream reads before it commits, so checks judge them; "
+        "default: 256 on a route with checks or confidence (answers up to that length are "
+        "judged whole), 0 otherwise",
+    )
 
 
 class ApiKeyConfig(_Model):

@@ -157,7 +157,12 @@ ERROR_BY_KIND: dict[ErrorKind, type[ProviderError]] = {
 
 
 class AllAttemptsFailedError(TierwiseError):
-    """Every planned attempt failed; `record` lists each attempt and why."""
+    """Every planned attempt failed; `record` lists each attempt and why.
+
+    `status` says what the client may do: 503 (with `retry_after_s`) when no
+    deployment could be called at all, 429 when every call was rate-limited, 400
+    when every call was refused for content policy or the request itself, 402 when
+    budgets refused every call, 502 otherwise."""
 
     def __init__(self, record: RequestRecord) -> None:
         self.record = record
@@ -166,16 +171,66 @@ class AllAttemptsFailedError(TierwiseError):
     @property
     def status(self) -> int:
         """The HTTP status that best summarizes the failures."""
-        kinds = {a.trigger for a in self.record.attempts if a.trigger}
-        if kinds == {ErrorKind.BAD_REQUEST.value}:
+        attempts = self.record.attempts
+        called = {a.trigger for a in attempts if a.called and a.trigger}
+        skipped = {a.trigger for a in attempts if not a.called and a.trigger}
+        if called == {ErrorKind.BAD_REQUEST.value}:
             return 400
-        if kinds == {"budget"}:
-            return 402
-        if kinds and kinds <= {ErrorKind.RATE_LIMITED.value, "circuit_open"}:
+        if not called:
+            return _skipped_status(skipped)
+        if called == {ErrorKind.RATE_LIMITED.value}:
             return 429
-        if kinds and kinds <= {ErrorKind.CONTEXT_WINDOW.value}:
+        if called <= {ErrorKind.CONTENT_POLICY.value, ErrorKind.CONTEXT_WINDOW.value}:
             return 400
         return 502
+
+    @property
+    def code(self) -> str | None:
+        """A machine-readable code for the client's error object."""
+        if self.status == 503:
+            return "service_unavailable"
+        if self.status == 429:
+            return "rate_limit_exceeded"
+        if self.status == 400 and self._refusal() is not None:
+            return "content_policy_violation"
+        return None
+
+    @property
+    def message(self) -> str:
+        """What the client reads: the provider's own refusal for a content-policy
+        block, else every attempt and why."""
+        refusal = self._refusal()
+        if self.status == 400 and refusal is not None:
+            return f"the request was refused for content policy: {refusal}"
+        return str(self)
+
+    @property
+    def retry_after_s(self) -> float | None:
+        """The earliest time a retry could be served: the soonest half-open for a
+        503, the provider's shortest Retry-After for a 429."""
+        if self.status not in (429, 503):
+            return None
+        waits = [a.retry_after_s for a in self.record.attempts if a.retry_after_s is not None]
+        return min(waits) if waits else None
+
+    def _refusal(self) -> str | None:
+        details = [
+            a.detail
+            for a in self.record.attempts
+            if a.called and a.trigger == ErrorKind.CONTENT_POLICY.value
+        ]
+        return details[-1] if details else None
+
+
+def _skipped_status(triggers: set[str]) -> int:
+    """The status when no deployment was called: a context window too small for
+    every one is the request's fault (400), spent budgets are 402, and an open
+    circuit or unreachable shared state is 503."""
+    if triggers and triggers <= {ErrorKind.CONTEXT_WINDOW.value}:
+        return 400
+    if triggers == {"budget"}:
+        return 402
+    return 503
 
 
 class StreamInterruptedError(TierwiseError):
@@ -187,7 +242,15 @@ class StreamInterruptedError(TierwiseError):
 
 
 def describe_attempts(attempts: list[AttemptRecord]) -> str:
+    """`all N calls failed: ...`, naming skipped deployments apart from calls."""
     if not attempts:
         return "no deployment could be tried"
     parts = [f"{a.deployment}: {a.trigger} ({a.detail})" for a in attempts]
-    return f"all {len(attempts)} attempts failed: " + "; ".join(parts)
+    calls = sum(1 for a in attempts if a.called)
+    skipped = len(attempts) - calls
+    if calls == 0:
+        return f"no deployment could be called ({skipped} skipped): " + "; ".join(parts)
+    head = f"all {calls} call{'s' if calls != 1 else ''} failed"
+    if skipped:
+        head += f" and {skipped} deployment{'s' if skipped != 1 else ''} skipped"
+    return head + ": " + "; ".join(parts)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from tierwise.checks.base import AnswerView
+from tierwise.checks.builtin import EmptyCheck
 from tierwise.config import LOW_CONFIDENCE, QUALITY_CHECK, Action, Cooldown
 from tierwise.errors import ErrorKind, ProviderError
 from tierwise.plan import Deployment, Policy, Step
@@ -31,6 +32,8 @@ from tierwise.types import ChatRequest, ChatResponse, Usage
 T = TypeVar("T")
 CIRCUIT_OPEN = "circuit_open"
 BUDGET = "budget"
+STATE_UNAVAILABLE = "state_unavailable"
+BLANK = EmptyCheck()
 
 
 class Clock(Protocol):
@@ -86,6 +89,7 @@ class _Run(Generic[T]):
     cooling: list[Deployment] = field(default_factory=list)
     stop: str = ""
     scopes: tuple[str, ...] = ()
+    left: int = 0
     open_reservation: Reservation | None = None
 
 
@@ -127,6 +131,7 @@ class Executor:
         deadline = self.clock.now() + policy.fallback.deadline_s
         run = _Run(request, call, deadline, attempts if attempts is not None else [])
         run.scopes = tuple(scopes)
+        run.left = sum(len(step.deployments) for step in plan)
         for step in plan:
             found = await self._run_tier(run, step, policy)
             if found is not None:
@@ -155,6 +160,7 @@ class Executor:
         self, run: _Run[T], step: Step, policy: Policy
     ) -> tuple[Answer[T], Deployment] | None:
         for deployment in await self._order(step, policy):
+            run.left -= 1
             result = await self._run_deployment(run, deployment, policy)
             if result.answer is not None:
                 return result.answer, deployment
@@ -192,13 +198,12 @@ class Executor:
                 return _Result(None)
             reservation = await self._reserve(run, deployment)
             if reservation is False:
-                run.attempts.append(_skipped(deployment, BUDGET, "budget exhausted"))
+                run.attempts.append(self._refused(deployment))
                 return _Result(Action.NEXT)
             if not await self.health.acquire(deployment.name, self.clock.now()):
                 await self._settle(reservation, None)
                 if retry == 0:
-                    run.attempts.append(_skipped(deployment, CIRCUIT_OPEN, "circuit open"))
-                    run.cooling.append(deployment)
+                    run.attempts.append(await self._circuit_open(deployment))
                 return _Result(Action.NEXT)
             try:
                 result = await self._attempt(run, deployment, policy)
@@ -215,6 +220,21 @@ class Executor:
             if not await self._backoff(run, policy, retry, result.retry_after_s):
                 return result
         return _Result(Action.NEXT)
+
+    def _refused(self, deployment: Deployment) -> AttemptRecord:
+        """A budget's refusal: spent, or its shared store unreachable (fail-closed)."""
+        if self.budget is not None and self.budget.unavailable():
+            return _skipped(deployment, STATE_UNAVAILABLE, "budget store unreachable")
+        return _skipped(deployment, BUDGET, "budget exhausted")
+
+    async def _circuit_open(self, deployment: Deployment) -> AttemptRecord:
+        """A skip for a breaker that was open before this request reached it, with
+        the wait until it half-opens; the request does not wait for it."""
+        now = self.clock.now()
+        reopens_at = (await self.health.health(deployment.name, now)).reopens_at
+        skipped = _skipped(deployment, CIRCUIT_OPEN, "circuit open")
+        skipped.retry_after_s = max(reopens_at - now, 0.0)
+        return skipped
 
     async def _reserve(self, run: _Run[T], deployment: Deployment) -> Reservation | bool | None:
         """The call's reservation; None without a budget; False when refused."""
@@ -261,6 +281,8 @@ class Executor:
         run.calls += 1
         started = self.clock.now()
         timeouts = deployment.timeouts.within(run.deadline - started)
+        if run.left > 0 and run.calls < policy.fallback.max_attempts:
+            timeouts = timeouts.committing_within(policy.fallback.attempt_timeout_s)
         try:
             answer = await run.call(deployment, run.request, timeouts)
         except ProviderError as exc:
@@ -317,6 +339,9 @@ class Executor:
     ) -> _Result[T]:
         view = AnswerView(run.request, answer.view, answer.complete)
         checks = [await check.evaluate(view) for check in policy.checks]
+        blank = await BLANK.evaluate(view)
+        if not blank.passed and all(c.name != BLANK.name for c in checks):
+            checks.insert(0, blank)
         confidence = policy.confidence.confidence(view) if policy.confidence else None
         failed = [c for c in checks if not c.passed]
         trigger, detail = None, ""
@@ -354,7 +379,7 @@ class Executor:
     ) -> AttemptRecord:
         usage: Usage | None = None
         cost = ZERO
-        if answer.complete:
+        if answer.complete or trigger is not None:
             usage, cost = deployment.cost_usd(run.request, answer.view)
         return deployment.attempt(
             outcome="ok" if trigger is None else "rejected",

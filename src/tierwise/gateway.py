@@ -160,14 +160,21 @@ class Gateway:
         request_id: str | None = None,
         caller: str | None = None,
         scopes: Sequence[str] = (),
+        client_request_id: str | None = None,
     ) -> ChatResult:
         """Answer `request`, falling back as the route's policy says; raises
         AllAttemptsFailedError (with every attempt) when nothing answered.
-        `caller` names the API key the request came with, for the record."""
-        run = await self._run(request, request_id, caller, scopes, lambda target: _complete)
+        `caller` names the API key the request came with, and `client_request_id`
+        the id the client sent (not unique), for the record."""
+        run = await self._run(
+            request, request_id, caller, scopes, lambda target: _complete, client_request_id
+        )
         if run.outcome.answer is None:
             raise AllAttemptsFailedError(run.record)
-        return ChatResult(run.outcome.answer.value, run.record)
+        response = run.outcome.answer.value
+        if run.request.logprobs and not request.logprobs:
+            response = without_logprobs(response)
+        return ChatResult(response, run.record)
 
     async def stream(
         self,
@@ -176,12 +183,18 @@ class Gateway:
         request_id: str | None = None,
         caller: str | None = None,
         scopes: Sequence[str] = (),
+        client_request_id: str | None = None,
     ) -> ChatStream:
         """Run the plan until one stream commits (first tokens in hand and checks
         passed on the held-back prefix); iterate the result for its deltas."""
         clock = self.executor.clock
         run = await self._run(
-            request, request_id, caller, scopes, lambda t: open_stream(t.hold_back, clock)
+            request,
+            request_id,
+            caller,
+            scopes,
+            lambda t: open_stream(t.hold_back, clock),
+            client_request_id,
         )
         record, target, decision, outcome = run.record, run.target, run.decision, run.outcome
         if outcome.answer is None or outcome.deployment is None:
@@ -192,7 +205,9 @@ class Gateway:
             await self.executor.settle_later(reservation, record.attempts[-1])
             self._finish_stream(record, target, decision)
 
-        return ChatStream(outcome.answer.value, run.request, record, outcome.deployment, finish)
+        stream = ChatStream(outcome.answer.value, run.request, record, outcome.deployment, finish)
+        stream.keep_logprobs = request.logprobs or not run.request.logprobs
+        return stream
 
     async def _run(
         self,
@@ -201,10 +216,12 @@ class Gateway:
         caller: str | None,
         scopes: Sequence[str],
         call_for: Callable[[Target], Call[T]],
+        client_request_id: str | None = None,
     ) -> _Run[T]:
         """Record, route, plan and execute; the record is closed (or billed as
         cancelled) before this returns or raises."""
         record = self._new_record(request, request_id, caller)
+        record.client_request_id = client_request_id
         target, decision = await self.decide(request, record)
         record.route, record.decision = target.name, decision
         plan = target.plan_from(decision.target if decision else "")
@@ -247,6 +264,8 @@ class Gateway:
             "error" if outcome.answer is None else ("degraded" if outcome.degraded else "ok")
         )
         record.error = outcome.error if record.status != "ok" else None
+        if outcome.answer is not None and target.policy.judges:
+            record.checked = "complete" if outcome.answer.complete else "prefix"
         self._bill(record, target, decision)
         if outcome.answer is not None and not outcome.answer.complete:
             return
@@ -281,6 +300,12 @@ class Gateway:
     def _emit(self, record: RequestRecord) -> None:
         for sink in self.sinks:
             sink(record)
+
+
+def without_logprobs(response: ChatResponse) -> ChatResponse:
+    """The response without the logprobs the gateway asked for on its own behalf."""
+    choices = [replace(c, logprobs=None) for c in response.choices]
+    return replace(response, choices=choices)
 
 
 async def _complete(

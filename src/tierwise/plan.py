@@ -83,6 +83,11 @@ class Policy:
     confidence_threshold: float = 0.0
     return_last_on_checks: bool = True
 
+    @property
+    def judges(self) -> bool:
+        """Whether answers are judged by checks or a confidence signal."""
+        return bool(self.checks) or self.confidence is not None
+
     def prepare(self, request: ChatRequest) -> ChatRequest:
         """The request as sent upstream: logprobs are asked for when the
         route's confidence signal reads them."""

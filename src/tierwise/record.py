@@ -96,6 +96,10 @@ class RequestRecord:
     prompt: str | None = None
     answer: str | None = None
     prompt_sketch: list[float] | None = None
+    client_request_id: str | None = None
+    checked: str = "none"
+    """How much of the answer the route's checks judged: `complete`, `prefix` (a
+    stream that committed before its end), or `none` (the route has no checks)."""
 
     @property
     def calls(self) -> list[AttemptRecord]:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Self
 
 from tierwise.errors import (
     FirstTokenTimeoutError,
-    InvalidResponseError,
     ProviderError,
     StreamInterruptedError,
 )
@@ -114,8 +113,6 @@ async def _next(pending: PendingStream) -> bool:
         delta = await anext(pending.iterator)
     except StopAsyncIteration:
         pending.done = True
-        if not pending.assembler.has_content:
-            raise InvalidResponseError("empty answer") from None
         return False
     pending.buffered.append(delta)
     pending.assembler.add(delta)
@@ -151,6 +148,7 @@ class ChatStream:
         self.record, self.deployment = record, deployment
         self._pending, self._request, self._on_finish = pending, request, on_finish
         self._finished = False
+        self.keep_logprobs = True
 
     async def __aenter__(self) -> Self:
         return self
@@ -173,14 +171,14 @@ class ChatStream:
         return self._pending.assembler.response(self.deployment.model)
 
     async def __aiter__(self) -> AsyncIterator[StreamDelta]:
-        pending = self._pending
+        pending, strip = self._pending, not self.keep_logprobs
         try:
             for delta in pending.buffered:
-                yield delta
+                yield replace(delta, logprobs=None) if strip and delta.logprobs else delta
             if not pending.done:
                 async for delta in pending.iterator:
                     pending.assembler.add(delta)
-                    yield delta
+                    yield replace(delta, logprobs=None) if strip and delta.logprobs else delta
         except ProviderError as exc:
             await self._settle("error", f"stream failed after it started: {exc.message}", exc)
             raise StreamInterruptedError(str(exc), self.record) from None

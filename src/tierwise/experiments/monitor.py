@@ -13,6 +13,7 @@ from tierwise.experiments.log import read_events, write_event
 from tierwise.experiments.registry import Event
 from tierwise.experiments.status import guardrail_verdicts
 from tierwise.store.base import Store
+from tierwise.store.guard import StoreUnavailableError
 
 if TYPE_CHECKING:
     from tierwise.gateway import Gateway
@@ -89,6 +90,8 @@ class Monitor:
                 await self.tick()
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailableError:
+                log.debug("monitor tick skipped: the request store is unreachable")
             except Exception:
                 log.exception("monitor tick failed; next in %.0f s", self.interval_s)
             await asyncio.sleep(self.interval_s)

@@ -26,6 +26,7 @@ from tierwise.observability.report import Report, parse_since, summarize
 from tierwise.server.app import GATEWAY, KEYS, WRITER, json_response
 from tierwise.server.auth import ApiKey, KeyRing
 from tierwise.store import Store
+from tierwise.store.guard import guarded_store
 
 COOKIE = "tierwise_dashboard"
 SESSION_S = 12 * 3600
@@ -105,11 +106,6 @@ def _page(body: str, status: int = 200) -> web.Response:
     )
 
 
-def _store(request: web.Request) -> Store | None:
-    writer = request.app[WRITER]
-    return writer.store if writer is not None else None
-
-
 async def _report(request: web.Request, store: Store, since: float, now: float) -> Report:
     bucket = request.query.get("bucket_s", "")
     bucket_s = int(bucket) if BUCKET.fullmatch(bucket) and int(bucket) > 0 else None
@@ -132,11 +128,12 @@ async def dashboard(request: web.Request) -> web.Response:
         since = parse_since(since_text, now)
     except ValueError as exc:
         return _page(message_page(str(exc)), 400)
-    store = _store(request)
-    if store is None:
-        return _page(message_page("the request log is off (store.enabled: false)"), 409)
-    report = await _report(request, store, since, now)
-    extra = await _experiments_html(request, store, now)
+    try:
+        store = guarded_store(request.app[WRITER], "the dashboard")
+        report = await _report(request, store, since, now)
+        extra = await _experiments_html(request, store, now)
+    except RequestError as exc:
+        return _page(message_page(exc.message), exc.status)
     return _page(dashboard_page(report, since_text, signed_in, extra))
 
 
@@ -160,9 +157,7 @@ async def data_json(request: web.Request) -> web.Response:
         since = parse_since(request.query.get("since", DEFAULT_SINCE), now)
     except ValueError as exc:
         raise RequestError(str(exc), param="since") from None
-    store = _store(request)
-    if store is None:
-        raise RequestError("the request log is off (store.enabled: false)", status=409)
+    store = guarded_store(request.app[WRITER], "the dashboard")
     report = await _report(request, store, since, now)
     return json_response(report.to_json(), headers={"cache-control": "no-store"})
 

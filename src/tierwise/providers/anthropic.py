@@ -256,8 +256,6 @@ def decode_response(body: Any, model: str) -> ChatResponse:
         for b in blocks
         if b.get("type") == "tool_use"
     ]
-    if not text and not calls:
-        raise InvalidResponseError("empty answer")
     message = Message("assistant", text or None, tool_calls=calls or None)
     reason = STOP_REASONS.get(str(body.get("stop_reason")), body.get("stop_reason"))
     return ChatResponse(

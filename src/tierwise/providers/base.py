@@ -34,6 +34,14 @@ class Timeouts:
         first = None if self.first_token_s is None else min(self.first_token_s, total)
         return Timeouts(min(self.connect_s, total), total, first)
 
+    def committing_within(self, limit_s: float | None) -> Timeouts:
+        """These timeouts with the time to commit (a stream's first token, a
+        whole answer otherwise) at most `limit_s`."""
+        if limit_s is None:
+            return self
+        first = limit_s if self.first_token_s is None else min(self.first_token_s, limit_s)
+        return Timeouts(self.connect_s, self.total_s, min(first, self.total_s))
+
 
 class Provider(Protocol):
     """One deployment's wire format: a completed answer, or a stream of deltas."""

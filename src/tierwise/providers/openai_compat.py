@@ -184,17 +184,14 @@ def decode_message(raw: JSON) -> Message:
 
 
 def decode_response(body: Any, model: str) -> ChatResponse:
-    """An OpenAI `chat.completion`; an answer with no choice, or no content and
-    no tool call, is an invalid response."""
+    """An OpenAI `chat.completion`; an answer with no choice is an invalid
+    response (a blank one is returned, for the `empty` check to judge and bill)."""
     try:
         choices = [_decode_choice(c) for c in body["choices"]]
     except (KeyError, TypeError, IndexError) as exc:
         raise InvalidResponseError(f"malformed completion: missing {exc}") from None
     if not choices:
         raise InvalidResponseError("completion has no choices")
-    first = choices[0].message
-    if not first.content and not first.tool_calls:
-        raise InvalidResponseError("empty answer")
     return ChatResponse(
         id=str(body.get("id", "")),
         model=str(body.get("model") or model),

@@ -27,6 +27,7 @@ from tierwise.experiments.spec import ExperimentConfig
 from tierwise.server.app import GATEWAY, KEYS, WRITER, json_response, read_body
 from tierwise.server.auth import KeyRing
 from tierwise.store.base import Store
+from tierwise.store.guard import GuardedStore, guarded_store
 
 log = logging.getLogger("tierwise.server")
 ADMIN_KEYS: web.AppKey[KeyRing] = web.AppKey("admin_keys", KeyRing)
@@ -42,7 +43,8 @@ async def _start_monitor(app: web.Application) -> None:
     if writer is None:
         return
     gateway = app[GATEWAY]
-    app[MONITOR] = Monitor(gateway, writer.store, interval_s=app[INTERVAL])
+    store = GuardedStore(writer, "the experiment monitor")
+    app[MONITOR] = Monitor(gateway, store, interval_s=app[INTERVAL])
     app[JUDGE] = Judge(gateway, writer.store)
     gateway.sinks.append(app[JUDGE])
     app[TASK] = asyncio.get_running_loop().create_task(app[MONITOR].run())
@@ -117,10 +119,7 @@ def _is_api_key(request: web.Request) -> bool:
 
 
 def store_of(request: web.Request) -> Store:
-    writer = request.app[WRITER]
-    if writer is None:
-        raise RequestError("experiments need the request store (store.enabled)", status=409)
-    return writer.store
+    return guarded_store(request.app[WRITER], "the admin API")
 
 
 async def list_experiments(request: web.Request) -> web.Response:

@@ -34,7 +34,8 @@ def caller_of(key: ApiKey | None, request: ChatRequest) -> Caller:
 
 
 async def admit(limiter: RateLimiter | None, caller: Caller, request: ChatRequest) -> None:
-    """Raise AdmissionError (429 with Retry-After) when a rate limit is full."""
+    """Raise AdmissionError (429 with Retry-After) when a rate limit is full, or
+    (503) when the limits' shared store is unreachable and state fails closed."""
     if limiter is None:
         return
     chars = sum(len(m.text()) for m in request.messages)
@@ -43,6 +44,12 @@ async def admit(limiter: RateLimiter | None, caller: Caller, request: ChatReques
     admission = await limiter.admit(scopes, requests=1, tokens=tokens, now=time.time())
     if admission.allowed:
         return
+    if admission.unavailable:
+        raise AdmissionError(
+            "rate limits cannot be checked: their shared store is unreachable",
+            status=503,
+            retry_after_s=admission.retry_after_s,
+        )
     if admission.retry_after_s is None:
         raise AdmissionError("request is larger than the token rate limit", status=413)
     wait = math.ceil(admission.retry_after_s)

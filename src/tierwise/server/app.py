@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,22 +21,22 @@ from tierwise.errors import (
     TierwiseError,
 )
 from tierwise.experiments.assign import SESSION_KEY
-from tierwise.gateway import Gateway, new_request_id
+from tierwise.gateway import ChatResult, Gateway, new_request_id
 from tierwise.observability.metrics import Metrics
 from tierwise.record import RequestRecord
 from tierwise.server import anthropic_wire, openai_wire
 from tierwise.server.admission import Caller, admit, caller_of
 from tierwise.server.auth import ApiKey, KeyRing, check_model
 from tierwise.server.feedback import parse_feedback
-from tierwise.server.headers import record_headers
+from tierwise.server.headers import CLIENT_RID, client_request_id, id_headers, record_headers
 from tierwise.server.openapi import add_openapi_route
 from tierwise.server.streams import stream_anthropic, stream_openai
+from tierwise.store.guard import StoreUnavailableError, guarded_store
 from tierwise.store.writer import RecordWriter
 from tierwise.types import ChatRequest
 
 log = logging.getLogger("tierwise.server")
 SESSION_HEADER = "x-tierwise-session"
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
 KEYS: web.AppKey[KeyRing] = web.AppKey("keys", KeyRing)
 READY: web.AppKey[asyncio.Event] = web.AppKey("ready", asyncio.Event)
@@ -92,11 +92,6 @@ async def _close(app: web.Application) -> None:
         await writer.close()
 
 
-def request_id(request: web.Request) -> str:
-    given = request.headers.get("x-request-id", "")
-    return given if REQUEST_ID.match(given) else new_request_id()
-
-
 def is_anthropic(request: web.Request) -> bool:
     return request.path.startswith("/v1/messages")
 
@@ -104,8 +99,8 @@ def is_anthropic(request: web.Request) -> bool:
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure becomes an error object in the wire format of the route."""
-    rid = request_id(request)
-    request[RID] = rid
+    rid = new_request_id()
+    request[RID], request[CLIENT_RID] = rid, client_request_id(request)
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -129,18 +124,28 @@ def tierwise_error_response(request: web.Request, exc: TierwiseError, rid: str) 
     if isinstance(exc, AccessError):
         return error_response(request, exc.status, exc.message, rid)
     if isinstance(exc, AdmissionError):
-        response = error_response(request, exc.status, exc.message, rid, code="rate_limited")
+        code = "rate_limited" if exc.status == 429 else None
+        response = error_response(request, exc.status, exc.message, rid, code=code)
         if exc.retry_after_s is not None:
-            response.headers["retry-after"] = str(int(exc.retry_after_s))
+            response.headers["retry-after"] = retry_after(exc.retry_after_s)
         return response
     if isinstance(exc, RouteNotFoundError):
         return error_response(request, 404, str(exc), rid, param="model", code="model_not_found")
     if isinstance(exc, AllAttemptsFailedError):
         attempts = [_attempt_summary(a) for a in exc.record.attempts]
-        response = error_response(request, exc.status, str(exc), rid, attempts=attempts)
+        response = error_response(
+            request, exc.status, exc.message, rid, code=exc.code, attempts=attempts
+        )
         response.headers.update(record_headers(exc.record))
+        if exc.retry_after_s is not None:
+            response.headers["retry-after"] = retry_after(exc.retry_after_s)
         return response
     return error_response(request, 500, str(exc), rid)
+
+
+def retry_after(seconds: float) -> str:
+    """Whole seconds, rounded up and at least 1, as HTTP's Retry-After wants."""
+    return str(max(1, math.ceil(seconds)))
 
 
 def _attempt_summary(attempt: Any) -> dict[str, Any]:
@@ -172,7 +177,7 @@ def error_response(
     else:
         extra = {"attempts": attempts} if attempts is not None else None
         body = openai_wire.encode_error(status, message, param=param, code=code, extra=extra)
-    return json_response(body, status, {"x-request-id": rid})
+    return json_response(body, status, id_headers(rid, request.get(CLIENT_RID)))
 
 
 def json_response(
@@ -218,7 +223,7 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
     gateway, rid = request.app[GATEWAY], request[RID]
     if stream:
         return await stream_openai(request, gateway, chat, rid, include_usage, caller)
-    result = await gateway.chat(chat, request_id=rid, caller=caller.name, scopes=caller.scopes)
+    result = await _answer(request, chat, caller)
     model = _served_model(gateway, result.record)
     body = openai_wire.encode_response(result.response, f"chatcmpl-{rid}", model, int(time.time()))
     return json_response(body, headers=record_headers(result.record))
@@ -232,10 +237,20 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     gateway, rid = request.app[GATEWAY], request[RID]
     if stream:
         return await stream_anthropic(request, gateway, chat, rid, caller)
-    result = await gateway.chat(chat, request_id=rid, caller=caller.name, scopes=caller.scopes)
+    result = await _answer(request, chat, caller)
     model = _served_model(gateway, result.record)
     body = anthropic_wire.encode_response(result.response, f"msg_{rid}", model)
     return json_response(body, headers=record_headers(result.record))
+
+
+async def _answer(request: web.Request, chat: ChatRequest, caller: Caller) -> ChatResult:
+    return await request.app[GATEWAY].chat(
+        chat,
+        request_id=request[RID],
+        caller=caller.name,
+        scopes=caller.scopes,
+        client_request_id=request[CLIENT_RID],
+    )
 
 
 def _served_model(gateway: Gateway, record: RequestRecord) -> str:
@@ -264,23 +279,20 @@ async def list_models(request: web.Request) -> web.Response:
 
 
 async def feedback(request: web.Request) -> web.Response:
-    """Store a user's score for a request; 404 when the request id is unknown."""
+    """Store a user's score for a request, named by the gateway's id or by the client's
+    `x-request-id` (then its newest request); 404 when neither is known. Records of
+    answers already sent are written first, so a score right after its answer is kept."""
     key = request.app[KEYS].authenticate(request.headers)
     item = parse_feedback(await read_body(request), key.name if key else None)
-    writer = request.app[WRITER]
-    if writer is None:
-        raise RequestError("feedback needs the request store (store.enabled)", status=409)
-    stored = await writer.store.add_feedback(item)
-    if not stored and writer.pending:
-        await writer.flush()
-        stored = await writer.store.add_feedback(item)
-    if not stored:
+    store = guarded_store(request.app[WRITER], "feedback")
+    if store.writer.pending and not await store.writer.flush():
+        raise StoreUnavailableError("feedback")
+    stored = await store.add_feedback(item)
+    if stored is None:
         raise RequestError(
             f"unknown request id {item.request_id!r}", param="request_id", status=404
         )
-    return json_response(
-        {"id": item.feedback_id, "request_id": item.request_id, "score": item.score}
-    )
+    return json_response({"id": item.feedback_id, "request_id": stored, "score": item.score})
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -44,6 +44,7 @@ ERRORS = {
     413: "The body is larger than `server.max_body_bytes`.",
     429: "Every attempt was rate limited or met an open circuit.",
     502: "Every attempt failed upstream; `attempts` lists them.",
+    503: "The request store is unreachable for now (answers are still served).",
 }
 SECURED: list[JSON] = [{"bearer": []}, {"apiKey": []}]
 OPEN: list[JSON] = []
@@ -324,9 +325,11 @@ def header(description: str, required: bool, **schema: Any) -> JSON:
     return {"description": description, "required": required, "schema": {**STR, **schema}}
 
 
-def request_id_header() -> JSON:
-    text = "The client's `x-request-id` when it is 1-128 of `A-Z a-z 0-9 . _ : -`, else a new id."
-    return header(text, True, pattern="^[A-Za-z0-9._:-]{1,128}$")
+def id_headers() -> JSON:
+    text = "The client's `x-request-id` (1-128 of `A-Z a-z 0-9 . _ : -`), else the gateway's id."
+    echoed = header(text, True, pattern="^[A-Za-z0-9._:-]{1,128}$")
+    unique = header("The gateway's own unique id of the request.", True, pattern="^[0-9a-f]{32}$")
+    return {"x-request-id": echoed, "x-tierwise-request-id": unique}
 
 
 def record_headers(required: bool) -> JSON:
@@ -342,7 +345,7 @@ def json_content(schema: JSON) -> JSON:
 
 def errors(wire: str, *statuses: int, record: bool = False) -> dict[str, JSON]:
     """Error responses in the wire format `wire` (`OpenAI` or `Anthropic`)."""
-    headers = {"x-request-id": request_id_header(), **(record_headers(False) if record else {})}
+    headers = {**id_headers(), **(record_headers(False) if record else {})}
     content = json_content(ref(f"{wire}Error"))
     return {
         str(s): {"description": ERRORS[s], "headers": headers, "content": content} for s in statuses
@@ -382,9 +385,9 @@ def operation(op_id: str, summary: str, responses: JSON, **extra: Any) -> JSON:
 def chat(op_id: str, summary: str, wire: str, body: str, reply: str) -> JSON:
     events = {"schema": ref(f"{wire}StreamEvent")}
     content = {**json_content(ref(reply)), "text/event-stream": events}
-    headers = {"x-request-id": request_id_header(), **record_headers(True)}
+    headers = {**id_headers(), **record_headers(True)}
     ok = {"description": "JSON, or server-sent events when `stream` is true.", "content": content}
-    rid = param("x-request-id", "header", "An id to echo back and record.")
+    rid = param("x-request-id", "header", "An id to echo back and record (need not be unique).")
     failures = errors(wire, 400, 401, 403, 404, 413, 429, 502, record=True)
     responses = {"200": ok | {"headers": headers}, **failures}
     return operation(op_id, summary, responses, body=ref(body), parameters=[rid])
@@ -395,7 +398,7 @@ def api_paths() -> JSON:
     models = {"200": answer("Every name.", json_content(lists)), **errors("OpenAI", 401)}
     version = param("anthropic-version", "header", "When sent, the list is in Anthropic's shape.")
     stored = answer("Stored.", json_content(ref("FeedbackStored")))
-    feedback = {"200": stored, **errors("OpenAI", 400, 401, 404, 409, 413)}
+    feedback = {"200": stored, **errors("OpenAI", 400, 401, 404, 409, 413, 503)}
     openai = ("createChatCompletion", "OpenAI chat completion", "OpenAI", "OpenAIChatRequest")
     anthropic = ("createMessage", "Anthropic message", "Anthropic", "AnthropicMessagesRequest")
     return {
@@ -454,9 +457,9 @@ def dashboard_paths() -> JSON:
         ],
     }
     pages = {"200": html("The dashboard."), "400": html("Unreadable `since`.")}
-    pages |= {"401": html("The sign-in form."), "403": html(ERRORS[403]), "409": html(ERRORS[409])}
+    pages |= {"401": html("The sign-in form.")} | {str(s): html(ERRORS[s]) for s in (403, 409, 503)}
     report = {"200": answer("The report.", json_content(ref("Report")))}
-    report |= errors("OpenAI", 400, 401, 403, 409)
+    report |= errors("OpenAI", 400, 401, 403, 409, 503)
     logout = {"303": SEE_DASHBOARD, **errors("OpenAI", 403)}
     return {
         "/dashboard": {"get": operation("dashboard", "Dashboard", pages, **query)},

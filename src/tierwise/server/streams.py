@@ -13,7 +13,7 @@ from tierwise.gateway import Gateway
 from tierwise.record import RequestRecord
 from tierwise.server import anthropic_wire, openai_wire
 from tierwise.server.admission import Caller
-from tierwise.server.headers import record_headers
+from tierwise.server.headers import CLIENT_RID, record_headers
 from tierwise.streaming import ChatStream
 from tierwise.types import ChatRequest
 
@@ -26,6 +26,18 @@ async def _open(request: web.Request, stream: ChatStream) -> web.StreamResponse:
     response = web.StreamResponse(headers={**SSE_HEADERS, **found})
     await response.prepare(request)
     return response
+
+
+async def _open_stream(
+    request: web.Request, gateway: Gateway, chat: ChatRequest, rid: str, caller: Caller
+) -> ChatStream:
+    return await gateway.stream(
+        chat,
+        request_id=rid,
+        caller=caller.name,
+        scopes=caller.scopes,
+        client_request_id=request[CLIENT_RID],
+    )
 
 
 def _data(payload: Any) -> bytes:
@@ -44,6 +56,7 @@ def _summary(record: RequestRecord) -> bytes:
         "attempts": len(record.calls),
         "cost_usd": f"{record.cost.total_usd:f}",
         "status": record.status,
+        "checked": record.checked,
     }
     return b": tierwise " + orjson.dumps(info) + b"\n\n"
 
@@ -56,7 +69,7 @@ async def stream_openai(
     include_usage: bool,
     caller: Caller,
 ) -> web.StreamResponse:
-    stream = await gateway.stream(chat, request_id=rid, caller=caller.name, scopes=caller.scopes)
+    stream = await _open_stream(request, gateway, chat, rid, caller)
     model, created, cid = stream.deployment.model, int(time.time()), f"chatcmpl-{rid}"
     async with stream:
         response = await _open(request, stream)
@@ -80,7 +93,7 @@ async def stream_openai(
 async def stream_anthropic(
     request: web.Request, gateway: Gateway, chat: ChatRequest, rid: str, caller: Caller
 ) -> web.StreamResponse:
-    stream = await gateway.stream(chat, request_id=rid, caller=caller.name, scopes=caller.scopes)
+    stream = await _open_stream(request, gateway, chat, rid, caller)
     encoder = anthropic_wire.EventEncoder(f"msg_{rid}", stream.deployment.model)
     async with stream:
         response = await _open(request, stream)

@@ -121,6 +121,11 @@ class Budget(Protocol):
 
     async def usage(self, scope: str, now: float) -> BudgetUsage: ...
 
+    def unavailable(self) -> bool:
+        """Whether reservations are refused because the budget's shared store is
+        unreachable (fail-closed), rather than because money ran out."""
+        ...
+
 
 LimitSpec = BudgetLimit | tuple[Decimal | str | int | float, Period | str]
 
@@ -250,3 +255,6 @@ class MemoryBudget:
 
     async def usage(self, scope: str, now: float) -> BudgetUsage:
         return self.usage_now(scope, now)
+
+    def unavailable(self) -> bool:
+        return False

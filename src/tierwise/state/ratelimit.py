@@ -32,6 +32,8 @@ class Admission:
     retry_after_s: float | None = 0.0
     """0 when allowed; when refused, the wait until the same call would fit (None:
     it never will, being larger than a limit)."""
+    unavailable: bool = False
+    """Refused because the limits' shared store is unreachable (fail-closed)."""
 
 
 @dataclass(frozen=True, slots=True)

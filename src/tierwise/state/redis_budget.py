@@ -133,6 +133,9 @@ class RedisBudget(RedisBacked):
         self._finish = client.register_script(FINISH_LUA)
         self._usage = client.register_script(USAGE_LUA)
 
+    def unavailable(self) -> bool:
+        return self.options.on_unavailable == "closed" and not self.guard.available
+
     def keys(self, buckets: Sequence[Bucket]) -> list[str]:
         base = [self.options.key("budget", b.tag) for b in buckets]
         return [k for key in base for k in (key, key + ":exp")]

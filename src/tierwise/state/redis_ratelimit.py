@@ -125,7 +125,7 @@ class RedisRateLimiter(RedisBacked):
         if reply is DOWN:
             if self.options.on_unavailable == "open":
                 return self.local.admit_now(scope_keys, requests, tokens, now)
-            return Admission(False, max(self.guard.retry_in_s(), 0.05))
+            return Admission(False, max(self.guard.retry_in_s(), 0.05), unavailable=True)
         if int(reply[0]) == 1:
             return Admission(True)
         states = [

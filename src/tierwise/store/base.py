@@ -26,12 +26,19 @@ class Store(Protocol):
     """Append-only request log. SQL passed to `query` uses `?` placeholders and
     the portable subset of SQL that SQLite and PostgreSQL share."""
 
+    @property
+    def location(self) -> str:
+        """Where the store is, without credentials (for log lines)."""
+        ...
+
     async def migrate(self) -> None: ...
 
     async def record(self, records: Sequence[RequestRecord]) -> None: ...
 
-    async def add_feedback(self, feedback: Feedback) -> bool:
-        """False when the request id is unknown."""
+    async def add_feedback(self, feedback: Feedback) -> str | None:
+        """Store `feedback` under the request whose gateway id is `feedback.request_id`,
+        else under the newest request sent with that client `x-request-id`; the gateway
+        id it was stored under, or None when neither is known."""
         ...
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]: ...

@@ -96,4 +96,11 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         "m003_experiment_units",
         ["ALTER TABLE requests ADD COLUMN unit_key TEXT"],
     ),
+    (
+        "m004_client_request_ids",
+        [
+            "ALTER TABLE requests ADD COLUMN client_request_id TEXT",
+            "CREATE INDEX requests_client_request_id ON requests (client_request_id, created_at)",
+        ],
+    ),
 ]

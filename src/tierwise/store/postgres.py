@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from tierwise.record import RequestRecord
 from tierwise.store import sql
@@ -27,6 +28,13 @@ class PostgresStore:
         self.dsn, self.schema, self.pool_size = dsn, schema, pool_size
         self.capture = capture or Capture()
         self._pool: Any = None
+
+    @property
+    def location(self) -> str:
+        parts = urlsplit(self.dsn)
+        port = f":{parts.port}" if parts.port else ""
+        schema = f"?schema={self.schema}" if self.schema else ""
+        return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}{schema}"
 
     async def _acquire_pool(self) -> Any:
         if self._pool is None:
@@ -62,22 +70,27 @@ class PostgresStore:
             if attempts:
                 await conn.executemany(sql.numbered(sql.INSERT_ATTEMPT), attempts)
 
-    async def add_feedback(self, feedback: Feedback) -> bool:
+    async def add_feedback(self, feedback: Feedback) -> str | None:
         pool = await self._acquire_pool()
         async with pool.acquire() as conn:
-            if await conn.fetchval(sql.numbered(sql.EXISTS), feedback.request_id) is None:
-                return False
+            found = await conn.fetchval(sql.numbered(sql.EXISTS), feedback.request_id)
+            if found is None:
+                found = await conn.fetchval(
+                    sql.numbered(sql.NEWEST_FOR_CLIENT_ID), feedback.request_id
+                )
+            if found is None:
+                return None
             await conn.execute(
                 sql.numbered(sql.INSERT_FEEDBACK),
                 feedback.feedback_id,
-                feedback.request_id,
+                found,
                 feedback.created_at,
                 feedback.score,
                 feedback.raw_score,
                 feedback.comment,
                 feedback.api_key,
             )
-            return True
+            return str(found)
 
     async def query(self, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         pool = await self._acquire_pool()

@@ -49,6 +49,7 @@ REQUEST_COLUMNS = (
     "experiment",
     "prompt_sketch",
     "unit_key",
+    "client_request_id",
 )
 ATTEMPT_COLUMNS = (
     "request_id",
@@ -150,6 +151,7 @@ def request_row(record: RequestRecord, capture: Capture) -> tuple[Any, ...]:
         record.experiment,
         _sketch(record.prompt_sketch),
         record.unit_key,
+        record.client_request_id,
     )
 
 

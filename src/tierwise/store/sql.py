@@ -29,7 +29,11 @@ PRUNE = [
     "DELETE FROM judgments WHERE created_at < ?",
     "DELETE FROM requests WHERE created_at < ?",
 ]
-EXISTS = "SELECT 1 FROM requests WHERE request_id = ?"
+EXISTS = "SELECT request_id FROM requests WHERE request_id = ?"
+NEWEST_FOR_CLIENT_ID = (
+    "SELECT request_id FROM requests WHERE client_request_id = ? "
+    "ORDER BY created_at DESC, request_id DESC LIMIT 1"
+)
 
 
 def numbered(sql: str) -> str:

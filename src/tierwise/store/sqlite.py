@@ -26,6 +26,10 @@ class SQLiteStore:
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
+    @property
+    def location(self) -> str:
+        return f"sqlite:///{self.path}"
+
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,8 +56,9 @@ class SQLiteStore:
         attempts = [row for r in records for row in attempt_rows(r)]
         await self._run(_write, requests, attempts)
 
-    async def add_feedback(self, feedback: Feedback) -> bool:
-        return bool(await self._run(_feedback, feedback))
+    async def add_feedback(self, feedback: Feedback) -> str | None:
+        found: str | None = await self._run(_feedback, feedback)
+        return found
 
     async def query(self, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = await self._run(_select, statement, tuple(params))
@@ -113,14 +118,16 @@ def _write(conn: sqlite3.Connection, requests: list[Any], attempts: list[Any]) -
         raise
 
 
-def _feedback(conn: sqlite3.Connection, fb: Feedback) -> bool:
-    if conn.execute(sql.EXISTS, (fb.request_id,)).fetchone() is None:
-        return False
+def _feedback(conn: sqlite3.Connection, fb: Feedback) -> str | None:
+    row = conn.execute(sql.EXISTS, (fb.request_id,)).fetchone()
+    row = row or conn.execute(sql.NEWEST_FOR_CLIENT_ID, (fb.request_id,)).fetchone()
+    if row is None:
+        return None
     conn.execute(
         sql.INSERT_FEEDBACK,
         (
             fb.feedback_id,
-            fb.request_id,
+            row[0],
             fb.created_at,
             fb.score,
             fb.raw_score,
@@ -128,7 +135,7 @@ def _feedback(conn: sqlite3.Connection, fb: Feedback) -> bool:
             fb.api_key,
         ),
     )
-    return True
+    return str(row[0])
 
 
 def _select(
