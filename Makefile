@@ -30,6 +30,7 @@ bench: setup
 	$(PY) bench/gateway_overhead.py
 	$(PY) bench/proxy_overhead.py
 	$(PY) bench/router_latency.py
+	$(PY) bench/faults.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
