@@ -276,6 +276,27 @@ async def test_a_sampled_judge_scores_answers_against_the_strong_model(
         await gateway.aclose()
 
 
+async def test_a_verdict_the_store_cannot_take_is_logged_in_one_line(
+    upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway = Gateway(parse_config(judged_config(upstream.base_url)))
+    store = open_store("postgresql://postgres@127.0.0.1:1/test")
+    judge = Judge(gateway, store, rng=random.Random(1))
+    gateway.sinks.append(judge)
+    question = "Name a colour [[reply=SAME model=judge-model]]"
+    try:
+        with caplog.at_level("WARNING"):
+            await gateway.chat(ChatRequest([Message("user", question)], user="u1"))
+            (task,) = judge.tasks
+            await task
+    finally:
+        await judge.aclose()
+        await gateway.aclose()
+    assert task.exception() is None
+    lines = [r.getMessage() for r in caplog.records if "judge" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].endswith("not stored: the request store is unreachable")
+
+
 def test_verdicts_are_parsed_or_left_unscored() -> None:
     assert parse_verdict("Same.").score == 1.0
     assert parse_verdict("I think A is WORSE than B").score == 0.0

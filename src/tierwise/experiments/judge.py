@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from tierwise.errors import TierwiseError
 from tierwise.store.base import Store
+from tierwise.store.guard import is_unreachable
 from tierwise.store.rows import to_pusd
 from tierwise.types import ChatRequest, Message
 
@@ -108,19 +109,25 @@ class Judge:
             return
         parsed = parse_verdict(verdict.response.text())
         cost = reference.record.cost.total_usd + verdict.record.cost.total_usd
-        await self.store.execute(
-            INSERT,
-            (
-                record.request_id,
-                time.time(),
-                record.experiment,
-                record.variant,
-                parsed.score,
-                to_pusd(cost),
-                config.judge,
-                parsed.detail,
-            ),
+        row = (
+            record.request_id,
+            time.time(),
+            record.experiment,
+            record.variant,
+            parsed.score,
+            to_pusd(cost),
+            config.judge,
+            parsed.detail,
         )
+        try:
+            await self.store.execute(INSERT, row)
+        except Exception as exc:
+            if not is_unreachable(exc):
+                raise
+            log.warning(
+                "judge verdict for request %s not stored: the request store is unreachable",
+                record.request_id,
+            )
 
     async def aclose(self) -> None:
         for task in list(self.tasks):
