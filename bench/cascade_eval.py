@@ -31,12 +31,8 @@ import numpy as np
 from tierwise.evaluation.acceptance import Inputs, evaluate_learned
 from tierwise.evaluation.answers import AnswerTable, answer_codes, category, read_answers
 from tierwise.evaluation.cascade import parse_cascade
-from tierwise.evaluation.cascade_eval import (
-    CascadeEval,
-    chosen_summary,
-    evaluate_cascades,
-    write_cascade_outputs,
-)
+from tierwise.evaluation.cascade_eval import CascadeEval, evaluate_cascades
+from tierwise.evaluation.cascade_report import chosen_summary, write_cascade_outputs
 from tierwise.evaluation.metrics import Point, cheapest_at, cost_of
 from tierwise.learning.outcomes import OutcomeTable, read_outcomes
 from tierwise.learning.train import fold_indices

@@ -140,13 +140,17 @@ def test_simulated_cascade_matches_hand_computed_cost_and_quality(
     assert run.called[2].tolist() == [True, False, True]
 
 
-def test_a_two_of_three_stage_calls_the_third_model_only_on_disagreement() -> None:
-    codes = np.array([[0, 0, 1, 0], [0, 1, 1, 0], [0, 1, 2, 0], [-1, 0, 0, 0]], dtype=np.intp)
-    costs = np.tile([1.0, 2.0, 4.0, 100.0], (4, 1))
+def test_a_two_of_three_stage_serves_the_anchor_when_one_more_model_agrees() -> None:
+    """The third model is asked only when the second disagrees with the anchor; two
+    voters agreeing against the anchor, or an anchor without an answer, escalate."""
+    rows = [[0, 0, 1, 0], [0, 1, 0, 0], [0, 1, 1, 0], [0, 1, 2, 0], [-1, 0, 0, 0]]
+    codes = np.array(rows, dtype=np.intp)
+    costs = np.tile([1.0, 2.0, 4.0, 100.0], (5, 1))
     cascade = Cascade((Stage(("a", "b", "c"), 2),), "d")
     run = simulate(cascade, codes, costs, ["a", "b", "c", "d"])
-    assert run.cost.tolist() == [3.0, 7.0, 107.0, 7.0]
-    assert run.served.tolist() == [0, 1, 3, 1]
+    assert run.cost.tolist() == [3.0, 7.0, 107.0, 107.0, 101.0]
+    assert run.served.tolist() == [0, 0, 3, 3, 3]
+    assert run.called[4].tolist() == [True, False, False, True]
 
 
 def test_a_later_stage_reuses_answers_already_paid_for() -> None:
@@ -174,8 +178,9 @@ def test_candidates_cover_singles_and_every_ordered_group() -> None:
     found = candidates(["a", "b", "c"], "z", ["a", "b", "c", "z"], max_group=3)
     labels = [c.label for c in found]
     assert labels[:4] == ["a", "b", "c", "z"]
-    assert "a 1/1 > z" in labels and "b+a 1/2 > z" in labels and "c+a+b 2/3 > z" in labels
-    assert len(found) == 4 + 3 + 6 * 2 + 6 * 2
+    assert "a 1/1 > z" in labels and "b+a 2/2 > z" in labels and "c+a+b 2/3 > z" in labels
+    assert "b+a 1/2 > z" not in labels
+    assert len(found) == 4 + 3 + 6 + 6 * 2
     assert len(set(labels)) == len(labels)
 
 
@@ -196,7 +201,7 @@ def test_select_maximises_quality_minus_weighted_cost_per_category() -> None:
 def test_evaluation_reports_fixed_and_chosen_points(
     table: OutcomeTable, answers: AnswerTable
 ) -> None:
-    ev = evaluate_cascades(table, answers, folds=2, fixed=[parse_cascade(FIXED)])
+    ev = evaluate_cascades(table, answers, folds=2, inner_folds=2, fixed=[parse_cascade(FIXED)])
     result = ev.result
     assert result.strong == "big" and result.cheap == "small"
     fixed = result.points[-1]
@@ -206,6 +211,7 @@ def test_evaluation_reports_fixed_and_chosen_points(
     always_big = result.baselines[2]
     assert (always_big.quality, always_big.cost) == pytest.approx((1.0, 0.01))
     assert [p.label for p in result.points[:2]] == ["cascade w=0", "cascade w=0.01"]
+    assert [p.label for p in result.points[-3:-1]] == ["target 0.95", "target 1"]
     assert set(result.targets) == {"0.95", "0.99", "1"}
     assert sorted(set(ev.categories)) == ["choice2", "choiceN", "open"]
 
@@ -214,13 +220,13 @@ def test_cascades_are_chosen_without_the_held_out_scores(
     table: OutcomeTable, answers: AnswerTable
 ) -> None:
     """Scrambling the scores of one fold's prompts changes nothing decided for them."""
-    before = evaluate_cascades(table, answers, folds=2, strong="big")
+    before = evaluate_cascades(table, answers, folds=2, inner_folds=2, strong="big")
     held = before.folds == 0
     scores = table.scores.copy()
     rng = np.random.default_rng(7)
     scores[held] = rng.integers(0, 2, size=scores[held].shape).astype(np.float64)
     after = evaluate_cascades(
-        dataclasses.replace(table, scores=scores), answers, folds=2, strong="big"
+        dataclasses.replace(table, scores=scores), answers, folds=2, inner_folds=2, strong="big"
     )
     assert np.array_equal(after.folds, before.folds)
     for old, new in zip(before.points, after.points, strict=True):
@@ -234,7 +240,9 @@ def test_cascades_are_chosen_without_the_held_out_scores(
 def test_command_writes_metrics_decisions_and_report(tmp_path: Path) -> None:
     out = tmp_path / "out"
     args = ["eval-cascade", str(OUTCOMES), "--answers", str(ANSWERS), "--out", str(out)]
-    result = CliRunner().invoke(app, [*args, "--folds", "2", "--cascade", FIXED])
+    result = CliRunner().invoke(
+        app, [*args, "--folds", "2", "--inner-folds", "2", "--cascade", FIXED]
+    )
     assert result.exit_code == 0, result.output
     data = json.loads((out / "metrics.json").read_text())
     assert data["router"] == "cascade" and data["strong"] == "big"
@@ -263,10 +271,10 @@ def test_answers_missing_a_model_column_names_it() -> None:
         parse_answers(data, ["q1"], ["small", "mid"], name="a.csv")
 
 
-def test_unknown_prompt_id_names_the_line() -> None:
-    data = answers_csv(["prompt_id", "response__small"], [["q1", "A"], ["q9", "B"]])
-    with pytest.raises(ConfigError, match=r"a\.csv: line 3: prompt_id 'q9' is not in"):
-        parse_answers(data, ["q1"], ["small"], name="a.csv")
+def test_rows_of_prompts_not_in_the_table_are_counted_and_skipped() -> None:
+    data = answers_csv(["prompt_id", "response__small"], [["q9", "B"], ["q1", "A"], ["q8", "C"]])
+    parsed = parse_answers(data, ["q1"], ["small"], name="a.csv")
+    assert parsed.texts == [["A"]] and parsed.skipped == 2
 
 
 def test_duplicate_and_missing_prompt_ids_are_errors() -> None:

@@ -337,7 +337,7 @@ class Executor:
         answer: Answer[T],
         started: float,
     ) -> _Result[T]:
-        view = AnswerView(run.request, answer.view, answer.complete)
+        view = AnswerView(run.request, answer.view, answer.complete, deployment.name)
         checks = [await check.evaluate(view) for check in policy.checks]
         blank = await BLANK.evaluate(view)
         if not blank.passed and all(c.name != BLANK.name for c in checks):

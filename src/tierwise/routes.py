@@ -35,7 +35,12 @@ class Target:
     hold_back: int = 0
 
     def plan_from(self, start: str) -> list[Step]:
+        """The steps from tier `start` on; a path `a>b` (`a>` for one tier, as the
+        `answer_cascade` router plans) is exactly those tiers, in that order."""
         names = [s.tier for s in self.steps]
+        path = [t for t in start.split(">") if t]
+        if ">" in start and path and all(t in names for t in path):
+            return [self.steps[names.index(t)] for t in path]
         index = names.index(start) if start in names else 0
         return list(self.steps[index:])
 

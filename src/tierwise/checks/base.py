@@ -11,11 +11,13 @@ from tierwise.types import ChatRequest, ChatResponse
 
 @dataclass(slots=True, frozen=True)
 class AnswerView:
-    """An answer to judge; `complete` is False for a held-back stream prefix."""
+    """An answer to judge; `complete` is False for a held-back stream prefix;
+    `deployment` names the deployment that gave it ("" when unknown)."""
 
     request: ChatRequest
     response: ChatResponse
     complete: bool = True
+    deployment: str = ""
 
     @property
     def text(self) -> str:

@@ -43,6 +43,15 @@ def _agreement(context: BuildContext, **options: Any) -> Check:
 _CHECKS["agreement"] = _agreement
 
 
+def _vote(context: BuildContext, **options: Any) -> Check:
+    from tierwise.checks.vote import VoteCheck
+
+    return VoteCheck.from_options(context, **options)
+
+
+_CHECKS["vote"] = _vote
+
+
 def build_check(config: CheckConfig, context: BuildContext | None = None) -> Check:
     """A check of `config.kind`; factories with a `context` parameter get the
     gateway's deployments (agreement)."""

@@ -2,113 +2,65 @@
 normalisation for comparing answers (agreement checks in cascades).
 
 An answers file is a CSV with `prompt_id` and one `response__<model>` column per model
-of the outcome table. Answers are compared only after normalisation: for a multiple-choice
-prompt (one whose text lists options such as `A) ...`, `B) ...` or `1) ...`), the option
-label the answer names; for any other prompt, the Python code in the answer (as an AST
-dump, so formatting and comments do not matter) when it parses. Anything else (a refusal
-such as "I do", an empty cell, code that does not parse) is no answer (None).
+of the outcome table. Answers are compared only after normalisation
+(`tierwise.checks.normalise`, the functions the gateway's `vote` check uses): the option
+label a multiple-choice answer names, else the Python code in the answer as an AST dump;
+anything else is no answer. Rows whose prompt id is not in the table are counted and
+skipped, so one answers file can serve a training and a test table.
 """
 
 from __future__ import annotations
 
-import ast
 import csv
 import hashlib
 import io
-import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from tierwise.checks.normalise import (
+    OPEN,
+    category,
+    normalise,
+    normalise_choice,
+    normalise_code,
+    options,
+)
 from tierwise.errors import ConfigError
 
-RESPONSE = "response__"
-OPEN = "open"
-Codes = npt.NDArray[np.intp]
+__all__ = [
+    "OPEN",
+    "AnswerTable",
+    "Codes",
+    "answer_codes",
+    "category",
+    "normalise",
+    "normalise_choice",
+    "normalise_code",
+    "options",
+    "parse_answers",
+    "read_answers",
+]
 
-_OPTION = re.compile(r"^\s*\(?([A-Z](?=[).:])|[1-9](?=\)))[).:]\s+(\S.*?)\s*$", re.MULTILINE)
-_PREFIX = re.compile(
-    r"^(?:the\s+)?(?:correct\s+|final\s+)?(?:answer|option|choice)\b\s*(?:is\s*)?:?\s*", re.I
-)
-_LABEL = re.compile(r"^[(\[]?([A-Za-z]|\d{1,2})[)\]]?(?=$|[.:,;)]|\s*[(\-\u2013:])")
-_FENCE = re.compile(r"```[ \t]*(?:python|py|Python)?[ \t]*\n(.*?)```", re.S)
-_TAGGED = re.compile(r"\[PYTHON\](.*?)\[/PYTHON\]", re.S)
+RESPONSE = "response__"
+Codes = npt.NDArray[np.intp]
 
 
 @dataclass(frozen=True, slots=True)
 class AnswerTable:
     """Answer texts aligned to an outcome table: `texts[i][j]` is model `models[j]`'s
-    answer to prompt `prompt_ids[i]` ("" when the cell is empty)."""
+    answer to prompt `prompt_ids[i]` ("" when the cell is empty). `skipped` counts the
+    file's rows whose prompt id is not in the table."""
 
     prompt_ids: list[str]
     models: list[str]
     texts: list[list[str]]
     content_hash: str
-
-
-def options(prompt: str) -> dict[str, str]:
-    """The options a prompt lists, label to text: lines `A) text`, `(B) text`, `C. text`
-    or `1) text` (not `1. text`, a numbered list), taking the run of consecutive labels
-    from A (or 1)."""
-    found: dict[str, str] = {}
-    for match in _OPTION.finditer(prompt):
-        found.setdefault(match.group(1), match.group(2))
-    for first in ("A", "1"):
-        run: dict[str, str] = {}
-        label = first
-        while label in found:
-            run[label] = found[label]
-            label = chr(ord(label) + 1)
-        if len(run) >= 2:
-            return run
-    return {}
-
-
-def category(prompt: str) -> str:
-    """`choice2` (two options), `choiceN` (three or more) or `open` (no options)."""
-    count = len(options(prompt))
-    if count >= 3:
-        return "choiceN"
-    return "choice2" if count == 2 else OPEN
-
-
-def normalise_choice(answer: str, labels: Mapping[str, str]) -> str | None:
-    """The option label a multiple-choice answer names ("D", "C\\n", "(B)", "A) text",
-    "Answer: 2", or exactly one option's text), else None."""
-    text = _PREFIX.sub("", answer.strip(), count=1)
-    match = _LABEL.match(text)
-    if match is not None:
-        label = match.group(1).upper()
-        return label if label in labels else None
-    plain = text.rstrip(".").strip().lower()
-    hits = [k for k, v in labels.items() if plain and plain == v.rstrip(".").strip().lower()]
-    return hits[0] if len(hits) == 1 else None
-
-
-def normalise_code(answer: str) -> str | None:
-    """The Python code of an answer (fenced or [PYTHON] blocks, else the whole text;
-    Windows line ends read as newlines) as an AST dump, or None when there is none or it
-    does not parse."""
-    text = answer.replace("\r\n", "\n")
-    blocks = _FENCE.findall(text) or _TAGGED.findall(text)
-    code = "\n".join(blocks) if blocks else text
-    if not code.strip():
-        return None
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError):
-        return None
-    return ast.dump(tree) if tree.body else None
-
-
-def normalise(answer: str, prompt: str) -> str | None:
-    """`normalise_choice` for a prompt with options, else `normalise_code`."""
-    labels = options(prompt)
-    return normalise_choice(answer, labels) if labels else normalise_code(answer)
+    skipped: int = 0
 
 
 def answer_codes(texts: Sequence[Sequence[str]], prompts: Sequence[str]) -> Codes:
@@ -137,9 +89,9 @@ def read_answers(path: str | Path, prompt_ids: Sequence[str], models: Sequence[s
 def parse_answers(
     data: bytes, prompt_ids: Sequence[str], models: Sequence[str], *, name: str = "<answers>"
 ) -> AnswerTable:
-    """Parse answers CSV bytes; every model needs a `response__<model>` column, every
-    prompt id a row, and every row a known, unique prompt id (errors name the column or
-    the line)."""
+    """Parse answers CSV bytes; every model needs a `response__<model>` column and every
+    prompt id a row; a repeated prompt id is an error naming the line, a row for a prompt
+    not in `prompt_ids` is counted and skipped."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline=""))
     header = reader.fieldnames or []
@@ -153,10 +105,12 @@ def parse_answers(
             )
     wanted = set(prompt_ids)
     rows: dict[str, list[str]] = {}
+    seen: set[str] = set()
     for row in reader:
         pid = (row.get("prompt_id") or "").strip()
-        _check_row(pid, wanted, rows, reader.line_num, name)
-        rows[pid] = [row.get(RESPONSE + m) or "" for m in models]
+        _check_row(pid, seen, reader.line_num, name)
+        if pid in wanted:
+            rows[pid] = [row.get(RESPONSE + m) or "" for m in models]
     missing = [p for p in prompt_ids if p not in rows]
     if missing:
         raise ConfigError(
@@ -165,13 +119,18 @@ def parse_answers(
             file=name,
         )
     texts = [rows[p] for p in prompt_ids]
-    return AnswerTable(list(prompt_ids), list(models), texts, hashlib.sha256(data).hexdigest())
+    digest = hashlib.sha256(data).hexdigest()
+    return AnswerTable(list(prompt_ids), list(models), texts, digest, len(seen - wanted))
 
 
-def _check_row(
-    pid: str, wanted: set[str], rows: Mapping[str, list[str]], line: int, name: str
-) -> None:
-    if pid not in wanted:
-        raise ConfigError(f"line {line}: prompt_id {pid!r} is not in the outcome table", file=name)
-    if pid in rows:
+def _check_row(pid: str, seen: set[str], line: int, name: str) -> None:
+    if pid in seen:
         raise ConfigError(f"line {line}: prompt_id {pid!r} appears twice", file=name)
+    seen.add(pid)
+
+
+def aligned(table: AnswerTable, prompt_ids: Sequence[str]) -> AnswerTable:
+    """The rows of `table` for `prompt_ids` (each must be in it), in that order."""
+    index = {p: i for i, p in enumerate(table.prompt_ids)}
+    texts = [table.texts[index[p]] for p in prompt_ids]
+    return AnswerTable(list(prompt_ids), table.models, texts, table.content_hash, table.skipped)

@@ -1,13 +1,7 @@
-"""Offline simulation of cascades over per-prompt answers, scores and costs: pure
-functions over arrays.
-
-A cascade is a list of stages and a final model. A stage is a group of models whose
-normalised answers must agree: its models are called in order (a model called by an
-earlier stage is not called again; its answer counts) until `k` of them give the same
-answer, which is then served (the answer of the first of them), or until `k` can no longer
-be reached, when the next stage runs. The final model is called when no stage accepted,
-and its answer is always served. A stage of one model with k = 1 accepts any valid
-answer (a parsable option label or code). Cost of a prompt = sum of the costs of every
+"""Offline simulation of answer cascades (`tierwise.checks.cascade_policy`: a stage's
+anchor answers, its other models are asked in order until `k` answers agree with the
+anchor's, else the next stage or the final model runs) over per-prompt answers, scores
+and costs: pure functions over arrays. Cost of a prompt = sum of the costs of every
 model called; quality = the score of the answer served.
 
 Choosing a cascade per prompt category (`select`) maximises quality - weight x cost /
@@ -24,42 +18,25 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from tierwise.checks.cascade_policy import Cascade, Stage, parse_cascade
 from tierwise.evaluation.answers import Codes
+
+__all__ = [
+    "Cascade",
+    "Run",
+    "Simulated",
+    "Stage",
+    "candidates",
+    "cheap_models",
+    "parse_cascade",
+    "select",
+    "simulate",
+    "simulate_all",
+]
 
 Matrix = npt.NDArray[np.float64]
 Index = npt.NDArray[np.intp]
 Mask = npt.NDArray[np.bool_]
-
-
-@dataclass(frozen=True, slots=True)
-class Stage:
-    """Models called in order; accept when `k` of them give the same answer."""
-
-    models: tuple[str, ...]
-    k: int
-
-    def __post_init__(self) -> None:
-        if not self.models or not 1 <= self.k <= len(self.models):
-            raise ValueError(f"a stage needs 1 <= k <= {len(self.models)} models, got k={self.k}")
-
-    @property
-    def label(self) -> str:
-        return f"{'+'.join(self.models)} {self.k}/{len(self.models)}"
-
-
-@dataclass(frozen=True, slots=True)
-class Cascade:
-    stages: tuple[Stage, ...]
-    final: str
-
-    @property
-    def label(self) -> str:
-        return " > ".join([s.label for s in self.stages] + [self.final])
-
-    def call_order(self) -> list[str]:
-        """Every model the cascade may call, in the order it would call them."""
-        names = [m for stage in self.stages for m in stage.models] + [self.final]
-        return list(dict.fromkeys(names))
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,23 +46,6 @@ class Run:
     served: Index
     called: Mask
     cost: Matrix
-
-
-def parse_cascade(spec: str) -> Cascade:
-    """`m1+m2:2 > m3:1 > final`: stages `models:k` (k defaults to every model of the
-    stage), separated by '>', the last part one model."""
-    parts = [p.strip() for p in spec.split(">")]
-    if not all(parts) or ":" in parts[-1] or "+" in parts[-1]:
-        raise ValueError(f"bad cascade {spec!r}: use 'a+b:2 > c:1 > final' (final: one model)")
-    stages = []
-    for part in parts[:-1]:
-        names, _, k = part.partition(":")
-        models = tuple(n.strip() for n in names.split("+"))
-        try:
-            stages.append(Stage(models, int(k) if k.strip() else len(models)))
-        except ValueError as exc:
-            raise ValueError(f"bad cascade stage {part!r}: {exc}") from None
-    return Cascade(tuple(stages), parts[-1])
 
 
 def simulate(cascade: Cascade, codes: Codes, costs: Matrix, models: Sequence[str]) -> Run:
@@ -110,42 +70,31 @@ def simulate(cascade: Cascade, codes: Codes, costs: Matrix, models: Sequence[str
 
 
 def _run_stage(group: list[int], k: int, codes: Codes, called: Mask, waiting: Mask) -> Index:
-    """Call `group` lazily on the waiting rows (marking `called`); per row the column
-    whose answer is served, -1 where the stage did not accept."""
-    n = len(codes)
-    votes = np.zeros((n, codes.shape[1] + 1), dtype=np.intp)
-    picked = np.full(n, -1, dtype=np.intp)
-    active = waiting.copy()
-    rows = np.arange(n)
-    for position, j in enumerate(group):
-        called[active, j] = True
-        answer = codes[:, j]
-        valid = active & (answer >= 0)
-        votes[valid, answer[valid]] += 1
-        reached = valid & (votes[rows, np.maximum(answer, 0)] >= k)
-        picked[reached] = _first_with(group[: position + 1], codes, reached, answer)
-        active &= ~reached
-        active &= votes.max(axis=1) + (len(group) - position - 1) >= k
+    """Call the anchor `group[0]` on the waiting rows, then the others in order while
+    `k` agreeing answers are possible and not yet reached (marking `called`); per row
+    the anchor's column where `k` answers agree with its valid answer, else -1."""
+    anchor = group[0]
+    called[waiting, anchor] = True
+    answer = codes[:, anchor]
+    valid = waiting & (answer >= 0)
+    agree = valid.astype(np.intp)
+    for position, j in enumerate(group[1:], start=1):
+        asking = valid & (agree < k) & (agree + len(group) - position >= k)
+        called[asking, j] = True
+        agree += asking & (codes[:, j] == answer)
+    picked: Index = np.where(valid & (agree >= k), anchor, -1).astype(np.intp)
     return picked
-
-
-def _first_with(group: list[int], codes: Codes, rows: Mask, answer: Index) -> Index:
-    """For the rows in `rows`: the first column of `group` whose answer is `answer`."""
-    columns = np.asarray(group, dtype=np.intp)
-    same = codes[np.flatnonzero(rows)[:, None], columns[None, :]] == answer[rows, None]
-    first: Index = columns[np.argmax(same, axis=1)]
-    return first
 
 
 def candidates(
     cheap: Sequence[str], final: str, everyone: Sequence[str], max_group: int = 3
 ) -> list[Cascade]:
-    """Every single model (always accepted), then one stage of 1..`max_group` cheap
-    models in every order, each k from a majority of the group (1 for one or two
-    models) to all of it, escalating to `final`."""
+    """Every single model (always served), then one stage of 1..`max_group` cheap
+    models in every order escalating to `final`: one model with k = 1 (its valid
+    answer is served), two with k = 2, three or more with k from a majority to all."""
     out = [Cascade((), m) for m in everyone]
     for size in range(1, max_group + 1):
-        lowest = 1 if size <= 2 else size // 2 + 1
+        lowest = size if size <= 2 else size // 2 + 1
         for group in itertools.permutations(cheap, size):
             out += [Cascade((Stage(group, k),), final) for k in range(lowest, size + 1)]
     return out

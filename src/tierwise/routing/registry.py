@@ -29,6 +29,7 @@ _ROUTERS: dict[str, RouterFactory] = {
     "chain": ChainRouter.from_options,
 }
 _LAZY: dict[str, str] = {
+    "answer_cascade": "tierwise.routing.answer_cascade:AnswerCascadeRouter.from_options",
     "classifier": "tierwise.routing.classifier:ClassifierRouter.from_options",
     "embedding": "tierwise.routing.embedding:EmbeddingRouter.from_options",
     "learned": "tierwise.routing.learned:LearnedRouter.from_options",

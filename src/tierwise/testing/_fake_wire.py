@@ -117,6 +117,7 @@ class Call:
     prompt_tokens: int
     directives: list[Directive] = field(default_factory=list)
     after_tool: bool = False
+    prompt: str = ""
 
     def option(self, name: str) -> str | None:
         """Value of the first non-fault directive key `name` for this model ('' if bare)."""
@@ -162,7 +163,8 @@ def parse_call(wire: str, body: Any) -> Call:
     echo = " ".join(clean[:400].split())[:40]
     stream = body.get("stream") is True
     after_tool = isinstance(messages[-1], dict) and messages[-1].get("role") == "tool"
-    return Call(wire, model, stream, body, echo, chars // 4 + count, directives, after_tool)
+    tokens = chars // 4 + count
+    return Call(wire, model, stream, body, echo, tokens, directives, after_tool, last)
 
 
 @dataclass(slots=True)
@@ -174,6 +176,16 @@ class Answer:
     tool_name: str | None = None
     tool_args: str = TOOL_ARGS
     logprob: float | None = None
+    prompt_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Scripted:
+    """A scripted reply, and the usage to report for it (None: counted as usual)."""
+
+    text: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
 
 
 def _forced_tool(choice: Any) -> str | None:
@@ -222,8 +234,9 @@ def as_float(value: str | None, default: float) -> float:
         return default
 
 
-def build_answer(call: Call, fault: str | None) -> Answer:
-    """Compute the answer for a request that is not an error fault."""
+def build_answer(call: Call, fault: str | None, scripted: Scripted | None = None) -> Answer:
+    """Compute the answer for a request that is not an error fault; a `scripted` reply
+    replaces the text (and usage) of a plain text answer."""
     logprob = None
     if call.body.get("logprobs") is True:
         logprob = as_float(call.option("logprob"), -0.05)
@@ -234,6 +247,8 @@ def build_answer(call: Call, fault: str | None) -> Answer:
     tool = None if fault == "punt" else tool_for(call)
     if tool is not None:
         return Answer("", len(TOOL_ARGS) // 4 + 1, tool_name=tool)
+    if scripted is not None and fault != "punt":
+        return _scripted_answer(scripted, logprob)
     text = call.option("reply")
     if fault == "punt":
         text = PUNT_TEXT
@@ -243,6 +258,13 @@ def build_answer(call: Call, fault: str | None) -> Answer:
         conf = as_float(call.option("confidence"), 0.9)
         text = dumps({"answer": text, "confidence": conf}).decode()
     return Answer(text, len(text) // 4 + 1, logprob=logprob)
+
+
+def _scripted_answer(scripted: Scripted, logprob: float | None) -> Answer:
+    text = scripted.text
+    tokens = scripted.completion_tokens
+    completion = len(text) // 4 + 1 if tokens is None else tokens
+    return Answer(text, completion, logprob=logprob, prompt_tokens=scripted.prompt_tokens)
 
 
 def _is_json_object(text: str) -> bool:
@@ -265,8 +287,12 @@ def usage_enabled(call: Call) -> bool:
     return call.option("usage") != "none"
 
 
+def _prompt_tokens(call: Call, answer: Answer) -> int:
+    return call.prompt_tokens if answer.prompt_tokens is None else answer.prompt_tokens
+
+
 def _openai_usage(call: Call, answer: Answer) -> dict[str, Any]:
-    p, c = call.prompt_tokens, answer.completion_tokens
+    p, c = _prompt_tokens(call, answer), answer.completion_tokens
     return {
         "prompt_tokens": p,
         "completion_tokens": c,
@@ -275,11 +301,11 @@ def _openai_usage(call: Call, answer: Answer) -> dict[str, Any]:
     }
 
 
-def _anthropic_usage(call: Call, output_tokens: int) -> dict[str, Any]:
+def _anthropic_usage(call: Call, answer: Answer) -> dict[str, Any]:
     cached = cached_tokens(call)
     return {
-        "input_tokens": max(call.prompt_tokens - cached, 0),
-        "output_tokens": output_tokens,
+        "input_tokens": max(_prompt_tokens(call, answer) - cached, 0),
+        "output_tokens": answer.completion_tokens,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": cached,
     }
@@ -347,7 +373,7 @@ def anthropic_message(call: Call, answer: Answer, ident: str) -> dict[str, Any]:
         "stop_sequence": None,
     }
     if usage_enabled(call):
-        out["usage"] = _anthropic_usage(call, answer.completion_tokens)
+        out["usage"] = _anthropic_usage(call, answer)
     return out
 
 

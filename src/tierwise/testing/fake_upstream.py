@@ -3,6 +3,8 @@
 Endpoints: ``POST /v1/chat/completions``, ``POST /v1/messages``, ``GET /v1/models``.
 Faults come, in order of precedence, from `add_fault`, the ``x-fake-fault`` header,
 ``[[fault=NAME ...]]`` directives in the last user message, and `set_failure_rate`.
+`script` gives a model a fixed reply (and usage) to one prompt, e.g. to replay
+recorded answers.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ class FakeUpstream:
         self._rng = random.Random(seed)
         self._queue: list[_Queued] = []
         self._rates: dict[str | None, tuple[float, str]] = {}
+        self._scripts: dict[tuple[str, str], wire.Scripted] = {}
         self._ids = itertools.count(1)
         self._runner: web.ServerRunner | None = None
         self._closing = asyncio.Event()
@@ -177,6 +180,23 @@ class FakeUpstream:
             self._rates.pop(model, None)
         else:
             self._rates[model] = (rate, fault)
+
+    def script(
+        self,
+        model: str,
+        prompt: str,
+        reply: str,
+        *,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+    ) -> None:
+        """Answer `prompt` (the whole last user message) for `model` with `reply`,
+        reporting this usage (None: counted as for any answer). Faults still apply;
+        `clear` keeps scripts."""
+        self._scripts[(model, prompt)] = wire.Scripted(reply, prompt_tokens, completion_tokens)
+
+    def _build(self, call: Call, fault: str | None) -> wire.Answer:
+        return wire.build_answer(call, fault, self._scripts.get((call.model, call.prompt)))
 
     def clear(self) -> None:
         """Drop queued faults, failure rates and recorded requests; reseed."""
@@ -249,7 +269,7 @@ class FakeUpstream:
         if delay > 0:
             await asyncio.sleep(delay)
         if fault is None and not call.stream:
-            return self._answer_response(call, wire.build_answer(call, None))
+            return self._answer_response(call, self._build(call, None))
         return await self._faulted(request, call, fault or _Fault(""))
 
     @staticmethod
@@ -289,7 +309,7 @@ class FakeUpstream:
             await asyncio.sleep(fault.num("delay", 1.0))
         if name == "invalid_json":
             return web.Response(body=wire.INVALID_JSON_BODY, content_type=_JSON)
-        answer = wire.build_answer(call, name)
+        answer = self._build(call, name)
         if name == "cut":
             return await self._cut_body(request, self._answer_body(call, answer))
         return self._answer_response(call, answer)
@@ -325,7 +345,7 @@ class FakeUpstream:
     async def _stream(
         self, request: web.BaseRequest, call: Call, fault: _Fault
     ) -> web.StreamResponse:
-        plan = self._plan(call, wire.build_answer(call, fault.name or None))
+        plan = self._plan(call, self._build(call, fault.name or None))
         resp = web.StreamResponse(headers=_SSE_HEADERS)
         await resp.prepare(request)
         if fault.name == "slow_first_token":
