@@ -161,7 +161,8 @@ def test_outputs_written_and_parseable(table: OutcomeTable, tmp_path: Path) -> N
     with (tmp_path / "decisions.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == len(result.points) * data["data"]["evaluated"]
-    assert set(rows[0]) == {"prompt_id", "point", "model"}
+    assert list(rows[0]) == ["prompt_id", "point", "model", "called", "cost"]
+    assert all(r["called"] == r["model"] and float(r["cost"]) > 0 for r in rows)
     assert "APGR" in (tmp_path / "report.md").read_text()
     if any(p.suffix == ".png" for p in paths):
         assert (tmp_path / "cost_quality.png").stat().st_size > 0

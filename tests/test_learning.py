@@ -431,7 +431,8 @@ def test_train_with_folds_keeps_the_held_out_summary(
     assert isinstance(router, TrainedRouter) and router.created == "2025-01-02T03:04:05+00:00"
 
 
-def test_train_command_writes_a_router(tmp_path: Path) -> None:
+def test_train_command_writes_a_router(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TIERWISE_HOME", str(tmp_path / "home"))
     app = typer.Typer()
     app.command("train")(train_command)
     app.command("noop")(lambda: None)
@@ -439,8 +440,9 @@ def test_train_command_writes_a_router(tmp_path: Path) -> None:
     args = ["train", str(FIXTURE), "--out", str(out), "--method", "logistic", "--folds", "3"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "trained logistic on 200 prompts x 2 models" in result.output
-    assert "| w=0 |" in result.output
+    assert "trained logistic (C=" in result.output and "200 prompts x 2 models" in result.output
+    assert "| logistic (C=1) on hashing" in result.output
+    assert "nested 3-fold cross-validation" in result.output
     assert load_router(out).method == "logistic"
     bad = CliRunner().invoke(app, ["train", str(FIXTURE), "--out", str(out), "--method", "svm"])
     assert bad.exit_code == 1 and "unknown method" in bad.output

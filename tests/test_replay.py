@@ -138,7 +138,8 @@ def test_replay_json_and_report(log_url: str, tmp_path: Path) -> None:
     )
     assert done.exit_code == 1 and "need an outcome table" in done.output
     decisions = (tmp_path / "decisions.csv").read_text().splitlines()
-    assert decisions[0] == "prompt_id,point,model" and decisions[1] == f"r1,seed rules,{STRONG}"
+    assert decisions[0] == "prompt_id,point,model,called,cost"
+    assert decisions[1].startswith(f"r1,seed rules,{STRONG},{STRONG},")
 
 
 def test_replay_of_a_learned_spec_holds_out_the_logged_feedback(log_url: str) -> None:

@@ -315,11 +315,14 @@ async def test_embedding_router_through_the_gateway(
 
 
 async def test_learned_router_through_the_gateway(
-    make_gateway: GatewayFactory, tmp_path: Path
+    make_gateway: GatewayFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Trained with `tierwise train` on the synthetic fixture, where prompts about
-    an integral defeat the cheap model."""
+    an integral defeat the cheap model; the gateway decides at the operating point
+    stored in the file."""
     from typer.testing import CliRunner
+
+    monkeypatch.setenv("TIERWISE_HOME", str(tmp_path / "home"))
 
     from tierwise.cli import app
 
@@ -332,7 +335,6 @@ async def test_learned_router_through_the_gateway(
     router = {
         "kind": "learned",
         "path": str(model),
-        "cost_weight": 0.3,
         "models": {"cheap-model": "cheap", "strong-model": "strong"},
     }
     gateway = make_gateway(routes={"auto": {"router": router, "baseline": "big"}})
@@ -345,9 +347,11 @@ async def test_learned_router_through_the_gateway(
 
 
 async def test_embedding_router_fitted_from_outcome_data(
-    make_gateway: GatewayFactory, tmp_path: Path
+    make_gateway: GatewayFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from typer.testing import CliRunner
+
+    monkeypatch.setenv("TIERWISE_HOME", str(tmp_path / "home"))
 
     from tierwise.cli import app
 

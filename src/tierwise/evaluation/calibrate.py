@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 
 from tierwise.evaluation.metrics import Index, Matrix
+from tierwise.evaluation.operating import Curve, Outcomes, threshold_curve, weight_curve
 from tierwise.evaluation.runner import (
     choose_by_fold,
     eval_costs,
@@ -37,7 +38,6 @@ from tierwise.learning.models import relative_costs, strong_win_rate
 from tierwise.learning.outcomes import OutcomeTable
 
 KINDS = ("strong_share", "quality_floor", "budget_per_1k")
-WEIGHT_GRID: Matrix = np.concatenate([[0.0], np.geomspace(1e-3, 5.0, 80)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,12 +153,22 @@ def candidates(
     )
 
 
-def threshold_grid(win: Matrix, extra: float | None = None) -> Matrix:
-    """Thresholds sending from every prompt down to none to the strong model."""
-    inner = np.quantile(win, np.linspace(0.0, 1.0, 201))
+def candidate_values(curve: Curve, extra: float | None = None, cap: int = 256) -> Matrix:
+    """Values to calibrate among, from the exact curve (`tierwise.evaluation.operating`)
+    rather than a grid: every interval on its cost-quality frontier (thinned evenly to
+    `cap` when longer; quality unknown counts 0 there), 41 intervals spread over the
+    whole curve (for strong-share targets), and `extra`."""
+    order = np.lexsort((-curve.quality, curve.cost))
+    best = np.maximum.accumulate(curve.quality[order])
+    rising = np.concatenate([[True], best[1:] > best[:-1]])
+    frontier = order[rising]
+    if len(frontier) > cap:
+        frontier = frontier[np.linspace(0, len(frontier) - 1, cap).round().astype(np.intp)]
+    spread = np.linspace(0, len(curve) - 1, 41).round().astype(np.intp)
     more = [] if extra is None else [extra]
-    grid: Matrix = np.unique(np.concatenate([[-math.inf], inner, more]))
-    return grid
+    picked = np.concatenate([curve.values[frontier], curve.values[spread], more])
+    values: Matrix = np.unique(picked)
+    return values
 
 
 def share_threshold(win: Matrix, share: float) -> float:
@@ -228,14 +238,14 @@ def file_predictions(
     """A trained router's predictions for `rows` and its relative costs, both in the
     table's model order (the router may know more models), and how it was split."""
     from tierwise.learning.store import load_router, make_embedder
-    from tierwise.learning.train import embed_table
+    from tierwise.learning.train import table_vectors
 
     router = load_router(router_file)
     unknown = [name for name in table.models if name not in router.models]
     if unknown:
         raise ValueError(f"the router predicts {router.models}, not {unknown}")
     order = [router.models.index(name) for name in table.models]
-    x = embed_table(table.subset(rows), make_embedder(router.embedder_name))
+    x = table_vectors(table, make_embedder(router.embedder_name))[rows]
     p = router.predict(x)[:, order]
     relative = relative_costs(router.mean_costs[order])
     same = router.data_hash == table.content_hash
@@ -303,14 +313,15 @@ def sweep_knob(
     (1 - share) quantile of the win rates."""
     p, groups, by_fold = predicted
     exact = None
+    outcomes = Outcomes(np.nan_to_num(scores), costs, s)
     if p.shape[1] == 2:
         win = strong_win_rate(p, c, s)
         exact = share_threshold(win, target.value) if target.kind == "strong_share" else None
-        values = threshold_grid(win, exact)
+        values = candidate_values(threshold_curve(win, c, outcomes), exact)
         choices = [np.where(win > t, s, c).astype(np.intp) for t in values]
         knob = "threshold"
     else:
-        values = WEIGHT_GRID
+        values = candidate_values(weight_curve(p, groups, by_fold, outcomes))
         choices = [choose_by_fold(p, groups, by_fold, float(w)) for w in values]
         knob = "cost_weight"
     cand = candidates(scores, costs, choices, values, knob, s)

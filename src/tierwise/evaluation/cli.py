@@ -10,13 +10,23 @@ import typer
 
 if TYPE_CHECKING:
     from tierwise.evaluation.calibrate import Calibration, Target
+    from tierwise.learning.outcomes import OutcomeTable
 
-SPEC_HELP = "learned:<method>:<embedder>, heuristic or embedding-centroid:<embedder>."
+SPEC_HELP = (
+    "learned:<method>:<embedder>, heuristic or embedding-centroid:<embedder>; or a saved "
+    "router, evaluated as it is: a router file (.npz), a router config or fit-examples "
+    "output (.yaml)."
+)
+MAP_HELP = "Rename a model column: OLD=NEW (repeatable), e.g. to a config's tier name."
+SCALE_HELP = "Score scale of every row: binary, 0-1 or 1-10 (default: a score_scale column)."
 DATA_HELP = "Outcome-table CSV (or give --log instead)."
 LOG_HELP = "Request-log store URL (sqlite:///path.db or postgresql://...) instead of DATA."
 ROUTE_HELP = "With --log: only requests of this route."
 STRONG_HELP = "The strong model's column (default: best mean score)."
-CHEAP_HELP = "The cheap model's column (default: lowest mean cost among the others)."
+CHEAP_HELP = (
+    "The cheap model's column (default: lowest mean cost among the others); with "
+    "--strong, only these two models are used."
+)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -54,17 +64,29 @@ def eval_command(
     router_tax: Annotated[
         float, typer.Option(help="The router's own cost per request, added to its points.")
     ] = 0.0,
+    map_: Annotated[list[str] | None, typer.Option("--map", help=MAP_HELP)] = None,
+    score_scale: Annotated[str | None, typer.Option(help=SCALE_HELP)] = None,
 ) -> None:
-    """Evaluate ROUTER on DATA's prompts it was not trained on, or replay it on a
-    request log; write metrics.json, decisions.csv, report.md (and plots) to OUT."""
+    """Evaluate ROUTER on DATA's prompts it was not trained on (a saved router as it
+    is), or replay it on a request log; write metrics.json, decisions.csv, report.md
+    (and plots) to OUT."""
+    from functools import partial
+
     from tierwise.errors import TierwiseError
     from tierwise.evaluation.report import write_outputs, write_replay
     from tierwise.evaluation.runner import evaluate
-    from tierwise.learning.outcomes import read_outcomes
+    from tierwise.learning.prepare import load_table
+
+    read_table = partial(
+        load_table, score_scale=score_scale, mapping=map_ or (), strong=strong, cheap=cheap
+    )
 
     _one_source(data, log)
-    if log is not None and (train or holdout_by or holdout or router_tax):
-        raise _fail("--train, --holdout-by, --holdout and --router-tax need an outcome table")
+    if log is not None and (train or holdout_by or holdout or router_tax or map_ or score_scale):
+        raise _fail(
+            "--train, --holdout-by, --holdout, --router-tax, --map and --score-scale need "
+            "an outcome table"
+        )
     try:
         if log is not None:
             from tierwise.evaluation.replay import read_log, replay
@@ -76,11 +98,11 @@ def eval_command(
         else:
             paths = write_outputs(
                 evaluate(
-                    read_outcomes(data or Path()),
+                    read_table(data or Path()),
                     router,
                     folds=folds,
                     seed=seed,
-                    train_table=read_outcomes(train) if train is not None else None,
+                    train_table=read_table(train) if train is not None else None,
                     strong=strong,
                     cheap=cheap,
                     router_tax=router_tax,
@@ -118,6 +140,8 @@ def calibrate_command(
     route: Annotated[str | None, typer.Option(help=ROUTE_HELP)] = None,
     folds: Annotated[int, typer.Option(help="Cross-validation folds for a spec.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed for folds and the bootstrap.")] = 0,
+    map_: Annotated[list[str] | None, typer.Option("--map", help=MAP_HELP)] = None,
+    score_scale: Annotated[str | None, typer.Option(help=SCALE_HELP)] = None,
 ) -> None:
     """Choose ROUTER's cost weight (or strong win-rate threshold) on DATA or a request
     log to meet one target, and print a YAML router block with expected quality, cost
@@ -132,9 +156,19 @@ def calibrate_command(
         raise _fail("give exactly one of --strong-share, --quality-floor, --budget-per-1k")
     _one_source(data, log)
     is_file = not router.startswith("learned:")
+    if log is not None and (map_ or score_scale):
+        raise _fail("--map and --score-scale need an outcome table")
     try:
         target = Target(*chosen[0])
-        result = _calibrate(data, log, route, target, router, (strong, cheap), folds, seed)
+        table = None
+        if data is not None:
+            from tierwise.learning.prepare import load_table
+
+            mapping = map_ or ()
+            table = load_table(
+                data, score_scale=score_scale, mapping=mapping, strong=strong, cheap=cheap
+            )
+        result = _calibrate(table, log, route, target, router, (strong, cheap), folds, seed)
     except (TierwiseError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
     text = snippet(result, router if is_file else "router.npz")
@@ -146,7 +180,7 @@ def calibrate_command(
 
 
 def _calibrate(
-    data: Path | None,
+    data: OutcomeTable | None,
     log: str | None,
     route: str | None,
     target: Target,
@@ -160,14 +194,13 @@ def _calibrate(
 
     from tierwise.evaluation.calibrate import calibrate
     from tierwise.evaluation.replay import read_log
-    from tierwise.learning.outcomes import read_outcomes
 
     rows = None
-    if log is not None:
-        table = read_log(log, route).table
+    if log is not None or data is None:
+        table = read_log(log or "", route).table
         rows = np.arange(len(table), dtype=np.intp)
     else:
-        table = read_outcomes(data or Path())
+        table = data
     is_file = not router.startswith("learned:")
     return calibrate(
         table,

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tierwise.evaluation.metrics import Index
+from tierwise.evaluation.metrics import Index, Matrix
 from tierwise.evaluation.runner import EvalResult, to_json
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ def write_outputs(result: EvalResult, out: Path) -> list[Path]:
     data = to_json(result)
     paths = [out / "metrics.json", out / "decisions.csv", out / "report.md"]
     paths[0].write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
-    write_decisions(paths[1], result.prompt_ids, result.models, result.choices)
+    write_decisions(paths[1], result.prompt_ids, result.models, result.choices, result.costs)
     paths[2].write_text(markdown(data))
     if importlib.util.find_spec("matplotlib") is not None:
         paths += plot(data, out)
@@ -39,20 +39,35 @@ def write_replay(result: ReplayResult, out: Path) -> list[Path]:
     paths = [out / "metrics.json", out / "decisions.csv", out / "report.md"]
     paths[0].write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
     table = result.log.table
-    write_decisions(paths[1], table.prompt_ids, table.models, result.choices)
+    write_decisions(paths[1], table.prompt_ids, table.models, result.choices, table.costs)
     paths[2].write_text(replay_markdown(data))
     return paths
 
 
+DECISION_COLUMNS = ("prompt_id", "point", "model", "called", "cost")
+
+
 def write_decisions(
-    path: Path, ids: list[str], models: list[str], choices: list[tuple[str, float, Index]]
+    path: Path,
+    ids: list[str],
+    models: list[str],
+    choices: list[tuple[str, float, Index]],
+    costs: Matrix | None,
 ) -> None:
+    """One row per prompt and point: the model served, every model called (in call
+    order, joined by `+`; a router calls one) and the cost of the calls (empty when
+    unknown)."""
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["prompt_id", "point", "model"])
+        writer.writerow(DECISION_COLUMNS)
         for label, _, choice in choices:
-            for pid, j in zip(ids, choice.tolist(), strict=True):
-                writer.writerow([pid, label, models[j]])
+            for i, (pid, j) in enumerate(zip(ids, choice.tolist(), strict=True)):
+                cost = "" if costs is None else _cost_cell(float(costs[i, j]))
+                writer.writerow([pid, label, models[j], models[j], cost])
+
+
+def _cost_cell(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.10g}"
 
 
 def replay_markdown(data: dict[str, Any]) -> str:
@@ -94,6 +109,9 @@ def split_text(split: dict[str, Any]) -> str:
         return f"{folds}-fold cross-validation grouped by prompt text, seed {seed}"
     if split["kind"] == "separate_train_table":
         return "trained on a separate table; prompts seen in training dropped"
+    if split["kind"] == "saved_router":
+        seen = " (the router was trained on this table: in-sample)" if split["in_sample"] else ""
+        return f"saved router {split['path']} as it is, at its own operating point{seen}"
     text = (
         f"held out by {split['by']} group ({split['grouped_by']}): each group evaluated by "
         "a router fitted on the other groups only, training prompts whose text is in the "

@@ -2,7 +2,9 @@
 
 Specs: `learned:<method>:<embedder>` (K-fold cross-validation grouped by prompt text,
 or trained on a separate table), `heuristic` (the seed's rules: the cheap or the strong
-model) and `embedding-centroid:<embedder>` (the seed's example prompts). Metrics use the
+model) and `embedding-centroid:<embedder>` (the seed's example prompts). A saved router
+(a router file, a router or route config, or `tierwise fit-examples` output) is
+evaluated as it is, at its own operating point (`tierwise.evaluation.saved`). Metrics use the
 rows where every model has a score. A cost cell that is empty takes its model's mean
 cost; when a model has no cost at all, cost is counted in strong-model calls instead.
 Held out by benchmark group instead of folds: see `tierwise.evaluation.splits`.
@@ -19,7 +21,6 @@ import numpy as np
 import numpy.typing as npt
 
 from tierwise.embeddings.base import Embedder
-from tierwise.embeddings.cache import EmbeddingCache
 from tierwise.evaluation import metrics as m
 from tierwise.evaluation import splits
 from tierwise.evaluation.metrics import Index, Matrix, Point
@@ -27,7 +28,7 @@ from tierwise.evaluation.splits import SplitPlan
 from tierwise.learning.models import Vectors, choose, fit_predictor, relative_costs, strong_win_rate
 from tierwise.learning.outcomes import OutcomeTable
 from tierwise.learning.store import make_embedder
-from tierwise.learning.train import embed_table_cached
+from tierwise.learning.train import table_vectors
 
 COST_WEIGHTS = (0.0, 0.01, 0.02, 0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0)
 SEED_MARGINS = (-0.1, 0.1)
@@ -56,8 +57,9 @@ def parse_spec(spec: str) -> RouterSpec:
     if parts[0] == "embedding-centroid" and len(parts) in (1, 2):
         return RouterSpec("embedding-centroid", "", parts[1] if len(parts) == 2 else "hashing")
     raise ValueError(
-        f"unknown router spec {spec!r}; use learned:<method>:<embedder>, heuristic "
-        "or embedding-centroid:<embedder>"
+        f"unknown router spec {spec!r}; use learned:<method>:<embedder>, heuristic, "
+        "embedding-centroid:<embedder>, or a saved router: a router file (.npz) or a "
+        "router config (.yaml)"
     )
 
 
@@ -88,6 +90,7 @@ class EvalResult:
     prompt_ids: list[str]
     choices: list[tuple[str, float, Index]] = field(repr=False)
     groups: dict[str, dict[str, Any]] | None = None
+    costs: Matrix | None = field(default=None, repr=False)
 
 
 def eval_costs(table: OutcomeTable, strong: int) -> tuple[Matrix, str]:
@@ -136,7 +139,17 @@ def evaluate(
 ) -> EvalResult:
     """Held-out operating points of `router_spec` on `table`, with baselines and the
     two-model (APGR, CPT) and N-model (AIQ) summaries. `holdout_by` evaluates each
-    group (or only `holdout`) with a router fitted on the other groups."""
+    group (or only `holdout`) with a router fitted on the other groups. A saved router
+    (see `tierwise.evaluation.saved`) is evaluated as it is."""
+    from tierwise.evaluation import saved
+
+    if saved.is_saved(router_spec):
+        if train_table is not None or holdout_by is not None:
+            raise ValueError(
+                "a saved router is evaluated as it is, on every prompt: --train, "
+                "--holdout-by and --folds apply to a router spec"
+            )
+        return saved.evaluate_saved(table, router_spec, strong, cheap, router_tax)
     spec = parse_spec(router_spec)
     s, c = pick_models(table, strong, cheap)
     costs, unit = eval_costs(table, s)
@@ -165,6 +178,7 @@ def evaluate(
         [table.prompt_ids[i] for i in rows],
         routed.choices,
         by_group,
+        costs[rows],
     )
 
 
@@ -305,9 +319,8 @@ def _threshold(preference: Matrix, threshold: float, s: int, c: int) -> Index:
 
 
 def table_embeddings(table: OutcomeTable, embedder: Embedder) -> Vectors:
-    """The table's embeddings; kept in the embedding cache unless hashed (cheap)."""
-    cache = None if embedder.name.startswith("hashing") else EmbeddingCache()
-    return embed_table_cached(table, embedder, cache)
+    """The table's embeddings, through the embedding cache."""
+    return table_vectors(table, embedder)
 
 
 def held_out(
@@ -368,7 +381,7 @@ def learned_separate(
     rng = np.random.default_rng(seed)
     x = table_embeddings(train_table, embedder)
     fitted = fit_predictor(spec.method, x, train_table.scores, rng, {})
-    p = fitted.predict(table_embeddings(table.subset(rows), embedder))
+    p = fitted.predict(table_embeddings(table, embedder)[rows])
     train_costs, _ = eval_costs(train_table, s)
     relative = relative_costs(train_costs.mean(axis=0))
     choices = [(f"w={w:g}", w, choose(p, relative, w)) for w in COST_WEIGHTS]

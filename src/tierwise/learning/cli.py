@@ -1,81 +1,83 @@
-"""`tierwise train`: fit a learned router on an outcome table and save it."""
+"""`tierwise train` (choose, estimate and save a learned router) and `tierwise fit-examples`."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
-if TYPE_CHECKING:
-    from tierwise.learning.train import Metrics
-
-METHODS = ("knn", "logistic", "mf")
+MAP_HELP = "Rename a model: OLD=NEW (repeatable)."
+SCALE_HELP = "Score scale of every row: binary, 0-1 or 1-10 (default: a score_scale column)."
 
 
 def train_command(
     data: Annotated[Path, typer.Argument(help="Outcome-table CSV (prompt, score__<model>, ...).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Router file to write (.npz).")],
-    method: Annotated[str, typer.Option(help="knn, logistic or mf.")] = "knn",
-    embedder: Annotated[str, typer.Option(help="hashing or minilm.")] = "hashing",
+    method: Annotated[
+        str, typer.Option(help="knn, logistic, mf, a comma-separated list, or all.")
+    ] = "knn",
+    embedder: Annotated[
+        str, typer.Option(help="hashing, static or minilm, or several: hashing,minilm.")
+    ] = "hashing",
+    quality_target: Annotated[
+        float, typer.Option(help="Share of the strong model's quality to reach, cheapest.")
+    ] = 0.95,
     folds: Annotated[
-        int, typer.Option(help="Measure by K-fold cross-validation first (0: skip).")
-    ] = 0,
+        int, typer.Option(help="Outer folds of the estimate on unseen prompts (0: skip).")
+    ] = 5,
+    inner_folds: Annotated[
+        int, typer.Option(help="Folds choosing hyperparameters and the operating point.")
+    ] = 5,
+    holdout_by: Annotated[
+        str | None,
+        typer.Option(help="Estimate by holding out each group of this column instead."),
+    ] = None,
+    strong: Annotated[str | None, typer.Option(help="The strong model (default: best).")] = None,
+    cheap: Annotated[
+        str | None, typer.Option(help="The cheap model; with --strong: only these two.")
+    ] = None,
+    map_: Annotated[list[str] | None, typer.Option("--map", help=MAP_HELP)] = None,
+    score_scale: Annotated[str | None, typer.Option(help=SCALE_HELP)] = None,
     cost_weight: Annotated[
-        float, typer.Option(help="Default cost weight stored with the router (>= 0).")
-    ] = 0.0,
+        float | None, typer.Option(help="Store this cost weight instead of the chosen point.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for folds and initialisation.")] = 0,
 ) -> None:
-    """Train a learned router on DATA and write it to OUT."""
+    """Choose a learned router's hyperparameters (k, C, rank, embedder) and operating
+    point by cross-validation on DATA only, print its estimate on unseen prompts (nested
+    cross-validation) with 95% intervals, and write it, point included, to OUT."""
     from tierwise.errors import TierwiseError
-    from tierwise.learning.outcomes import read_outcomes
-    from tierwise.learning.store import make_embedder, save_router
-    from tierwise.learning.train import train
+    from tierwise.learning.command import KNOWN_METHODS, Plan, describe, names, run
+    from tierwise.learning.prepare import load_table
+    from tierwise.learning.store import save_router
 
-    if method not in METHODS:
-        raise _fail(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    if cost_weight < 0 or folds < 0:
+    if (cost_weight is not None and cost_weight < 0) or folds < 0:
         raise _fail("--cost-weight and --folds must be >= 0")
     try:
-        table = read_outcomes(data)
-        chosen = make_embedder(embedder)
-        router = train(
-            table, method, chosen, folds=folds or None, seed=seed, cost_weight=cost_weight
+        plan = Plan(
+            names(method, KNOWN_METHODS, "method"),
+            names(embedder, ("hashing", "static", "minilm"), "embedder"),
+            quality_target,
+            folds,
+            inner_folds,
+            holdout_by,
+            strong,
+            cheap,
+            seed,
+            cost_weight,
         )
+        table = load_table(
+            data, score_scale=score_scale, mapping=map_ or (), strong=strong, cheap=cheap
+        )
+        router, selection, result = run(table, plan)
         save_router(router, out)
+    except ImportError as exc:
+        raise _fail(f"{exc}: training needs scikit-learn (pip install 'tierwise[eval]')") from None
     except (TierwiseError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
-    typer.echo(
-        f"trained {method} on {len(table)} prompts x {len(table.models)} models "
-        f"({chosen.name}); wrote {out}"
-    )
-    if folds:
-        typer.echo(f"held-out ({folds}-fold, by cost weight):")
-        typer.echo(format_metrics(_metrics(router.extra["cross_validation"]["router"])))
-
-
-def _metrics(rows: list[dict[str, Any]]) -> list[Metrics]:
-    from tierwise.learning.train import Metrics
-
-    return [
-        Metrics(m["name"], _number(m["quality"]), _number(m["cost_usd"]), m["shares"]) for m in rows
-    ]
-
-
-def format_metrics(rows: list[Metrics]) -> str:
-    """A markdown table: quality, cost per request and the most chosen model."""
-    lines = ["| policy | quality | cost USD/req | most chosen |", "| --- | --- | --- | --- |"]
-    for row in rows:
-        model, share = max(row.shares.items(), key=lambda kv: kv[1], default=("-", 0.0))
-        cost = "n/a" if math.isnan(row.cost_usd) else f"{row.cost_usd:.6f}"
-        quality = "n/a" if math.isnan(row.quality) else f"{row.quality:.4f}"
-        lines.append(f"| {row.name} | {quality} | {cost} | {model} ({share:.0%}) |")
-    return "\n".join(lines)
-
-
-def _number(value: float | None) -> float:
-    return math.nan if value is None else float(value)
+    typer.echo(describe(table, router, selection, result))
+    typer.echo(f"wrote {out}")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -88,24 +90,32 @@ def fit_examples_command(
     cheap: Annotated[str, typer.Option(help="The cheap model's column name.")],
     strong: Annotated[str, typer.Option(help="The strong model's column name.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="YAML file of examples to write.")],
-    embedder: Annotated[str, typer.Option(help="hashing or minilm.")] = "hashing",
+    embedder: Annotated[str, typer.Option(help="hashing, static or minilm.")] = "hashing",
     per_tier: Annotated[int, typer.Option(help="Examples kept per tier.")] = 32,
+    map_: Annotated[list[str] | None, typer.Option("--map", help=MAP_HELP)] = None,
+    score_scale: Annotated[str | None, typer.Option(help=SCALE_HELP)] = None,
 ) -> None:
     """Choose the embedding router's examples from outcome data: prompts the cheap
-    model answered well, and prompts only the strong model answered well."""
+    model answered well, and prompts only the strong model answered well. The file
+    also names the embedder, for `tierwise eval --router FILE`."""
     import yaml
 
     from tierwise.errors import TierwiseError
     from tierwise.learning.examples import fit_examples
-    from tierwise.learning.outcomes import read_outcomes
+    from tierwise.learning.prepare import load_table
     from tierwise.learning.store import make_embedder
+    from tierwise.learning.train import table_vectors
 
     try:
-        table = read_outcomes(data)
-        examples = fit_examples(table, cheap, strong, make_embedder(embedder), per_tier=per_tier)
+        table = load_table(data, score_scale=score_scale, mapping=map_ or ())
+        chosen = make_embedder(embedder)
+        vectors = table_vectors(table, chosen)
+        examples = fit_examples(table, cheap, strong, chosen, per_tier=per_tier, vectors=vectors)
     except (TierwiseError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
-    out.write_text(yaml.safe_dump({"examples": examples}, allow_unicode=True, width=100))
+    family = next(f for f in ("minilm", "static", "hashing") if f in chosen.name.lower())
+    body = {"kind": "embedding", "embedder": family, "examples": examples}
+    out.write_text(yaml.safe_dump(body, allow_unicode=True, width=100, sort_keys=False))
     typer.echo(
         f"{out}: {len(examples['@cheapest'])} cheap and "
         f"{len(examples['@strongest'])} strong examples from {table.content_hash[:12]}"

@@ -30,8 +30,11 @@ def fit_examples(
     *,
     per_tier: int = 32,
     max_chars: int = 500,
+    vectors: npt.NDArray[np.float32] | None = None,
 ) -> dict[str, list[str]]:
-    """`{"@cheapest": [...], "@strongest": [...]}` for `EmbeddingRouter`."""
+    """`{"@cheapest": [...], "@strongest": [...]}` for `EmbeddingRouter`. `vectors`:
+    the table's embeddings by `embedder` (e.g. from the embedding cache); without
+    them the pools' texts are embedded."""
     import numpy as np
 
     for model in (cheap, strong):
@@ -49,17 +52,25 @@ def fit_examples(
         )
     texts = [t[:max_chars] for t in table.texts]
     return {
-        "@cheapest": _spread([texts[i] for i in easy], embedder, per_tier),
-        "@strongest": _spread([texts[i] for i in hard], embedder, per_tier),
+        "@cheapest": _spread(texts, easy, embedder, per_tier, vectors),
+        "@strongest": _spread(texts, hard, embedder, per_tier, vectors),
     }
 
 
-def _spread(texts: list[str], embedder: Embedder, count: int) -> list[str]:
-    unique = list(dict.fromkeys(t for t in texts if t.strip()))
+def _spread(
+    texts: list[str],
+    rows: npt.NDArray[np.intp],
+    embedder: Embedder,
+    count: int,
+    vectors: npt.NDArray[np.float32] | None,
+) -> list[str]:
+    """`count` spread-out distinct texts of `rows` (all when there are no more)."""
+    first = {texts[i]: int(i) for i in rows[::-1] if texts[i].strip()}
+    unique = sorted(first, key=lambda t: first[t])
     if len(unique) <= count:
         return unique
-    vectors = embedder.embed(unique)
-    return [unique[i] for i in farthest_points(vectors, count)]
+    points = embedder.embed(unique) if vectors is None else vectors[[first[t] for t in unique]]
+    return [unique[i] for i in farthest_points(points, count)]
 
 
 def farthest_points(vectors: npt.NDArray[np.float32], count: int) -> list[int]:

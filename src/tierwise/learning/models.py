@@ -370,7 +370,8 @@ def strong_win_rate(p: Matrix, weak: int, strong: int) -> Matrix:
 @dataclass(frozen=True)
 class TrainedRouter:
     """A fitted predictor plus what is needed to decide and to check compatibility.
-    `cost_weight` is the default for deciding; `created` is an ISO-8601 timestamp."""
+    `cost_weight` is the default for deciding, or `threshold` (a strong win rate, two
+    tiers) when set; `created` is an ISO-8601 timestamp."""
 
     predictor: Predictor
     models: list[str]
@@ -383,6 +384,7 @@ class TrainedRouter:
     created: str = ""
     cost_weight: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    threshold: float | None = None
 
     @property
     def method(self) -> str:

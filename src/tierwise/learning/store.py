@@ -52,7 +52,7 @@ def make_embedder(spec: str) -> Embedder:
         options = {"max_tokens": int(tokens.group(1))} if tokens else {}
         embedder: Embedder = module.MiniLMEmbedder(**options)
         return embedder
-    raise ConfigError(f"unknown embedder {spec!r}; known: hashing, minilm", key="embedder")
+    raise ConfigError(f"unknown embedder {spec!r}; known: hashing, static, minilm", key="embedder")
 
 
 def metadata(router: TrainedRouter) -> dict[str, Any]:
@@ -66,6 +66,7 @@ def metadata(router: TrainedRouter) -> dict[str, Any]:
         "training": {"data_hash": router.data_hash, "n_prompts": router.n_prompts},
         "created": router.created,
         "cost_weight": router.cost_weight,
+        "threshold": router.threshold,
         "cost_unit": COST_UNIT,
         "extra": router.extra,
     }

@@ -66,27 +66,34 @@ class FoldResult:
 def embed_table(table: OutcomeTable, embedder: Embedder, batch: int = 64) -> Vectors:
     """Embeddings of the table's texts, shape (rows, embedder.dimension); batches hold
     texts of similar length (less padding for neural embedders)."""
-    out = np.zeros((len(table), embedder.dimension), dtype=np.float32)
-    order = sorted(range(len(table)), key=lambda i: len(table.texts[i]))
+    return embed_texts(table.texts, embedder, batch)
+
+
+def embed_texts(texts: Sequence[str], embedder: Embedder, batch: int = 64) -> Vectors:
+    """Embeddings of `texts`, in batches of texts of similar length."""
+    out = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     for start in range(0, len(order), batch):
         rows = order[start : start + batch]
-        out[rows] = embedder.embed([table.texts[i] for i in rows])
+        out[rows] = embedder.embed([texts[i] for i in rows])
     return out
 
 
-def embed_table_cached(
-    table: OutcomeTable, embedder: Embedder, cache: EmbeddingCache | None
+def table_vectors(
+    table: OutcomeTable, embedder: Embedder, cache: EmbeddingCache | None = None
 ) -> Vectors:
-    """`embed_table`, read from `cache` when this embedder embedded the same texts
-    before, and stored there otherwise (no cache: computed)."""
-    if cache is not None:
-        found = cache.load(embedder.name, table.texts, embedder.dimension)
-        if found is not None:
-            return found
-    x = embed_table(table, embedder)
-    if cache is not None:
-        cache.store(embedder.name, table.texts, x)
-    return x
+    """The table's embeddings through the embedding cache (default: `EmbeddingCache()`,
+    under `$TIERWISE_HOME/embeddings`): one file per embedder and distinct texts of the
+    table, so train, eval, calibrate and fit-examples on one table embed it once."""
+    store = cache if cache is not None else EmbeddingCache()
+    unique = list(dict.fromkeys(table.texts))
+    vectors = store.load(embedder.name, unique, embedder.dimension)
+    if vectors is None:
+        vectors = embed_texts(unique, embedder)
+        store.store(embedder.name, unique, vectors)
+    where = {text: i for i, text in enumerate(unique)}
+    rows: Vectors = vectors[[where[t] for t in table.texts]]
+    return rows
 
 
 def fold_indices(table: OutcomeTable, folds: int, seed: int = 0) -> list[tuple[Index, Index]]:

@@ -4,8 +4,10 @@ or, with `threshold` (two-tier use, as in RouteLLM), the strongest mapped tier w
 strong win rate 0.5 + (P(good | strongest) - P(good | cheapest)) / 2 exceeds it and the
 cheapest mapped tier otherwise.
 
-Train a router with `tierwise.learning.train` and save it with
+Train a router with `tierwise train` (or `tierwise.learning.train`) and save it with
 `tierwise.learning.store.save_router`; `models` maps the router's model names to tiers.
+Without `cost_weight` or `threshold` in the config, the router decides at the operating
+point stored in its file (its threshold when it has one, else its cost weight).
 Decisions carry `strong_win_rate` among their scores whenever two tiers are eligible.
 """
 
@@ -23,7 +25,14 @@ import numpy.typing as npt
 
 from tierwise.embeddings.base import Embedder
 from tierwise.errors import ConfigError
-from tierwise.learning.models import Matrix, TrainedRouter, choose, strong_win_rate, utilities
+from tierwise.learning.models import (
+    Matrix,
+    TrainedRouter,
+    Vectors,
+    choose,
+    strong_win_rate,
+    utilities,
+)
 from tierwise.learning.store import load_router, make_embedder
 from tierwise.record import Decision
 from tierwise.types import ChatRequest
@@ -148,14 +157,18 @@ class LearnedRouter:
             )
         return embedder
 
+    def _allowed(self, loaded: _Loaded, targets: list[str]) -> Mask:
+        models = loaded.router.models
+        return np.array(
+            [i in loaded.mapped and self.models[m] in targets for i, m in enumerate(models)],
+            dtype=bool,
+        )
+
     async def decide(self, request: ChatRequest, targets: list[str]) -> Decision:
         started = time.perf_counter()
         loaded = self._loaded if self._loaded else await asyncio.to_thread(self._state)
         router = loaded.router
-        allowed: Mask = np.array(
-            [i in loaded.mapped and self.models[m] in targets for i, m in enumerate(router.models)],
-            dtype=bool,
-        )
+        allowed = self._allowed(loaded, targets)
         if not allowed.any():
             reason = f"no mapped model's tier is among {targets}; cheapest target"
             return Decision(targets[0], {}, reason, self.name, latency_ms=_ms(started))
@@ -168,21 +181,37 @@ class LearnedRouter:
         target = self.models[router.models[best]]
         return Decision(target, scores, reason, self.name, latency_ms=_ms(started))
 
+    def decide_embedded(self, x: Vectors, targets: list[str]) -> list[str]:
+        """The target `decide` picks for each row of prompt embeddings `x` (as the
+        router's embedder makes them), without the async machinery: for offline
+        evaluation of many prompts at once."""
+        loaded = self._state()
+        router = loaded.router
+        allowed = self._allowed(loaded, targets)
+        if not allowed.any():
+            return [targets[0]] * len(x)
+        p = router.predict(x)
+        picks = [self._choose(router, row, allowed, targets)[0] for row in p]
+        return [self.models[router.models[best]] for best in picks]
+
     def _choose(
         self, router: TrainedRouter, p: Matrix, allowed: Mask, targets: list[str]
     ) -> tuple[int, dict[str, float], str]:
         """The chosen model's index, the scores to log and the reason."""
         weight = router.cost_weight if self.cost_weight is None else self.cost_weight
+        cut = self.threshold
+        if cut is None and self.cost_weight is None:
+            cut = router.threshold
         scores = _scores(router, p, weight, allowed)
         pair = _tier_pair(router, self.models, allowed, targets)
         win = None if pair is None else float(strong_win_rate(p[None], *pair)[0])
         if win is not None:
             scores["strong_win_rate"] = win
-        if self.threshold is not None and pair is not None and win is not None:
-            best = pair[1] if win > self.threshold else pair[0]
-            sign = ">" if win > self.threshold else "<="
+        if cut is not None and pair is not None and win is not None:
+            best = pair[1] if win > cut else pair[0]
+            sign = ">" if win > cut else "<="
             reason = (
-                f"strong win rate {win:.3f} {sign} threshold {self.threshold:g}: "
+                f"strong win rate {win:.3f} {sign} threshold {cut:g}: "
                 f"{router.models[best]} ({self.models[router.models[best]]})"
             )
             return best, scores, reason
