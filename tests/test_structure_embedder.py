@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from tierwise.embeddings.structure import StructureEmbedder
+from tierwise.learning.store import make_embedder
 
 
 def test_same_form_different_topic_gives_the_same_vector() -> None:
@@ -37,3 +41,20 @@ def test_rows_are_unit_vectors_of_the_stated_dimension() -> None:
     assert np.array_equal(
         vectors, embedder.embed(["", "one", "two words\nand lines?", "A) x\nB) y\nAnswer:"])
     )
+
+
+def test_learned_routers_train_and_evaluate_on_structure(tmp_path: Path) -> None:
+    """`structure` is an embedder like the others: a saved router remembers it, and
+    `eval` runs a learned spec on it."""
+    from typer.testing import CliRunner
+
+    from tierwise.cli import app
+
+    table = Path(__file__).parent / "fixtures" / "outcomes_small.csv"
+    cli = CliRunner()
+    spec = "learned:logistic:structure"
+    done = cli.invoke(app, ["eval", str(table), "--out", str(tmp_path), "--router", spec])
+    assert done.exit_code == 0, done.output
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["router"] == spec and metrics["points"]
+    assert make_embedder("structure").name == "structure-v1"

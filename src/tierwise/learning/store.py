@@ -126,6 +126,7 @@ def load_router(path: str | Path, *, embedder_name: str | None = None) -> Traine
         str(meta["created"]),
         float(meta["cost_weight"]),
         dict(meta.get("extra") or {}),
+        None if meta.get("threshold") is None else float(meta["threshold"]),
     )
 
 
