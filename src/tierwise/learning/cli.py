@@ -57,7 +57,7 @@ def train_command(
     try:
         plan = Plan(
             names(method, KNOWN_METHODS, "method"),
-            names(embedder, ("hashing", "static", "minilm"), "embedder"),
+            names(embedder, ("hashing", "static", "minilm", "structure"), "embedder"),
             quality_target,
             folds,
             inner_folds,
@@ -113,7 +113,7 @@ def fit_examples_command(
         examples = fit_examples(table, cheap, strong, chosen, per_tier=per_tier, vectors=vectors)
     except (TierwiseError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
-    family = next(f for f in ("minilm", "static", "hashing") if f in chosen.name.lower())
+    family = next((f for f in ("minilm", "static") if f in chosen.name.lower()), "hashing")
     body = {"kind": "embedding", "embedder": family, "examples": examples}
     out.write_text(yaml.safe_dump(body, allow_unicode=True, width=100, sort_keys=False))
     typer.echo(

@@ -37,6 +37,10 @@ MINILM_TOKENS = re.compile(r"-t(\d+)$")
 def make_embedder(spec: str) -> Embedder:
     """ "hashing" (or a hashing name such as "hashing-512-c3"), or "minilm" (any name
     containing it), imported only when asked for."""
+    if spec.strip().lower() in ("structure", "structure-v1"):
+        from tierwise.embeddings.structure import StructureEmbedder
+
+        return StructureEmbedder()
     match = HASHING_NAME.match(spec.strip().lower())
     if match:
         dimension, ngrams = match.groups()
