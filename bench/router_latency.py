@@ -5,6 +5,7 @@ loads its model and embeds its examples:
 
   heuristic                        HeuristicRouter (length and keywords)
   embedding hashing                EmbeddingRouter, hashed n-gram embedder
+  embedding static                 the static embedder distilled from MiniLM (numpy only)
   embedding minilm, inline         all-MiniLM-L6-v2 (int8 ONNX), embedded on the loop
   embedding minilm, offload        the same in asyncio.to_thread (the minilm default)
   embedding minilm, cached repeat  a second pass over the same prompts (LRU hits)
@@ -17,7 +18,9 @@ Prompts: the 805 of ../shared/data/prompts_alpacaeval.jsonl when present, else a
 built-in list. Latency is wall time around `await router.decide(...)`; CPU is the
 process's CPU time per decision; "loop stall" is the lateness of a 1 ms ticker task on
 the same event loop over the first `--stall-prompts` prompts (what other requests wait);
-"to cheap" is the share of prompts sent to the cheap tier.
+"to cheap" is the share of prompts sent to the cheap tier. After the table: each
+embedding router's p50 and p99 against MiniLM inline (the baseline, same run) and the
+share of prompts on which it picks the same tier as MiniLM.
 
     .venv/bin/python bench/router_latency.py [--core N] [--limit N] [--repeat N]
 """
@@ -69,6 +72,7 @@ class Row:
     cpu_ms: float
     cheap_share: float
     stall_ms: list[float]
+    targets: list[str]
 
 
 Factory = Callable[[], Router]
@@ -94,17 +98,17 @@ async def ticker(stop: asyncio.Event, lateness: list[float]) -> None:
 async def timed_pass(router: Router, requests: Sequence[ChatRequest], repeat: int) -> Row:
     """Latency (each prompt's best of `repeat` passes) and mean CPU per decision."""
     best = [float("inf")] * len(requests)
-    cheap = 0
+    targets = [""] * len(requests)
     cpu_start = time.process_time()
     for _ in range(repeat):
-        cheap = 0
         for i, request in enumerate(requests):
             started = time.perf_counter()
             decision = await router.decide(request, TARGETS)
             best[i] = min(best[i], (time.perf_counter() - started) * 1000)
-            cheap += decision.target == "cheap"
+            targets[i] = decision.target
     cpu_ms = (time.process_time() - cpu_start) * 1000 / (len(requests) * repeat)
-    return Row(router.name, best, cpu_ms, cheap / len(requests), [])
+    cheap = targets.count("cheap") / len(requests)
+    return Row(router.name, best, cpu_ms, cheap, [], targets)
 
 
 async def stall_pass(router: Router, requests: Sequence[ChatRequest]) -> list[float]:
@@ -161,6 +165,7 @@ def factories() -> list[tuple[str, Factory]]:
     out: list[tuple[str, Factory]] = [
         ("heuristic", HeuristicRouter),
         ("embedding hashing", lambda: EmbeddingRouter.from_options(embedder="hashing")),
+        ("embedding static", lambda: EmbeddingRouter.from_options(embedder="static")),
         ("learned logistic hashing", learned_router),
     ]
     try:
@@ -205,6 +210,27 @@ def table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def against_minilm(rows: Sequence[Row]) -> str:
+    """p50 and p99 of each embedding router over MiniLM inline's, and decision agreement."""
+    base = next((r for r in rows if r.router == "embedding minilm, inline"), None)
+    if base is None:
+        return "(no MiniLM row: no ratios)"
+    lines = [
+        "| router | p50 / MiniLM p50 | p99 / MiniLM p99 | same tier as MiniLM |",
+        "|---|---:|---:|---:|",
+    ]
+    p50, p99 = statistics.median(base.latencies_ms), percentile(base.latencies_ms, 0.99)
+    for r in rows:
+        if r.router.startswith("embedding") and r is not base:
+            same = sum(a == b for a, b in zip(r.targets, base.targets, strict=True))
+            lines.append(
+                f"| {r.router} | {statistics.median(r.latencies_ms) / p50:.4f} "
+                f"| {percentile(r.latencies_ms, 0.99) / p99:.4f} "
+                f"| {same / len(base.targets):.1%} |"
+            )
+    return "\n".join(lines)
+
+
 def header(core: int, prompts: int, repeat: int) -> str:
     try:
         ort = metadata.version("onnxruntime")
@@ -235,6 +261,8 @@ def main() -> None:
     print()
     rows = asyncio.run(measure(prompts, args.stall_prompts, args.repeat))
     print(table(rows))
+    print()
+    print(against_minilm(rows))
 
 
 if __name__ == "__main__":

