@@ -156,16 +156,36 @@ def evaluate(
     plan = split_plan(table, train_table, folds, seed, holdout_by, holdout)
     rows = plan.rows
     routed = route(spec, table, costs, plan, s, c, seed, train_table)
+    by_group = None
+    if plan.info["kind"] == "holdout":
+        scores = table.scores[rows]
+        by_group = splits.group_metrics(plan, scores, costs[rows], routed, table.models, s, c)
+    return result_of(
+        table, str(spec), plan.info, (s, c), (costs, unit), rows, routed, router_tax, by_group
+    )
+
+
+def result_of(
+    table: OutcomeTable,
+    label: str,
+    split: dict[str, Any],
+    sc: tuple[int, int],
+    costs_unit: tuple[Matrix, str],
+    rows: Index,
+    routed: Routed,
+    router_tax: float,
+    by_group: dict[str, Any] | None = None,
+) -> EvalResult:
+    """The points, baselines and summaries of `routed`'s choices on `rows`."""
+    s, c = sc
+    costs, unit = costs_unit
     scores = table.scores[rows]
     points = m.sweep(scores, costs[rows], routed.choices, table.models, s, router_tax)
     baselines = baseline_points(scores, costs[rows], table.models, s)
-    by_group = None
-    if plan.info["kind"] == "holdout":
-        by_group = splits.group_metrics(plan, scores, costs[rows], routed, table.models, s, c)
     return EvalResult(
-        str(spec),
+        label,
         {"hash": table.content_hash, "prompts": len(table), "evaluated": int(rows.size)},
-        plan.info,
+        split,
         list(table.models),
         table.models[s],
         table.models[c],

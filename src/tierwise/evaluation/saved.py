@@ -27,16 +27,14 @@ import numpy as np
 import yaml
 
 from tierwise.errors import ConfigError
-from tierwise.evaluation import metrics as m
 from tierwise.evaluation.metrics import Index, Matrix
 from tierwise.evaluation.runner import (
     EvalResult,
     Routed,
-    aiq_summary,
-    baseline_points,
     eval_costs,
     evaluated_rows,
     pick_models,
+    result_of,
 )
 from tierwise.learning.models import strong_win_rate
 from tierwise.learning.outcomes import OutcomeTable
@@ -205,45 +203,12 @@ def evaluate_saved(
         preference(router, table, rows, choice, (s, c)),
         np.zeros(len(rows), dtype=np.intp),
     )
-    return result_of(table, spec, (s, c), (costs, unit), rows, routed, router_tax)
-
-
-def result_of(
-    table: OutcomeTable,
-    spec: str,
-    sc: tuple[int, int],
-    costs_unit: tuple[Matrix, str],
-    rows: Index,
-    routed: Routed,
-    router_tax: float,
-) -> EvalResult:
-    s, c = sc
-    costs, unit = costs_unit
-    scores = table.scores[rows]
-    points = m.sweep(scores, costs[rows], routed.choices, table.models, s, router_tax)
-    baselines = baseline_points(scores, costs[rows], table.models, s)
-    two = None
-    if len(table.models) == 2:
-        two = m.two_model_summary(scores[:, c], scores[:, s], routed.preference, routed.groups)
-    in_sample = _trained_hash(spec) == table.content_hash
-    return EvalResult(
-        spec,
-        {"hash": table.content_hash, "prompts": len(table), "evaluated": int(rows.size)},
-        {"kind": "saved_router", "path": spec, "in_sample": in_sample},
-        list(table.models),
-        table.models[s],
-        table.models[c],
-        unit,
-        points,
-        baselines,
-        m.quality_targets(points, baselines[s]),
-        aiq_summary(points, baselines, len(table.models)),
-        two,
-        [table.prompt_ids[i] for i in rows],
-        routed.choices,
-        None,
-        costs[rows],
-    )
+    split = {
+        "kind": "saved_router",
+        "path": spec,
+        "in_sample": _trained_hash(spec) == table.content_hash,
+    }
+    return result_of(table, spec, split, (s, c), (costs, unit), rows, routed, router_tax)
 
 
 def _trained_hash(spec: str) -> str | None:
