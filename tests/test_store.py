@@ -14,10 +14,11 @@ import aiohttp
 import openai
 import pytest
 
-from tests.conftest import gateway_config
+from tests.helpers import gateway_config
 from tierwise.server.app import WRITER
 from tierwise.server.run import Running, running
 from tierwise.store import from_pusd, open_store
+from tierwise.store.inspect import select
 from tierwise.store.migrations import MIGRATIONS
 from tierwise.testing import FakeUpstream
 
@@ -61,13 +62,15 @@ async def test_traffic_with_faults_is_logged_exactly(
     assert writer is not None
     await writer.flush()
     store = writer.store
-    rows = {r["request_id"]: r for r in await store.query("SELECT * FROM requests")}
+    rows = {r["request_id"]: r for r in await select(store, "SELECT * FROM requests")}
     assert len(rows) == 5
     for rid, cost in costs.items():
         assert from_pusd(rows[rid]["cost_pusd"]) == cost
         assert rows[rid]["user_id"] == "u1" and rows[rid]["status"] == "ok"
-    attempts = await store.query(
-        "SELECT request_id, seq, deployment, trigger, called FROM attempts ORDER BY request_id, seq"
+    attempts = await select(
+        store,
+        "SELECT request_id, seq, deployment, trigger, called FROM attempts "
+        "ORDER BY request_id, seq",
     )
     triggers = sorted(a["trigger"] for a in attempts if a["trigger"])
     assert triggers == [
@@ -81,7 +84,7 @@ async def test_traffic_with_faults_is_logged_exactly(
     secret = next(r for r in rows.values() if r["prompt"] and "my key is" in r["prompt"])
     assert "sk-abc123" not in secret["prompt"] and "[REDACTED]" in secret["prompt"]
     assert secret["answer"].startswith("Answer from strong-model")
-    totals = await store.query("SELECT SUM(cost_pusd) AS total, COUNT(*) AS n FROM requests")
+    totals = await select(store, "SELECT SUM(cost_pusd) AS total, COUNT(*) AS n FROM requests")
     assert from_pusd(totals[0]["total"]) >= sum(costs.values())
 
 
@@ -110,9 +113,10 @@ async def test_feedback_joins_to_route_and_tier(server: Running) -> None:
             assert response.status == 400 and body["error"]["param"] == "score"
     writer = server.app[WRITER]
     assert writer is not None
-    joined = await writer.store.query(
+    joined = await select(
+        writer.store,
         "SELECT r.route, r.final_tier, f.score FROM feedback f JOIN requests r "
-        "ON r.request_id = f.request_id ORDER BY f.score"
+        "ON r.request_id = f.request_id ORDER BY f.score",
     )
     assert [(j["route"], j["final_tier"], j["score"]) for j in joined] == [
         ("auto", "cheap", 0.0),
@@ -135,9 +139,9 @@ async def test_records_survive_a_restart_and_retention_prunes(
             )
     store = open_store(store_url)
     await store.migrate()
-    assert (await store.query("SELECT COUNT(*) AS n FROM requests"))[0]["n"] == 30
+    assert await store.count_requests() == 30
     assert await store.prune(before=4_102_444_800.0) == 30
-    assert (await store.query("SELECT COUNT(*) AS n FROM attempts"))[0]["n"] == 0
+    assert await select(store, "SELECT request_id FROM attempts") == []
     await store.close()
 
 

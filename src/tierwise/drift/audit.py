@@ -11,15 +11,7 @@ from typing import Any
 import orjson
 
 from tierwise.store.base import Store
-
-INSERT = (
-    "INSERT INTO calibrations (calibration_id, created_at, route, parameter, old_value, "
-    "new_value, applied, evidence, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-SELECT = (
-    "SELECT calibration_id, created_at, route, parameter, old_value, new_value, applied, "
-    "evidence, actor FROM calibrations"
-)
+from tierwise.store.tables import CalibrationRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,39 +29,35 @@ class Calibration:
 
 async def write_calibration(store: Store, entry: Calibration) -> None:
     evidence = orjson.dumps(entry.evidence, option=orjson.OPT_SERIALIZE_NUMPY).decode()
-    await store.execute(
-        INSERT,
-        (
-            entry.calibration_id,
-            entry.created_at,
-            entry.route,
-            entry.parameter,
-            entry.old_value,
-            entry.new_value,
-            int(entry.applied),
-            evidence,
-            entry.actor,
-        ),
+    await store.add_calibration(
+        CalibrationRow(
+            calibration_id=entry.calibration_id,
+            created_at=entry.created_at,
+            route=entry.route,
+            parameter=entry.parameter,
+            old_value=entry.old_value,
+            new_value=entry.new_value,
+            applied=entry.applied,
+            evidence=evidence,
+            actor=entry.actor,
+        )
     )
 
 
-def _row(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "applied": bool(row["applied"]), "evidence": orjson.loads(row["evidence"])}
+def _row(row: CalibrationRow) -> dict[str, Any]:
+    return {**row, "evidence": orjson.loads(row["evidence"])}
 
 
 async def read_calibrations(
     store: Store, route: str | None = None, limit: int = 200
 ) -> list[dict[str, Any]]:
     """Newest first, optionally for one route."""
-    where, params = (" WHERE route = ?", [route]) if route else ("", [])
-    rows = await store.query(f"{SELECT}{where} ORDER BY created_at DESC LIMIT {int(limit)}", params)
-    return [_row(r) for r in rows]
+    return [_row(r) for r in await store.calibrations(route, limit)]
 
 
 async def latest_applied(store: Store) -> dict[str, dict[str, Any]]:
     """Per route, the newest applied entry."""
-    rows = await store.query(f"{SELECT} WHERE applied = 1 ORDER BY created_at")
     latest: dict[str, dict[str, Any]] = {}
-    for row in rows:
+    for row in await store.applied_calibrations():
         latest[row["route"]] = _row(row)
     return latest

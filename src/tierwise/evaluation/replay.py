@@ -43,12 +43,6 @@ from tierwise.learning.models import choose, strong_win_rate
 from tierwise.learning.outcomes import OutcomeTable
 
 PICO = 1e12
-REQUESTS = (
-    "SELECT request_id, route, final_model, cost_pusd, prompt, variant FROM requests "
-    "WHERE final_model IS NOT NULL{where} ORDER BY created_at, request_id"
-)
-COUNT = "SELECT COUNT(*) AS n FROM requests{where}"
-FEEDBACK = "SELECT request_id, AVG(score) AS score FROM feedback GROUP BY request_id"
 ESTIMATOR = (
     "replay (Li et al. 2011): quality is the mean feedback score of the logged requests "
     "where the candidate's choice equals the model that served them (matched); cost is "
@@ -91,15 +85,13 @@ async def fetch(
     from tierwise.store import open_store
 
     store = open_store(url)
-    where, params = (" AND route = ?", [route_name]) if route_name else ("", [])
     try:
-        requests = await store.query(REQUESTS.format(where=where), params)
-        count = await store.query(COUNT.format(where=where.replace(" AND", " WHERE")), params)
-        rows = await store.query(FEEDBACK)
+        requests = [dict(r) for r in await store.served_requests(route_name)]
+        count = await store.count_requests(route_name)
+        feedback = await store.mean_feedback()
     finally:
         await store.close()
-    feedback = {str(r["request_id"]): float(r["score"]) for r in rows}
-    return requests, feedback, int(count[0]["n"])
+    return requests, feedback, count
 
 
 def build_log(

@@ -18,6 +18,7 @@ from tierwise.errors import TierwiseError
 from tierwise.store.base import Store
 from tierwise.store.guard import is_unreachable
 from tierwise.store.rows import to_pusd
+from tierwise.store.tables import JudgmentRow
 from tierwise.types import ChatRequest, Message
 
 if TYPE_CHECKING:
@@ -25,10 +26,6 @@ if TYPE_CHECKING:
     from tierwise.record import RequestRecord
 
 log = logging.getLogger("tierwise.judge")
-INSERT = (
-    "INSERT INTO judgments (request_id, created_at, experiment, variant, score, cost_pusd, "
-    "judge, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-)
 SYSTEM = (
     "You compare two answers to the same question. Answer A is being evaluated; answer B "
     "is a reference from a strong model. Reply with one word: BETTER if A is better than "
@@ -109,18 +106,18 @@ class Judge:
             return
         parsed = parse_verdict(verdict.response.text())
         cost = reference.record.cost.total_usd + verdict.record.cost.total_usd
-        row = (
-            record.request_id,
-            time.time(),
-            record.experiment,
-            record.variant,
-            parsed.score,
-            to_pusd(cost),
-            config.judge,
-            parsed.detail,
+        row = JudgmentRow(
+            request_id=record.request_id,
+            created_at=time.time(),
+            experiment=record.experiment,
+            variant=record.variant,
+            score=parsed.score,
+            cost_pusd=to_pusd(cost),
+            judge=config.judge,
+            detail=parsed.detail,
         )
         try:
-            await self.store.execute(INSERT, row)
+            await self.store.add_judgment(row)
         except Exception as exc:
             if not is_unreachable(exc):
                 raise

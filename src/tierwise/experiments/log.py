@@ -3,46 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any
+from typing import cast
 
 import orjson
 
-from tierwise.experiments.registry import Event
+from tierwise.experiments.registry import Action, Event
 from tierwise.experiments.spec import ExperimentConfig
 from tierwise.store.base import Store
-
-INSERT_EVENT = (
-    "INSERT INTO experiment_events (experiment, created_at, action, definition, serving, "
-    "reason, actor) VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-EVENTS_AFTER = (
-    "SELECT experiment, created_at, action, definition, serving, reason, actor "
-    "FROM experiment_events WHERE created_at > ? ORDER BY created_at"
-)
-REQUESTS = """SELECT r.variant AS variant, COUNT(*) AS n, SUM(r.baseline_pusd * 1e-12) AS baseline,
- SUM(CASE WHEN r.calls > 1 THEN 1 ELSE 0 END) AS fallbacks,
- SUM(r.escalated) AS escalations, MIN(r.created_at) AS first_at, MAX(r.created_at) AS last_at
- FROM requests r WHERE r.experiment = ? GROUP BY r.variant"""
-FEEDBACK = (
-    "JOIN (SELECT request_id, AVG(score) AS s FROM feedback GROUP BY request_id) f "
-    "ON f.request_id = r.request_id"
-)
-JUDGED = "JOIN judgments j ON j.request_id = r.request_id AND j.score IS NOT NULL"
-VALUES = {
-    "cost": ("(r.cost_pusd * 1e-12)", ""),
-    "latency": ("r.latency_ms", ""),
-    "error_rate": ("CASE WHEN r.status = 'error' THEN 1 ELSE 0 END", ""),
-    "satisfaction": ("f.s", FEEDBACK),
-    "judge": ("j.score", JUDGED),
-}
-UNIT = "COALESCE(r.unit_key, r.request_id)"
-CLUSTERED = """SELECT variant, COUNT(*) AS k, SUM(s) AS s, SUM(c) AS c, SUM(s * s) AS s2,
- SUM(c * c) AS c2, SUM(s * c) AS sc FROM (SELECT r.variant AS variant, {unit} AS unit,
- SUM({value}) AS s, COUNT(*) AS c FROM requests r {join} WHERE r.experiment = ?
- GROUP BY r.variant, {unit}) u GROUP BY variant"""
-JUDGE_COST = """SELECT variant, SUM(cost_pusd * 1e-12) AS cost FROM judgments
- WHERE experiment = ? GROUP BY variant"""
+from tierwise.store.experiments import METRICS, UNIT_LIMIT
+from tierwise.store.tables import EventRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,32 +56,30 @@ class VariantData:
 
 async def write_event(store: Store, event: Event) -> None:
     definition = event.definition.model_dump_json() if event.definition else None
-    await store.execute(
-        INSERT_EVENT,
-        (
-            event.experiment,
-            event.created_at,
-            event.action,
-            definition,
-            event.serving,
-            event.reason,
-            event.actor,
-        ),
+    await store.add_experiment_event(
+        EventRow(
+            experiment=event.experiment,
+            created_at=event.created_at,
+            action=event.action,
+            definition=definition,
+            serving=event.serving,
+            reason=event.reason,
+            actor=event.actor,
+        )
     )
 
 
 async def read_events(store: Store, after: float = 0.0) -> list[Event]:
-    rows = await store.query(EVENTS_AFTER, (after,))
-    return [_event(row) for row in rows]
+    return [_event(row) for row in await store.experiment_events(after)]
 
 
-def _event(row: dict[str, Any]) -> Event:
+def _event(row: EventRow) -> Event:
     raw = row["definition"]
     definition = ExperimentConfig.model_validate(orjson.loads(raw)) if raw else None
     return Event(
         row["experiment"],
-        float(row["created_at"]),
-        row["action"],
+        row["created_at"],
+        cast(Action, row["action"]),
         definition,
         row["serving"],
         row["reason"] or "",
@@ -120,40 +87,29 @@ def _event(row: dict[str, Any]) -> Event:
     )
 
 
-def _f(value: Any) -> float:
-    return float(value) if isinstance(value, int | float | Decimal) else 0.0
-
-
-def _moments(row: dict[str, Any] | None) -> Moments:
-    if row is None:
-        return Moments()
-    return Moments(int(_f(row["k"])), *(_f(row[key]) for key in ("s", "c", "s2", "c2", "sc")))
-
-
 async def metric_moments(store: Store, experiment: str, metric: str) -> dict[str, Moments]:
     """Per variant, `metric`'s moments over units."""
-    value, join = VALUES[metric]
-    statement = CLUSTERED.format(unit=UNIT, value=value, join=join)
-    return {r["variant"]: _moments(r) for r in await store.query(statement, (experiment,))}
+    found = await store.unit_moments(experiment, metric)
+    return {variant: Moments(**row) for variant, row in found.items()}
 
 
 async def variant_data(store: Store, experiment: str) -> dict[str, VariantData]:
     """Per variant of `experiment`: requests, cost, latency, errors, feedback, judge."""
-    requests = await store.query(REQUESTS, (experiment,))
-    metrics = {m: await metric_moments(store, experiment, m) for m in VALUES}
-    judge_cost = {r["variant"]: _f(r["cost"]) for r in await store.query(JUDGE_COST, (experiment,))}
+    requests = await store.variant_totals(experiment)
+    metrics = {m: await metric_moments(store, experiment, m) for m in METRICS}
+    judge_cost = await store.judge_costs(experiment)
     out = {}
     for row in requests:
         name = row["variant"]
-        per = {m: metrics[m].get(name, Moments()) for m in VALUES}
+        per = {m: metrics[m].get(name, Moments()) for m in METRICS}
         out[name] = VariantData(
-            requests=int(_f(row["n"])),
+            requests=row["n"],
             cost=per["cost"],
-            baseline_usd=_f(row["baseline"]),
+            baseline_usd=row["baseline"],
             latency=per["latency"],
             errors=per["error_rate"],
-            fallbacks=int(_f(row["fallbacks"])),
-            escalations=int(_f(row["escalations"])),
+            fallbacks=row["fallbacks"],
+            escalations=row["escalations"],
             satisfaction=per["satisfaction"],
             judge=per["judge"],
             judge_cost_usd=judge_cost.get(name, 0.0),
@@ -163,19 +119,13 @@ async def variant_data(store: Store, experiment: str) -> dict[str, VariantData]:
     return out
 
 
-RAW = """SELECT r.variant AS variant, SUM({value}) AS s, COUNT(*) AS c FROM requests r {join}
- WHERE r.experiment = ? GROUP BY r.variant, {unit} LIMIT ?"""
-
-
 async def unit_values(
-    store: Store, experiment: str, metric: str, limit: int = 200_000
+    store: Store, experiment: str, metric: str, limit: int = UNIT_LIMIT
 ) -> dict[str, tuple[list[float], list[float]]]:
     """Per variant: each unit's sum of `metric` and its count (up to `limit` units)."""
-    value, join = VALUES[metric]
-    statement = RAW.format(value=value, join=join, unit=UNIT)
     out: dict[str, tuple[list[float], list[float]]] = {}
-    for row in await store.query(statement, (experiment, limit)):
+    for row in await store.unit_sums(experiment, metric, limit):
         sums, counts = out.setdefault(row["variant"], ([], []))
-        sums.append(_f(row["s"]))
-        counts.append(_f(row["c"]))
+        sums.append(row["s"])
+        counts.append(row["c"])
     return out

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from tierwise.record import RequestRecord
+from tierwise.store.experiments import ExperimentStats
+from tierwise.store.reports import ReportReads
+from tierwise.store.tables import Tables
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,33 +25,31 @@ class Feedback:
     api_key: str | None = None
 
 
-class Store(Protocol):
-    """Append-only request log. SQL passed to `query` uses `?` placeholders and
-    the portable subset of SQL that SQLite and PostgreSQL share."""
+class Store(Tables, ExperimentStats, ReportReads):
+    """Append-only request log, with the audit, experiment and judge tables beside it.
+    Every read and write is a named method; the SQL of each, for SQLite and for
+    PostgreSQL, stays in this package."""
 
     @property
+    @abstractmethod
     def location(self) -> str:
         """Where the store is, without credentials (for log lines)."""
-        ...
 
+    @abstractmethod
     async def migrate(self) -> None: ...
 
+    @abstractmethod
     async def record(self, records: Sequence[RequestRecord]) -> None: ...
 
+    @abstractmethod
     async def add_feedback(self, feedback: Feedback) -> str | None:
         """Store `feedback` under the request whose gateway id is `feedback.request_id`,
         else under the newest request sent with that client `x-request-id`; the gateway
         id it was stored under, or None when neither is known."""
-        ...
 
-    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
-
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        """One write statement (audit and experiment tables), committed on return."""
-        ...
-
+    @abstractmethod
     async def prune(self, before: float) -> int:
         """Delete requests (and their attempts and feedback) older than `before`."""
-        ...
 
+    @abstractmethod
     async def close(self) -> None: ...

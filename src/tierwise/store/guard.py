@@ -12,7 +12,7 @@ from typing import Any
 
 from tierwise.errors import RequestError
 from tierwise.record import RequestRecord
-from tierwise.store.base import Feedback
+from tierwise.store.base import Feedback, Store
 from tierwise.store.writer import RecordWriter
 
 
@@ -57,13 +57,14 @@ def guarded_store(writer: RecordWriter | None, what: str) -> GuardedStore:
     return GuardedStore(writer, what)
 
 
-class GuardedStore:
+class GuardedStore(Store):
     """A `Store` that refuses calls while the writer knows the store is down, and
     turns an outage met during a call into `StoreUnavailableError`, marking it for
     the writer, which keeps trying the store and logs when it answers again."""
 
     def __init__(self, writer: RecordWriter, what: str) -> None:
         self.writer, self.what, self._store = writer, what, writer.store
+        self.dialect = writer.store.dialect
 
     @property
     def location(self) -> str:
@@ -93,13 +94,13 @@ class GuardedStore:
         with self._guard():
             return await self._store.add_feedback(feedback)
 
-    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    async def _fetch(self, statement: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         with self._guard():
-            return await self._store.query(sql, params)
+            return await self._store._fetch(statement, params)
 
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+    async def _run(self, statement: str, params: Sequence[Any]) -> None:
         with self._guard():
-            await self._store.execute(sql, params)
+            await self._store._run(statement, params)
 
     async def prune(self, before: float) -> int:
         with self._guard():

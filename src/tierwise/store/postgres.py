@@ -8,15 +8,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tierwise.record import RequestRecord
-from tierwise.store import sql
-from tierwise.store.base import Feedback
+from tierwise.store.base import Feedback, Store
 from tierwise.store.migrations import MIGRATIONS
 from tierwise.store.rows import Capture, attempt_rows, request_row
+from tierwise.store.sql import MIGRATIONS_TABLE, Dialect
+from tierwise.store.sql import POSTGRES as SQL
 
 MIGRATION_LOCK = 7_221_901
 
 
-class PostgresStore:
+class PostgresStore(Store):
+    dialect = Dialect.POSTGRES
+
     def __init__(
         self,
         dsn: str,
@@ -53,7 +56,7 @@ class PostgresStore:
                 await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
             try:
-                await conn.execute(sql.MIGRATIONS_TABLE)
+                await conn.execute(MIGRATIONS_TABLE)
                 done = {r["id"] for r in await conn.fetch("SELECT id FROM schema_migrations")}
                 for name, statements in MIGRATIONS:
                     if name not in done:
@@ -66,22 +69,20 @@ class PostgresStore:
         attempts = [row for r in records for row in attempt_rows(r)]
         pool = await self._acquire_pool()
         async with pool.acquire() as conn, conn.transaction():
-            await conn.executemany(sql.numbered(sql.INSERT_REQUEST), requests)
+            await conn.executemany(SQL.insert_request, requests)
             if attempts:
-                await conn.executemany(sql.numbered(sql.INSERT_ATTEMPT), attempts)
+                await conn.executemany(SQL.insert_attempt, attempts)
 
     async def add_feedback(self, feedback: Feedback) -> str | None:
         pool = await self._acquire_pool()
         async with pool.acquire() as conn:
-            found = await conn.fetchval(sql.numbered(sql.EXISTS), feedback.request_id)
+            found = await conn.fetchval(SQL.exists, feedback.request_id)
             if found is None:
-                found = await conn.fetchval(
-                    sql.numbered(sql.NEWEST_FOR_CLIENT_ID), feedback.request_id
-                )
+                found = await conn.fetchval(SQL.newest_for_client_id, feedback.request_id)
             if found is None:
                 return None
             await conn.execute(
-                sql.numbered(sql.INSERT_FEEDBACK),
+                SQL.insert_feedback,
                 feedback.feedback_id,
                 found,
                 feedback.created_at,
@@ -92,23 +93,23 @@ class PostgresStore:
             )
             return str(found)
 
-    async def query(self, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    async def _fetch(self, statement: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         pool = await self._acquire_pool()
         async with pool.acquire() as conn:
-            rows = await conn.fetch(sql.numbered(statement), *params)
+            rows = await conn.fetch(statement, *params)
         return [dict(row) for row in rows]
 
-    async def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
+    async def _run(self, statement: str, params: Sequence[Any]) -> None:
         pool = await self._acquire_pool()
         async with pool.acquire() as conn:
-            await conn.execute(sql.numbered(statement), *params)
+            await conn.execute(statement, *params)
 
     async def prune(self, before: float) -> int:
         pool = await self._acquire_pool()
         async with pool.acquire() as conn, conn.transaction():
-            count = len(await conn.fetch(sql.numbered(sql.OLD_IDS), before))
-            for statement in sql.PRUNE:
-                await conn.execute(sql.numbered(statement), before)
+            count = len(await conn.fetch(SQL.old_ids, before))
+            for statement in SQL.prune:
+                await conn.execute(statement, before)
         return count
 
     async def close(self) -> None:
@@ -121,4 +122,4 @@ async def _apply(conn: Any, name: str, statements: list[str]) -> None:
     async with conn.transaction():
         for statement in statements:
             await conn.execute(statement)
-        await conn.execute("INSERT INTO schema_migrations VALUES ($1, $2)", name, time.time())
+        await conn.execute(SQL.migration_applied, name, time.time())

@@ -11,15 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from tierwise.record import RequestRecord
-from tierwise.store import sql
-from tierwise.store.base import Feedback
+from tierwise.store.base import Feedback, Store
 from tierwise.store.migrations import MIGRATIONS
 from tierwise.store.rows import Capture, attempt_rows, request_row
+from tierwise.store.sql import MIGRATIONS_TABLE, Dialect
+from tierwise.store.sql import SQLITE as SQL
 
-DONE = "SELECT 1 FROM schema_migrations WHERE id = ?"
 
+class SQLiteStore(Store):
+    dialect = Dialect.SQLITE
 
-class SQLiteStore:
     def __init__(self, path: str | Path, capture: Capture | None = None) -> None:
         self.path = Path(path)
         self.capture = capture or Capture()
@@ -41,7 +42,7 @@ class SQLiteStore:
             self._conn = conn
         return self._conn
 
-    async def _run(self, work: Any, *args: Any) -> Any:
+    async def _call(self, work: Any, *args: Any) -> Any:
         def locked() -> Any:
             with self._lock:
                 return work(self._connection(), *args)
@@ -49,31 +50,31 @@ class SQLiteStore:
         return await asyncio.to_thread(locked)
 
     async def migrate(self) -> None:
-        await self._run(_migrate)
+        await self._call(_migrate)
 
     async def record(self, records: Sequence[RequestRecord]) -> None:
         requests = [request_row(r, self.capture) for r in records]
         attempts = [row for r in records for row in attempt_rows(r)]
-        await self._run(_write, requests, attempts)
+        await self._call(_write, requests, attempts)
 
     async def add_feedback(self, feedback: Feedback) -> str | None:
-        found: str | None = await self._run(_feedback, feedback)
+        found: str | None = await self._call(_feedback, feedback)
         return found
 
-    async def query(self, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = await self._run(_select, statement, tuple(params))
+    async def _fetch(self, statement: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = await self._call(_select, statement, tuple(params))
         return rows
 
-    async def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
-        await self._run(lambda conn: conn.execute(statement, tuple(params)))
+    async def _run(self, statement: str, params: Sequence[Any]) -> None:
+        await self._call(lambda conn: conn.execute(statement, tuple(params)))
 
     async def prune(self, before: float) -> int:
-        count: int = await self._run(_prune, before)
+        count: int = await self._call(_prune, before)
         return count
 
     async def close(self) -> None:
         if self._conn is not None:
-            await self._run(lambda conn: conn.close())
+            await self._call(lambda conn: conn.close())
             self._conn = None
 
 
@@ -93,14 +94,14 @@ def _wal(conn: sqlite3.Connection, tries: int = 100) -> None:
 def _migrate(conn: sqlite3.Connection) -> None:
     """Apply each missing migration in its own write transaction, checking inside it,
     so processes starting together on one file apply each migration once."""
-    conn.execute(sql.MIGRATIONS_TABLE)
+    conn.execute(MIGRATIONS_TABLE)
     for name, statements in MIGRATIONS:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if conn.execute(DONE, (name,)).fetchone() is None:
+            if conn.execute(SQL.migration_done, (name,)).fetchone() is None:
                 for statement in statements:
                     conn.execute(statement)
-                conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, time.time()))
+                conn.execute(SQL.migration_applied, (name, time.time()))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -110,8 +111,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
 def _write(conn: sqlite3.Connection, requests: list[Any], attempts: list[Any]) -> None:
     conn.execute("BEGIN")
     try:
-        conn.executemany(sql.INSERT_REQUEST, requests)
-        conn.executemany(sql.INSERT_ATTEMPT, attempts)
+        conn.executemany(SQL.insert_request, requests)
+        conn.executemany(SQL.insert_attempt, attempts)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -119,12 +120,12 @@ def _write(conn: sqlite3.Connection, requests: list[Any], attempts: list[Any]) -
 
 
 def _feedback(conn: sqlite3.Connection, fb: Feedback) -> str | None:
-    row = conn.execute(sql.EXISTS, (fb.request_id,)).fetchone()
-    row = row or conn.execute(sql.NEWEST_FOR_CLIENT_ID, (fb.request_id,)).fetchone()
+    row = conn.execute(SQL.exists, (fb.request_id,)).fetchone()
+    row = row or conn.execute(SQL.newest_for_client_id, (fb.request_id,)).fetchone()
     if row is None:
         return None
     conn.execute(
-        sql.INSERT_FEEDBACK,
+        SQL.insert_feedback,
         (
             fb.feedback_id,
             row[0],
@@ -147,9 +148,9 @@ def _select(
 
 
 def _prune(conn: sqlite3.Connection, before: float) -> int:
-    count = len(conn.execute(sql.OLD_IDS, (before,)).fetchall())
+    count = len(conn.execute(SQL.old_ids, (before,)).fetchall())
     conn.execute("BEGIN")
-    for statement in sql.PRUNE:
+    for statement in SQL.prune:
         conn.execute(statement, (before,))
     conn.execute("COMMIT")
     return count
