@@ -25,6 +25,7 @@ from tierwise.checks import (
 from tierwise.config import CheckConfig, ConfidenceConfig, parse_config
 from tierwise.errors import ConfigError
 from tierwise.record import CheckResult
+from tierwise.routing.context import BuildContext
 from tierwise.types import (
     ChatRequest,
     ChatResponse,
@@ -414,7 +415,7 @@ def test_bad_check_option_is_a_config_error() -> None:
 async def test_register_check_adds_a_kind() -> None:
     kind = "test_checks_starts_with"
 
-    def factory(prefix: str = "") -> CallableCheck:
+    def factory(*, context: BuildContext, prefix: str = "") -> CallableCheck:
         return CallableCheck(lambda a: a.text.startswith(prefix), name=kind)
 
     register_check(kind, factory)

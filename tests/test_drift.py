@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from tests.conftest import GatewayFactory
+from tests.helpers import GatewayFactory
+from tierwise.drift.apply import apply_calibrations
 from tierwise.drift.audit import read_calibrations
-from tierwise.drift.monitor import apply_calibrations, check_route
+from tierwise.drift.monitor import check_route
 from tierwise.gateway import Gateway
 from tierwise.record import RequestRecord
 from tierwise.store import RecordWriter, Store, open_store

@@ -11,25 +11,27 @@ import pytest
 
 from tierwise.experiments.stats import (
     Guardrail,
-    Interval,
     SequentialResult,
-    Summary,
-    bootstrap_ci,
     check_guardrail,
     confidence_sequence_half_width,
     decide_guardrail,
     describe,
-    diff_ci,
     format_sample_guidance,
     minimum_detectable_effect,
     mixture_likelihood_ratio,
-    relative_diff_ci,
     running_p_value,
     sample_size_per_arm,
-    savings_ci,
     sequential_sample_size_per_arm,
     sequential_test,
     tau2_for_effect,
+)
+from tierwise.stats import (
+    Interval,
+    Summary,
+    bootstrap_ci,
+    diff_ci,
+    relative_diff_ci,
+    savings_ci,
 )
 
 Counts = npt.NDArray[np.int64]

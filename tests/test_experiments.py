@@ -16,9 +16,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.conftest import CHEAP_PRICE as CHEAP
-from tests.conftest import GatewayFactory, gateway_config, gateway_data
-from tests.test_replicas import Replica
+from tests.helpers import CHEAP_PRICE as CHEAP
+from tests.helpers import GatewayFactory, Replica, gateway_config, gateway_data
 from tierwise import parse_config
 from tierwise.cli import app as cli_app
 from tierwise.experiments.assign import assign, bucket, pick
@@ -28,6 +27,7 @@ from tierwise.experiments.monitor import Monitor
 from tierwise.experiments.status import experiment_report, render
 from tierwise.gateway import Gateway
 from tierwise.store import Feedback, RecordWriter, Store, open_store
+from tierwise.store.inspect import select
 from tierwise.testing import FakeUpstream
 from tierwise.types import ChatRequest, Message
 
@@ -260,14 +260,14 @@ async def test_a_sampled_judge_scores_answers_against_the_strong_model(
         ]
         await asyncio.gather(*judge.tasks)
         await writer.flush()
-        rows = await store.query("SELECT * FROM judgments ORDER BY request_id")
+        rows = await select(store, "SELECT * FROM judgments ORDER BY request_id")
         assert sorted(r["request_id"] for r in rows) == sorted(r.request_id for r in records)
         assert {r["score"] for r in rows} == {0.0} and {r["detail"] for r in rows} == {"WORSE"}
         assert all(r["cost_pusd"] > 0 for r in rows)
         data = await variant_data(store, "ab")
         assert sum(d.judge.n for d in data.values()) == 12
         assert sum(d.judge_cost_usd for d in data.values()) > 0
-        logged = await store.query("SELECT route, COUNT(*) AS n FROM requests GROUP BY route")
+        logged = await select(store, "SELECT route, COUNT(*) AS n FROM requests GROUP BY route")
         assert {r["route"]: r["n"] for r in logged} == {"auto": 12, "strong": 12, "judge": 12}
     finally:
         await judge.aclose()

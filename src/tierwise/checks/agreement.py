@@ -53,7 +53,8 @@ class AgreementCheck:
     @classmethod
     def from_options(cls, context: BuildContext, **options: Any) -> AgreementCheck:
         deployment = context.deployment(options.pop("deployment", None), "checks.deployment")
-        reject_unknown(cls, options, "check 'agreement'", "checks")
+        known = ("deployment", "min_similarity", "temperature", "name")
+        reject_unknown(options, known, "check 'agreement'", "checks")
         return cls(deployment, **options)
 
     async def evaluate(self, answer: AnswerView) -> CheckResult:

@@ -9,8 +9,8 @@ Three signals, each a frozen result with `drifted` and `describe()`:
   quality_drift     feedback per tier: the change in mean score and a two-sample z-test.
 A signal drifts only when the change is both large (beyond a bound) and significant (p <
 alpha): with thousands of requests a tiny change is significant, with a handful a large one
-is noise. `DriftReport` gathers them. Everything is numpy and `math`; randomness comes from
-the caller's `numpy.random.Generator`.
+is noise. `DriftReport` gathers them. The tests come from `scipy.stats` and
+`tierwise.stats`; randomness comes from the caller's `numpy.random.Generator`.
 """
 
 from __future__ import annotations
@@ -24,57 +24,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tierwise.experiments.stats import Summary
+from tierwise.stats import Summary, z_test
 
 Matrix = npt.NDArray[np.float64]
-_EPS = 1e-15
-_TINY = 1e-300
-_MAX_TERMS = 10_000
-
-
-def gamma_q(a: float, x: float) -> float:
-    """The regularised upper incomplete gamma function Q(a, x) = Gamma(a, x) / Gamma(a):
-    a power series for x < a + 1, else a continued fraction (modified Lentz)."""
-    if a <= 0:
-        raise ValueError(f"gamma_q needs a > 0, not {a}")
-    if x <= 0:
-        return 1.0
-    front = math.exp(a * math.log(x) - x - math.lgamma(a))
-    if x < a + 1:
-        term = total = 1.0 / a
-        for n in range(1, _MAX_TERMS):
-            term *= x / (a + n)
-            total += term
-            if abs(term) < abs(total) * _EPS:
-                break
-        return max(0.0, 1.0 - front * total)
-    b = x + 1.0 - a
-    c, d = 1.0 / _TINY, 1.0 / b
-    h = d
-    for i in range(1, _MAX_TERMS):
-        an = -i * (i - a)
-        b += 2.0
-        d = an * d + b
-        d = _TINY if abs(d) < _TINY else d
-        c = b + an / c
-        c = _TINY if abs(c) < _TINY else c
-        d = 1.0 / d
-        h *= d * c
-        if abs(d * c - 1.0) < _EPS:
-            break
-    return min(1.0, front * h)
-
-
-def chi2_sf(x: float, dof: float) -> float:
-    """P(X > x) for X chi-square with `dof` degrees of freedom: Q(dof / 2, x / 2)."""
-    if dof <= 0:
-        raise ValueError(f"chi-square needs dof > 0, not {dof}")
-    return gamma_q(dof / 2.0, x / 2.0) if x > 0 else 1.0
-
-
-def normal_sf(z: float) -> float:
-    """P(Z > z) for a standard normal Z."""
-    return 0.5 * math.erfc(z / math.sqrt(2.0))
 
 
 def format_p(p: float) -> str:
@@ -136,8 +88,7 @@ def tier_share_drift(
     shares = table / totals[:, None]
     change = shares[1] - shares[0]
     worst = int(np.argmax(np.abs(change)))
-    statistic, dof = _chi_square(table[:, table.sum(axis=0) > 0])
-    p = chi2_sf(statistic, dof) if dof > 0 else 1.0
+    statistic, dof, p = _chi_square(table[:, table.sum(axis=0) > 0])
     return TierShareDrift(
         tiers,
         tuple(float(s) for s in shares[0]),
@@ -153,11 +104,15 @@ def tier_share_drift(
     )
 
 
-def _chi_square(table: Matrix) -> tuple[float, int]:
-    """Pearson's statistic and degrees of freedom for a table with no empty column."""
-    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
-    statistic = float(((table - expected) ** 2 / expected).sum())
-    return statistic, (table.shape[0] - 1) * (table.shape[1] - 1)
+def _chi_square(table: Matrix) -> tuple[float, int, float]:
+    """Pearson's statistic (no continuity correction), degrees of freedom and p-value
+    for a table with no empty column; p is 1 with a single column."""
+    from scipy.stats import chi2_contingency
+
+    if table.shape[1] < 2:
+        return 0.0, 0, 1.0
+    found = chi2_contingency(table, correction=False)
+    return float(found.statistic), int(found.dof), float(found.pvalue)
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,12 +262,11 @@ def quality_drift(
         before, after = _summary(reference[tier]), _summary(current[tier])
         if min(before.n, after.n) < 2:
             continue
-        change = after.mean - before.mean
-        se = math.sqrt(before.variance_of_mean + after.variance_of_mean)
-        z = change / se if se > 0 else (0.0 if change == 0 else math.copysign(math.inf, change))
-        p = min(1.0, 2.0 * normal_sf(abs(z)))
-        drifted = change < -min_drop and p < alpha
-        results.append(TierQuality(tier, before, after, change, z, p, drifted))
+        test = z_test(after, before)
+        drifted = test.difference < -min_drop and test.p_value < alpha
+        results.append(
+            TierQuality(tier, before, after, test.difference, test.z, test.p_value, drifted)
+        )
     return QualityDrift(tuple(results))
 
 

@@ -6,7 +6,9 @@ oldest logged request) and lasts `drift.window_s`; the current window is the las
 `window_s`. When the share of calls to the strongest tier, the prompt embeddings or
 the feedback per tier moved beyond the configured bounds, or the strong share is
 further than `share_bound` from its target, a recalibrated value is proposed in the
-audit log, and applied when the route's `apply` is on.
+audit log, and applied when the route's `apply` is on. Only routers that implement
+`tierwise.routing.tuning.Tunable` are checked; `drift.apply` sets applied values on
+every replica.
 """
 
 from __future__ import annotations
@@ -20,22 +22,17 @@ import numpy as np
 import orjson
 
 from tierwise.drift import detect
+from tierwise.drift.apply import retune
 from tierwise.drift.audit import (
     Calibration,
     latest_applied,
     read_calibrations,
     write_calibration,
 )
-from tierwise.drift.recalibrate import (
-    EmbeddingMargin,
-    LearnedCostWeight,
-    PreferenceThreshold,
-    Recalibration,
-    Tunable,
-    recalibrate_share,
-    replayed_share,
-)
-from tierwise.experiments.spec import DriftConfig, DriftRouteConfig
+from tierwise.drift.config import DriftConfig, DriftRouteConfig
+from tierwise.drift.recalibrate import Recalibration, recalibrate_share, replayed_share
+from tierwise.routing.base import Router
+from tierwise.routing.tuning import ReplayRule, Tunable
 from tierwise.store.base import Store
 
 if TYPE_CHECKING:
@@ -43,38 +40,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tierwise.drift")
 BOUNDS = {"margin": (-1.0, 1.0), "cost_weight": (0.0, 10.0), "threshold": (0.0, 1.0)}
-WINDOW = """SELECT r.decision_target AS target, r.decision_scores AS scores,
- r.final_tier AS tier, r.prompt_sketch AS sketch, f.s AS feedback
- FROM requests r LEFT JOIN (SELECT request_id, AVG(score) AS s FROM feedback
- GROUP BY request_id) f ON f.request_id = r.request_id
- WHERE r.route = ? AND r.router = ? AND r.created_at >= ? AND r.created_at < ?
- ORDER BY r.created_at DESC LIMIT 20000"""
-FIRST = "SELECT MIN(created_at) AS first FROM requests WHERE route = ? AND router = ?"
 
 
-def tunable_for(router: Any, tiers: Sequence[str]) -> Tunable | None:
+def tuning_rule(router: Router | None, tiers: Sequence[str]) -> ReplayRule | None:
     """The threshold-like parameter of a route's router, or None when it has none."""
-    from tierwise.routing.embedding import EmbeddingRouter
-    from tierwise.routing.learned import LearnedRouter
-
-    if isinstance(router, EmbeddingRouter):
-        return EmbeddingMargin(router.margin, tuple(tiers), router.abstain_below, router.on_unsure)
-    if isinstance(router, LearnedRouter):
-        threshold = getattr(router, "threshold", None)
-        if threshold is not None:
-            return PreferenceThreshold(float(threshold), tiers[-1], tiers[0])
-        return LearnedCostWeight.from_router(router.load(), router.models, router.cost_weight)
-    return None
-
-
-def set_parameter(router: Any, name: str, value: float) -> None:
-    setattr(router, name, value)
+    return router.tuning_rule(tiers) if isinstance(router, Tunable) else None
 
 
 async def window(
     store: Store, route: str, router: str, start: float, end: float
 ) -> list[dict[str, Any]]:
-    return await store.query(WINDOW, (route, router, start, end))
+    return [dict(row) for row in await store.drift_window(route, router, start, end)]
 
 
 def signals(
@@ -128,9 +104,7 @@ async def reference_start(store: Store, route: str, router: str) -> tuple[float 
     applied = (await latest_applied(store)).get(route)
     if applied is not None:
         return float(applied["created_at"]), True
-    rows = await store.query(FIRST, (route, router))
-    first = rows[0]["first"] if rows else None
-    return (float(first) if first is not None else None), False
+    return await store.first_request_at(route, router), False
 
 
 async def check_route(
@@ -150,8 +124,8 @@ async def check_route(
     settings, wanted = gateway.config.drift, gateway.config.drift.routes[route]
     target = gateway.targets.get(route)
     tiers = [s.tier for s in target.steps]
-    tunable = tunable_for(target.router, tiers) if target.router else None
-    if target.router is None or tunable is None:
+    rule = tuning_rule(target.router, tiers)
+    if target.router is None or rule is None:
         return {"route": route, "status": "skipped", "why": "the route's router has no threshold"}
     name = target.router.name
     start, calibrated = await reference_start(store, route, name)
@@ -176,7 +150,7 @@ async def check_route(
     }
     if not (result["drifted"] or off_target):
         return {**result, "status": "ok"}
-    found = await _recalibrate(gateway, store, route, tunable, current, now, actor, quiet_s)
+    found = await _recalibrate(gateway, store, route, rule, current, now, actor, quiet_s)
     return {**result, **found}
 
 
@@ -184,7 +158,7 @@ async def _recalibrate(
     gateway: Gateway,
     store: Store,
     route: str,
-    tunable: Tunable,
+    rule: ReplayRule,
     current: list[dict[str, Any]],
     now: float,
     actor: str,
@@ -195,18 +169,18 @@ async def _recalibrate(
     scores = [orjson.loads(r["scores"]) for r in current if r["scores"]]
     try:
         found = recalibrate_share(
-            tunable,
+            rule,
             scores,
             target.steps[-1].tier,
             wanted.strong_share,
-            _bounds(wanted, tunable.name),
+            _bounds(wanted, rule.name),
             min_requests=settings.min_requests,
             window=f"last {settings.window_s:g} s before {now:.0f}",
         )
     except ValueError as exc:
         return {"status": "not_recalibrated", "why": str(exc)}
     last = await read_calibrations(store, route, limit=1)
-    if last and _repeats(last[0], now, quiet_s, found, tunable, scores, settings.share_bound):
+    if last and _repeats(last[0], now, quiet_s, found, rule, scores, settings.share_bound):
         same = last[0]["calibration_id"]
         return {"status": "unchanged", "calibration": found.evidence, "id": same}
     entry = Calibration(
@@ -214,8 +188,8 @@ async def _recalibrate(
         found.evidence, actor,
     )  # fmt: skip
     await write_calibration(store, entry)
-    if wanted.apply and target.router is not None:
-        set_parameter(target.router, found.parameter, found.new_value)
+    if wanted.apply:
+        retune(target.router, found.parameter, found.new_value)
     status = "applied" if wanted.apply else "proposed"
     _log_change(route, status, found)
     return {"status": status, "calibration": found.evidence, "id": entry.calibration_id}
@@ -234,7 +208,7 @@ def _repeats(
     now: float,
     quiet_s: float,
     found: Recalibration,
-    tunable: Tunable,
+    rule: ReplayRule,
     scores: list[dict[str, float]],
     share_bound: float,
 ) -> bool:
@@ -245,19 +219,9 @@ def _repeats(
     if last["applied"] or last["parameter"] != found.parameter:
         return False
     strong = found.evidence["strong_tier"]
-    share = replayed_share(tunable, scores, strong, float(last["new_value"]))
+    share = replayed_share(rule, scores, strong, float(last["new_value"]))
     return abs(share - found.target_share) <= share_bound / 2
 
 
 def _bounds(wanted: DriftRouteConfig, parameter: str) -> tuple[float, float]:
     return wanted.bounds or BOUNDS.get(parameter, (-1e6, 1e6))
-
-
-async def apply_calibrations(gateway: Gateway, store: Store) -> None:
-    """Every replica: set each route's parameter to its newest applied calibration."""
-    for route, row in (await latest_applied(store)).items():
-        if route not in gateway.targets.names():
-            continue
-        router = gateway.targets.get(route).router
-        if router is not None and getattr(router, row["parameter"], None) != row["new_value"]:
-            set_parameter(router, row["parameter"], float(row["new_value"]))

@@ -70,11 +70,14 @@ class Monitor:
         return stopped
 
     async def drift(self, now: float) -> list[dict[str, Any]]:
-        from tierwise.drift.monitor import apply_calibrations, check_route
+        """Drift checks when enabled (numpy, imported only then); every applied calibration."""
+        from tierwise.drift.apply import apply_calibrations
 
         settings = self.gateway.config.drift
         results = []
         if settings.enabled and now >= self._next_drift:
+            from tierwise.drift.monitor import check_route
+
             self._next_drift = now + settings.interval_s
             for route in settings.routes:
                 quiet = settings.interval_s / 2

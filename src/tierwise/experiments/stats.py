@@ -1,8 +1,9 @@
-"""Statistics for A/B experiments of routers: intervals, an always-valid test, power.
+"""Statistics for A/B experiments of routers: an always-valid test, guardrails, power
+and sample sizes, and the plain-English summary. Summaries, fixed-horizon intervals and
+the bootstrap are shared with drift in `tierwise.stats`.
 
 Every difference is treatment minus control, every alpha two-sided. A satisfaction
-score lives in [0, 1] and is reported in percentage points. Functions are pure:
-inputs are numbers or arrays and randomness comes in as a numpy Generator.
+score lives in [0, 1] and is reported in percentage points. Functions are pure.
 
 The sequential test is the normal-mixture mSPRT (Johari, Pekelis & Walsh 2017,
 "Always valid inference"; Howard et al. 2021): with estimate d, its variance
@@ -17,203 +18,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from statistics import NormalDist
 from typing import Literal
 
-import numpy as np
-import numpy.typing as npt
+from tierwise.stats import Interval, Summary, check_levels, normal_quantile
 
 Direction = Literal["higher_is_better", "lower_is_better"]
 Decision = Literal["fire", "safe", "continue"]
-Vector = npt.NDArray[np.float64]
 
-_NORMAL = NormalDist()
-_BOOTSTRAP_CHUNK_CELLS = 4_000_000
 _MAX_LOG = 700.0
-
-
-def _z(p: float) -> float:
-    """Standard normal quantile at p."""
-    return _NORMAL.inv_cdf(p)
-
-
-def _check_levels(**levels: float) -> None:
-    for name, value in levels.items():
-        if not 0.0 < value < 1.0:
-            raise ValueError(f"{name} must be in (0, 1), got {value}")
 
 
 def _check_tau2(tau2: float) -> None:
     if not tau2 > 0:
         raise ValueError(f"tau2 must be > 0, got {tau2}")
-
-
-@dataclass(frozen=True, slots=True)
-class Summary:
-    """Count, mean and sample variance (ddof=1) of one arm's metric.
-
-    With n == 0 the mean is nan; with n < 2 the variance is nan, so intervals built
-    on it come out nan (unknown) rather than falsely narrow.
-    """
-
-    n: int
-    mean: float
-    variance: float
-
-    @classmethod
-    def from_sums(cls, n: int, total: float, total_sq: float) -> Summary:
-        """From sufficient statistics: count, sum and sum of squares."""
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
-        if n == 0:
-            return cls(0, math.nan, math.nan)
-        mean = total / n
-        if n == 1:
-            return cls(1, mean, math.nan)
-        return cls(n, mean, max(0.0, (total_sq - total * mean) / (n - 1)))
-
-    @classmethod
-    def from_clusters(
-        cls, k: int, total: float, count: float, total_sq: float, count_sq: float, cross: float
-    ) -> Summary:
-        """The per-observation mean total / count when observations come in k
-        independent units (users, sessions) of count_u observations summing to total_u;
-        the sums run over units (total_sq = sum total_u^2, cross = sum total_u count_u).
-        n is k, and variance / n is the ratio estimate's delta-method variance; with one
-        observation per unit this is from_sums."""
-        if k <= 0 or count <= 0:
-            return cls(max(k, 0), math.nan, math.nan)
-        mean = total / count
-        if k == 1:
-            return cls(1, mean, math.nan)
-        spread = max(0.0, total_sq - 2 * mean * cross + mean * mean * count_sq)
-        per_unit = count / k
-        return cls(k, mean, spread / ((k - 1) * per_unit * per_unit))
-
-    @classmethod
-    def from_values(cls, values: npt.ArrayLike) -> Summary:
-        """From raw observations (flattened)."""
-        arr = np.asarray(values, dtype=np.float64).ravel()
-        if arr.size < 2:
-            return cls.from_sums(arr.size, float(arr.sum()), float(arr @ arr))
-        return cls(int(arr.size), float(arr.mean()), float(arr.var(ddof=1)))
-
-    @property
-    def variance_of_mean(self) -> float:
-        """Squared standard error of the mean: variance / n."""
-        return self.variance / self.n if self.n > 0 else math.nan
-
-
-@dataclass(frozen=True, slots=True)
-class Interval:
-    """A point estimate with a confidence interval [lower, upper]."""
-
-    estimate: float
-    lower: float
-    upper: float
-
-    @property
-    def half_width(self) -> float:
-        return (self.upper - self.lower) / 2
-
-    def contains(self, value: float) -> bool:
-        return self.lower <= value <= self.upper
-
-    def excludes(self, value: float) -> bool:
-        """True only when the interval is known and lies wholly on one side of value."""
-        return value < self.lower or value > self.upper
-
-    def negated(self) -> Interval:
-        """The interval of minus the quantity, e.g. savings from a relative change."""
-        return Interval(-self.estimate, -self.upper, -self.lower)
-
-
-def diff_ci(treatment: Summary, control: Summary, *, alpha: float = 0.05) -> Interval:
-    """Welch (unequal variances) normal interval for mean_t - mean_c at level 1 - alpha."""
-    _check_levels(alpha=alpha)
-    estimate = treatment.mean - control.mean
-    half = _z(1 - alpha / 2) * math.sqrt(treatment.variance_of_mean + control.variance_of_mean)
-    return Interval(estimate, estimate - half, estimate + half)
-
-
-def relative_diff_ci(treatment: Summary, control: Summary, *, alpha: float = 0.05) -> Interval:
-    """Delta-method interval for mean_t / mean_c - 1 (independent arms)."""
-    _check_levels(alpha=alpha)
-    if control.mean == 0 or math.isnan(control.mean):
-        return Interval(math.nan, math.nan, math.nan)
-    ratio = treatment.mean / control.mean
-    spread = treatment.variance_of_mean + ratio**2 * control.variance_of_mean
-    half = _z(1 - alpha / 2) * math.sqrt(spread) / abs(control.mean)
-    return Interval(ratio - 1, ratio - 1 - half, ratio - 1 + half)
-
-
-def savings_ci(treatment_cost: Summary, control_cost: Summary, *, alpha: float = 0.05) -> Interval:
-    """Delta-method interval for the saving 1 - cost_t / cost_c."""
-    return relative_diff_ci(treatment_cost, control_cost, alpha=alpha).negated()
-
-
-@dataclass(frozen=True, slots=True)
-class BootstrapResult:
-    """Percentile bootstrap intervals drawn from one set of resamples.
-
-    `difference` is mean_t - mean_c; `relative` is the ratio mean_t / mean_c minus one
-    (as in relative_diff_ci; the saving is relative.negated()).
-    """
-
-    difference: Interval
-    relative: Interval
-
-
-def _resampled_means(
-    values: Vector, counts: Vector, rng: np.random.Generator, resamples: int
-) -> Vector:
-    """Per resample of the units: sum of values / sum of counts, in chunks."""
-    rows = max(1, _BOOTSTRAP_CHUNK_CELLS // values.size)
-    means = np.empty(resamples, dtype=np.float64)
-    for start in range(0, resamples, rows):
-        stop = min(resamples, start + rows)
-        picks = rng.integers(0, values.size, size=(stop - start, values.size))
-        means[start:stop] = values[picks].sum(axis=1) / counts[picks].sum(axis=1)
-    return means
-
-
-def _arm(values: npt.ArrayLike, counts: npt.ArrayLike | None) -> tuple[Vector, Vector]:
-    v = np.asarray(values, dtype=np.float64).ravel()
-    c = np.ones_like(v) if counts is None else np.asarray(counts, dtype=np.float64).ravel()
-    if v.size == 0 or v.size != c.size:
-        raise ValueError("each arm needs at least one unit, and one count per unit")
-    return v, c
-
-
-def bootstrap_ci(
-    treatment: npt.ArrayLike,
-    control: npt.ArrayLike,
-    rng: np.random.Generator,
-    *,
-    resamples: int = 2000,
-    alpha: float = 0.05,
-    counts: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
-) -> BootstrapResult:
-    """Percentile bootstrap of the difference and the ratio of means, each arm resampled.
-    With `counts`, each value is a unit's sum over that many observations, units are
-    resampled, and a mean is the resampled sum over the resampled count."""
-    _check_levels(alpha=alpha)
-    if resamples < 1:
-        raise ValueError(f"resamples must be >= 1, got {resamples}")
-    t, t_counts = _arm(treatment, counts[0] if counts else None)
-    c, c_counts = _arm(control, counts[1] if counts else None)
-    means_t = _resampled_means(t, t_counts, rng, resamples)
-    means_c = _resampled_means(c, c_counts, rng, resamples)
-    levels = [100 * alpha / 2, 100 * (1 - alpha / 2)]
-    d_lo, d_hi = np.percentile(means_t - means_c, levels)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r_lo, r_hi = np.percentile(means_t / means_c - 1, levels)
-    mean_t, mean_c = float(t.sum() / t_counts.sum()), float(c.sum() / c_counts.sum())
-    point = mean_t / mean_c - 1 if mean_c != 0 else math.nan
-    return BootstrapResult(
-        difference=Interval(mean_t - mean_c, float(d_lo), float(d_hi)),
-        relative=Interval(point, float(r_lo), float(r_hi)),
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +92,7 @@ def sequential_test(
     Needs a positive, known variance in at least one arm; otherwise the result is
     uninformative (infinite bounds, p = 1).
     """
-    _check_levels(alpha=alpha)
+    check_levels(alpha=alpha)
     _check_tau2(tau2)
     estimate = treatment.mean - control.mean
     variance = treatment.variance_of_mean + control.variance_of_mean
@@ -308,7 +125,7 @@ class Guardrail:
             raise ValueError(f"unknown direction {self.direction!r}")
         if not self.max_drop >= 0:
             raise ValueError(f"max_drop must be >= 0, got {self.max_drop}")
-        _check_levels(alpha=self.alpha)
+        check_levels(alpha=self.alpha)
 
 
 def decide_guardrail(guardrail: Guardrail, result: SequentialResult) -> Decision:
@@ -342,9 +159,9 @@ def minimum_detectable_effect(
 ) -> float:
     """Smallest |mean_t - mean_c| a two-sided fixed-horizon test at alpha detects with
     probability `power`, at the arms' current sizes and variances."""
-    _check_levels(alpha=alpha, power=power)
+    check_levels(alpha=alpha, power=power)
     spread = math.sqrt(treatment.variance_of_mean + control.variance_of_mean)
-    return (_z(1 - alpha / 2) + _z(power)) * spread
+    return (normal_quantile(1 - alpha / 2) + normal_quantile(power)) * spread
 
 
 def _sizing_variance(delta: float, variance_treatment: float, variance_control: float) -> float:
@@ -366,9 +183,9 @@ def sample_size_per_arm(
     power: float = 0.8,
 ) -> int:
     """Observations per arm (equal arms) for a two-sided fixed-horizon test to detect delta."""
-    _check_levels(alpha=alpha, power=power)
+    check_levels(alpha=alpha, power=power)
     total = _sizing_variance(delta, variance_treatment, variance_control)
-    z = _z(1 - alpha / 2) + _z(power)
+    z = normal_quantile(1 - alpha / 2) + normal_quantile(power)
     exact = z * z * total / delta**2
     return max(1, math.ceil(exact * (1 - 1e-12)))
 
@@ -384,12 +201,12 @@ def sequential_sample_size_per_arm(
 ) -> int:
     """Observations per arm for the confidence sequence to exclude zero with probability
     `power` when the true difference is delta (larger than sample_size_per_arm)."""
-    _check_levels(alpha=alpha, power=power)
+    check_levels(alpha=alpha, power=power)
     _check_tau2(tau2)
     total = _sizing_variance(delta, variance_treatment, variance_control)
     if total == 0:
         return 1
-    z_power = _z(power)
+    z_power = normal_quantile(power)
 
     def detects(n: int) -> bool:
         v = total / n

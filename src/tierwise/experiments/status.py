@@ -6,10 +6,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from tierwise import stats as shared
 from tierwise.experiments import stats
 from tierwise.experiments.log import (
     Moments,
@@ -21,6 +20,9 @@ from tierwise.experiments.log import (
 from tierwise.experiments.registry import ExperimentState
 from tierwise.experiments.spec import HIGHER_IS_BETTER, ExperimentConfig, GuardrailConfig
 from tierwise.store.base import Store
+
+if TYPE_CHECKING:
+    from numpy.random import Generator
 
 RELATIVE = ("cost", "latency")
 UNITS = {"user": "users", "session": "sessions", "api_key": "API keys", "request": "requests"}
@@ -41,11 +43,11 @@ class Verdict:
         )
 
 
-def summary_of(m: Moments) -> stats.Summary:
-    return stats.Summary.from_clusters(m.k, m.s, m.c, m.s2, m.c2, m.sc)
+def summary_of(m: Moments) -> shared.Summary:
+    return shared.Summary.from_clusters(m.k, m.s, m.c, m.s2, m.c2, m.sc)
 
 
-def summaries(data: VariantData) -> dict[str, stats.Summary]:
+def summaries(data: VariantData) -> dict[str, shared.Summary]:
     return {
         "cost": summary_of(data.cost),
         "latency": summary_of(data.latency),
@@ -55,7 +57,7 @@ def summaries(data: VariantData) -> dict[str, stats.Summary]:
     }
 
 
-def tau2(config: ExperimentConfig, metric: str, control: stats.Summary) -> float:
+def tau2(config: ExperimentConfig, metric: str, control: shared.Summary) -> float:
     """The mixing variance: the minimum effect, relative to the control's mean for
     cost and latency."""
     effect = config.min_effect
@@ -65,7 +67,7 @@ def tau2(config: ExperimentConfig, metric: str, control: stats.Summary) -> float
 
 
 def compare(
-    config: ExperimentConfig, treatment: stats.Summary, control: stats.Summary, metric: str
+    config: ExperimentConfig, treatment: shared.Summary, control: shared.Summary, metric: str
 ) -> stats.SequentialResult:
     return stats.sequential_test(
         treatment, control, tau2=tau2(config, metric, control), alpha=config.alpha
@@ -73,7 +75,7 @@ def compare(
 
 
 def verdicts(
-    config: ExperimentConfig, per_variant: Mapping[str, Mapping[str, stats.Summary]]
+    config: ExperimentConfig, per_variant: Mapping[str, Mapping[str, shared.Summary]]
 ) -> list[Verdict]:
     """Every guardrail of every non-control variant with enough samples; `per_variant`
     holds each variant's summary of (at least) the guardrails' metrics."""
@@ -128,15 +130,15 @@ def _variant_json(data: VariantData) -> dict[str, Any]:
     }
 
 
-def _interval(i: stats.Interval | stats.SequentialResult) -> dict[str, float | None]:
+def _interval(i: shared.Interval | stats.SequentialResult) -> dict[str, float | None]:
     return {"estimate": _num(i.estimate), "lower": _num(i.lower), "upper": _num(i.upper)}
 
 
 def _metric_json(
-    config: ExperimentConfig, t: stats.Summary, c: stats.Summary, metric: str
+    config: ExperimentConfig, t: shared.Summary, c: shared.Summary, metric: str
 ) -> dict[str, Any]:
     result = compare(config, t, c, metric)
-    fixed = stats.diff_ci(t, c, alpha=config.alpha)
+    fixed = shared.diff_ci(t, c, alpha=config.alpha)
     mde = stats.minimum_detectable_effect(t, c, alpha=config.alpha)
     out: dict[str, Any] = {
         "n": [t.n, c.n],
@@ -162,7 +164,7 @@ def _metric_json(
 
 def comparison(config: ExperimentConfig, variant: str, data: dict[str, VariantData]) -> Any:
     mine, control = summaries(data[variant]), summaries(data[config.control])
-    savings = stats.savings_ci(mine["cost"], control["cost"], alpha=config.alpha)
+    savings = shared.savings_ci(mine["cost"], control["cost"], alpha=config.alpha)
     metrics = {m: _metric_json(config, mine[m], control[m], m) for m in mine}
     sat = compare(config, mine["satisfaction"], control["satisfaction"], "satisfaction")
     return {
@@ -213,6 +215,8 @@ async def experiment_report(
     out = {**report(state, data), "as_of": now}
     if bootstrap > 0:
         raw = {m: await unit_values(store, state.name, m) for m in ("cost", "satisfaction")}
+        import numpy as np
+
         rng = np.random.default_rng(seed)
         for c in out["comparisons"]:
             c["bootstrap"] = _bootstrap(raw, c["variant"], state.config, rng, bootstrap)
@@ -223,15 +227,15 @@ def _bootstrap(
     raw: dict[str, dict[str, tuple[list[float], list[float]]]],
     variant: str,
     config: ExperimentConfig,
-    rng: np.random.Generator,
+    rng: Generator,
     resamples: int,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"resamples": resamples}
     for metric in ("cost", "satisfaction"):
         mine, control = raw[metric].get(variant), raw[metric].get(config.control)
-        if not mine or not control:
+        if not mine or not control or min(len(mine[0]), len(control[0])) < 2:
             continue
-        found = stats.bootstrap_ci(
+        found = shared.bootstrap_ci(
             mine[0],
             control[0],
             rng,

@@ -14,6 +14,7 @@ from tierwise.checks.cascade_policy import Cascade, CascadePolicy, tiered_models
 from tierwise.errors import ConfigError
 from tierwise.record import Decision
 from tierwise.routing.context import BuildContext
+from tierwise.routing.options import reject_unknown
 from tierwise.types import ChatRequest
 
 KEY = "router.cascades"
@@ -30,8 +31,13 @@ class AnswerCascadeRouter:
 
     @classmethod
     def from_options(
-        cls, context: BuildContext, cascades: object = None, name: str = "answer_cascade"
+        cls,
+        context: BuildContext,
+        cascades: object = None,
+        name: str = "answer_cascade",
+        **unknown: object,
     ) -> AnswerCascadeRouter:
+        reject_unknown(unknown, ("cascades", "name"), "router 'answer_cascade'", "router")
         policy = CascadePolicy.from_options(cascades, KEY)
         tier_of = {m: context.deployment(m, KEY).tier for m in policy.models()}
         for model in policy.tiered():

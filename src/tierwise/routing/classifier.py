@@ -21,6 +21,7 @@ from tierwise.record import Decision
 from tierwise.routing.base import Router
 from tierwise.routing.context import BuildContext
 from tierwise.routing.heuristic import CHEAPEST, STRONGEST, HeuristicRouter, resolve_tier
+from tierwise.routing.options import reject_unknown
 from tierwise.types import ChatRequest, Message, Usage
 
 DEFAULT_LABELS = {
@@ -60,13 +61,14 @@ class ClassifierRouter:
         max_tokens: int = 120,
         cache_size: int = 4096,
         name: str = "classifier",
+        **unknown: object,
     ) -> ClassifierRouter:
-        from tierwise.routing.registry import build_sub_router
-
+        known = ("deployment", "labels", "fallback", "timeout_s", "max_tokens", "cache_size")
+        reject_unknown(unknown, (*known, "name"), "router 'classifier'", "router")
         return cls(
             context.deployment(deployment, "router.deployment"),
             DEFAULT_LABELS if labels is None else _parse_labels(labels),
-            build_sub_router(fallback, context, "router.fallback"),
+            context.router(fallback, "router.fallback"),
             timeout_s=timeout_s,
             max_tokens=max_tokens,
             cache_size=cache_size,

@@ -27,13 +27,9 @@ class ChainRouter:
     def from_options(
         cls, context: BuildContext, routers: object = None, name: str = "chain"
     ) -> ChainRouter:
-        from tierwise.routing.registry import build_sub_router
-
         if not isinstance(routers, list) or not routers:
             raise ConfigError("a chain needs a non-empty list of routers", key="router.routers")
-        built = [
-            build_sub_router(r, context, f"router.routers[{i}]") for i, r in enumerate(routers)
-        ]
+        built = [context.router(r, f"router.routers[{i}]") for i, r in enumerate(routers)]
         return cls(built, name=name)
 
     async def decide(self, request: ChatRequest, targets: list[str]) -> Decision:

@@ -52,6 +52,7 @@ from tierwise.embeddings.base import Embedder
 from tierwise.embeddings.cache import EmbeddingCache
 from tierwise.errors import ConfigError
 from tierwise.record import Decision
+from tierwise.routing.embedding_rule import EmbeddingMargin, choose
 from tierwise.types import ChatRequest
 
 KEY = "router"
@@ -110,53 +111,6 @@ def score(query: Vectors, groups: Mapping[str, Vectors], method: str, k: int) ->
     return scores
 
 
-def choose(
-    scores: Mapping[str, float],
-    order: Sequence[str],
-    margin: float,
-    abstain_below: float | None,
-    on_unsure: str,
-) -> tuple[str, str, bool]:
-    """(target, reason, confident) from scores over `order` (cheapest first): pure."""
-    best = max(order, key=lambda t: scores[t])
-    if abstain_below is not None and scores[best] < abstain_below:
-        reason = (
-            f"unsure: best similarity {scores[best]:.3f} ({best}) is below "
-            f"abstain_below {abstain_below:g}; sent to {on_unsure}"
-        )
-        return on_unsure, reason, False
-    if len(order) == 1:
-        return best, f"{best}: similarity {scores[best]:.3f}, the only tier with examples", True
-    for tier in order:
-        rival = max((t for t in order if t != tier), key=lambda t: scores[t])
-        if scores[tier] >= scores[rival] - margin:
-            return tier, _explain(scores, order, tier, rival, margin), True
-    strongest = order[-1]
-    reason = (
-        f"{strongest}: no tier leads the others by {-margin:g} "
-        f"(best {best} {scores[best]:.3f}); the strongest tier goes"
-    )
-    return strongest, reason, True
-
-
-def _explain(
-    scores: Mapping[str, float], order: Sequence[str], tier: str, rival: str, margin: float
-) -> str:
-    if scores[tier] < scores[rival]:
-        return (
-            f"{tier}: similarity {scores[tier]:.3f} is within margin {margin:g} of "
-            f"{rival} {scores[rival]:.3f}; the cheaper tier goes"
-        )
-    skipped = order[: order.index(tier)]
-    if not skipped:
-        return f"{tier}: most similar ({scores[tier]:.3f}; next {rival} {scores[rival]:.3f})"
-    cheaper = ", ".join(f"{t} {scores[t]:.3f}" for t in skipped)
-    return (
-        f"{tier}: most similar ({scores[tier]:.3f}); cheaper tiers more than "
-        f"margin {margin:g} below: {cheaper}"
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class _Examples:
     texts: tuple[str, ...]
@@ -210,13 +164,25 @@ class EmbeddingRouter:
         self._peek: Peek | None = peek if callable(peek) else None
 
     @classmethod
-    def from_options(cls, **options: object) -> EmbeddingRouter:
-        """Build from config options, with a ConfigError for each invalid one."""
+    def from_options(cls, context: object = None, **options: object) -> EmbeddingRouter:
+        """Build from config options, with a ConfigError for each invalid one (the
+        registry's `context` is not needed)."""
         return cls(**parse_options(options))
 
     @property
     def name(self) -> str:
         return self._name
+
+    def tuning_rule(self, tiers: Sequence[str]) -> EmbeddingMargin:
+        """`margin`, replayed for a route whose targets are `tiers` (`Tunable`)."""
+        return EmbeddingMargin(self.margin, tuple(tiers), self.abstain_below, self.on_unsure)
+
+    def retune(self, parameter: str, value: float) -> bool:
+        """Set `margin` (`Tunable`); False for any other parameter."""
+        if parameter != "margin":
+            return False
+        self.margin = float(value)
+        return True
 
     @property
     def ready(self) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,8 @@ from tierwise.learning.models import (
 )
 from tierwise.learning.store import load_router, make_embedder
 from tierwise.record import Decision
+from tierwise.routing.options import reject_unknown
+from tierwise.routing.tuning import LearnedCostWeight, PreferenceThreshold
 from tierwise.types import ChatRequest
 
 KEY = "router"
@@ -90,8 +92,13 @@ class LearnedRouter:
         lazy: object = False,
         offload: object = None,
         threshold: object = None,
+        context: object = None,
+        **unknown: object,
     ) -> LearnedRouter:
-        """Build from config options, with a ConfigError for each invalid one."""
+        """Build from config options, with a ConfigError for each invalid one (the
+        registry's `context` is not needed)."""
+        known = ("path", "models", "cost_weight", "embedder", "lazy", "offload", "threshold")
+        reject_unknown(unknown, known, "router 'learned'", KEY)
         if not isinstance(path, str | Path) or not str(path):
             raise ConfigError("learned router needs 'path': the trained router file", key=KEY)
         if not isinstance(models, Mapping) or not all(
@@ -120,6 +127,30 @@ class LearnedRouter:
     @property
     def name(self) -> str:
         return self._name
+
+    def tuning_rule(self, tiers: Sequence[str]) -> PreferenceThreshold | LearnedCostWeight:
+        """The operating point `decide` uses, for a route whose targets are `tiers`
+        (`Tunable`): the threshold between the cheapest and the strongest tier when
+        configured or saved with the router (and no cost weight is configured), else
+        the cost weight."""
+        trained = self.load()
+        cut = self.threshold
+        if cut is None and self.cost_weight is None:
+            cut = trained.threshold
+        if cut is not None:
+            return PreferenceThreshold(float(cut), tiers[-1], tiers[0])
+        return LearnedCostWeight.from_router(trained, self.models, self.cost_weight)
+
+    def retune(self, parameter: str, value: float) -> bool:
+        """Set `threshold` or `cost_weight` (`Tunable`), clearing the other so that
+        the new one decides; False for any other parameter."""
+        if parameter == "threshold":
+            self.threshold, self.cost_weight = float(value), None
+        elif parameter == "cost_weight":
+            self.threshold, self.cost_weight = None, float(value)
+        else:
+            return False
+        return True
 
     def load(self) -> TrainedRouter:
         """Read the router file (once) and check it against the mapping and embedder."""

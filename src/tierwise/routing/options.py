@@ -1,33 +1,51 @@
 """Options of routers and checks from config: an unknown name is a ConfigError naming
-its key, and errors raised while building a nested part name the part's full key."""
+its key, and errors raised while building a nested part name the part's full key.
+
+A registry calls a factory with the config's options as keywords and the gateway's
+`BuildContext` as the keyword `context`; the factory raises a ConfigError for an option
+it does not take (`reject_unknown`, with the names it declares). `keywords` makes such a
+factory from a constructor and its option names."""
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from tierwise.errors import ConfigError
 
-_NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-INJECTED = frozenset({"context"})
+T = TypeVar("T")
 
 
 def reject_unknown(
-    factory: Callable[..., object], options: Mapping[str, object], what: str, key: str
+    options: Mapping[str, object], known: Collection[str], what: str, key: str
 ) -> None:
-    """A ConfigError at `key.<option>` for the first option `factory` does not take.
-    A factory that takes `**options` is left to check its own."""
-    parameters = inspect.signature(factory).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return
-    known = sorted(n for n, p in parameters.items() if p.kind in _NAMED and n not in INJECTED)
+    """A ConfigError at `key.<option>` for the first option not in `known`."""
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise ConfigError(
-            f"{what}: unknown option {unknown[0]!r}; known: {', '.join(known)}",
+            f"{what}: unknown option {unknown[0]!r}; known: {', '.join(sorted(known))}",
             key=f"{key}.{unknown[0]}",
         )
+
+
+def keywords(
+    build: Callable[..., T],
+    known: Collection[str],
+    what: str,
+    key: str,
+    *,
+    pass_context: bool = False,
+) -> Callable[..., T]:
+    """A registry factory (options as keywords, plus the gateway's `context`) for `build`,
+    which takes the options named in `known` as keywords, and the context as its first
+    argument when `pass_context`."""
+
+    def factory(*, context: Any, **options: object) -> T:
+        reject_unknown(options, known, what, key)
+        return build(context, **options) if pass_context else build(**options)
+
+    return factory
 
 
 def rekey(exc: ConfigError, base: str, prefix: str) -> ConfigError:
