@@ -7,15 +7,17 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from tierwise.config import (
     Action,
     Cooldown,
     GatewayConfig,
-    Secret,
     TriggerPolicy,
+    env_variable,
     load_config,
     parse_config,
+    reveal,
 )
 from tierwise.errors import ConfigError, ErrorKind
 from tierwise.pricing import Price
@@ -273,6 +275,44 @@ def test_env_override_of_a_deeper_key_keeps_its_siblings(tmp_path: Path) -> None
     assert config.fallback.max_attempts == 4
 
 
+def test_env_override_values_lists_and_null(tmp_path: Path) -> None:
+    environ = {
+        "TIERWISE__TIERS__SMALL": '["cheap", "strong"]',
+        "TIERWISE__FALLBACK__ATTEMPT_TIMEOUT_S": "null",
+        "TIERWISE__STORE__ENABLED": "false",
+        "tierwise__routes__auto__baseline": "strong",
+        "TIERWISE__DEPLOYMENTS__STRONG__API_KEY": f"{LITERAL_KEY}",
+    }
+    config = load(tmp_path, MINIMAL, environ=environ)
+    assert config.tiers == {"small": ["cheap", "strong"], "large": ["strong"]}
+    assert config.fallback.attempt_timeout_s is None
+    assert config.store.enabled is False
+    assert config.routes["auto"].baseline == "strong"
+    assert config.routes["auto"].tiers == ["small", "large"]
+    strong = config.deployments["strong"]
+    assert strong.api_key is not None and reveal(strong.api_key) == LITERAL_KEY
+    assert LITERAL_KEY not in repr(config)
+
+
+def test_env_override_of_an_unknown_section_is_an_error(tmp_path: Path) -> None:
+    error = load_error(tmp_path, MINIMAL, environ={"TIERWISE__FALLBAK__MAX_ATTEMPTS": "2"})
+    assert error.key == "fallbak"
+    assert "TIERWISE__FALLBAK__MAX_ATTEMPTS" in str(error)
+    assert "not permitted" in str(error)
+
+
+def test_env_override_of_an_unknown_key_is_an_error(tmp_path: Path) -> None:
+    error = load_error(tmp_path, MINIMAL, environ={"TIERWISE__FALLBACK__MAX_ATEMPTS": "2"})
+    assert error.key == "fallback.max_atempts"
+
+
+def test_env_override_values_that_are_not_json(tmp_path: Path) -> None:
+    error = load_error(tmp_path, MINIMAL, environ={"TIERWISE__TIERS__SMALL": "[cheap]"})
+    assert error.key == "tiers.small" and "valid list" in error.problem
+    error = load_error(tmp_path, MINIMAL, environ={"TIERWISE__FALLBACK__BACKOFF": "{base_s: 1}"})
+    assert "fallback" in error.problem and "JSON" in error.problem
+
+
 def test_invalid_env_override_is_reported(tmp_path: Path) -> None:
     error = load_error(tmp_path, MINIMAL, environ={"TIERWISE__FALLBACK__MAX_ATTEMPTS": "0"})
     assert error.key == "fallback.max_attempts"
@@ -282,14 +322,14 @@ def test_invalid_env_override_is_reported(tmp_path: Path) -> None:
 
 
 def test_literal_secret_repr_hides_the_key() -> None:
-    secret = Secret(LITERAL_KEY)
+    secret = SecretStr(LITERAL_KEY)
     assert LITERAL_KEY not in repr(secret)
     assert LITERAL_KEY not in str(secret)
     assert LITERAL_KEY not in f"{secret}"
     assert LITERAL_KEY not in repr([secret])
-    assert not secret.is_env
-    assert secret.reveal() == LITERAL_KEY
-    assert secret.reveal({}) == LITERAL_KEY
+    assert env_variable(secret) is None
+    assert reveal(secret) == LITERAL_KEY
+    assert reveal(secret, {}) == LITERAL_KEY
 
 
 def test_config_repr_hides_a_literal_key(tmp_path: Path) -> None:
@@ -298,8 +338,15 @@ def test_config_repr_hides_a_literal_key(tmp_path: Path) -> None:
         f"    api_base: http://localhost:8002/v1\n    api_key: {LITERAL_KEY}\n",
     )
     config = load(tmp_path, text)
-    assert config.deployments["strong"].api_key == Secret(LITERAL_KEY)
+    assert config.deployments["strong"].api_key == SecretStr(LITERAL_KEY)
+    dumps = (
+        config.model_dump_json(),
+        str(config.model_dump()),
+        str(config.model_dump(mode="json")),
+    )
     for shown in (str(config), repr(config), repr(config.deployments), str(config.deployments)):
+        assert LITERAL_KEY not in shown
+    for shown in dumps:
         assert LITERAL_KEY not in shown
     assert "**********" in repr(config)
 
@@ -310,7 +357,7 @@ def test_key_alone_is_enough_for_an_openai_deployment(tmp_path: Path) -> None:
     )
     deployment = load(tmp_path, text).deployments["strong"]
     assert deployment.api_base is None
-    assert deployment.api_key is not None and deployment.api_key.reveal() == LITERAL_KEY
+    assert deployment.api_key is not None and reveal(deployment.api_key) == LITERAL_KEY
 
 
 def test_gateway_names_a_misspelt_option_of_a_nested_router(tmp_path: Path) -> None:
@@ -335,35 +382,43 @@ def test_gateway_names_a_misspelt_check_option(tmp_path: Path) -> None:
 
 
 def test_env_secret_reveals_from_the_given_environment() -> None:
-    secret = Secret("env:OPENAI_KEY_FOR_TEST")
-    assert secret.is_env
-    assert "env:OPENAI_KEY_FOR_TEST" in repr(secret)
-    assert secret.reveal({"OPENAI_KEY_FOR_TEST": "sk-from-env"}) == "sk-from-env"
+    secret = SecretStr("env:OPENAI_KEY_FOR_TEST")
+    assert env_variable(secret) == "OPENAI_KEY_FOR_TEST"
+    assert "OPENAI_KEY_FOR_TEST" not in repr(secret)
+    assert reveal(secret, {"OPENAI_KEY_FOR_TEST": "sk-from-env"}) == "sk-from-env"
 
 
 def test_env_secret_without_the_variable_raises() -> None:
-    secret = Secret("env:TIERWISE_TEST_SURELY_UNSET_VAR")
+    secret = SecretStr("env:TIERWISE_TEST_SURELY_UNSET_VAR")
     with pytest.raises(ConfigError) as info:
-        secret.reveal({})
+        reveal(secret, {})
     assert "TIERWISE_TEST_SURELY_UNSET_VAR" in str(info.value)
     assert info.value.key == "api_key"
     with pytest.raises(ConfigError):
-        secret.reveal({"TIERWISE_TEST_SURELY_UNSET_VAR": ""})
+        reveal(secret, {"TIERWISE_TEST_SURELY_UNSET_VAR": ""})
 
 
 def test_env_secret_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TIERWISE_TEST_PROCESS_KEY", "sk-process")
-    assert Secret("env:TIERWISE_TEST_PROCESS_KEY").reveal() == "sk-process"
+    assert reveal(SecretStr("env:TIERWISE_TEST_PROCESS_KEY")) == "sk-process"
     monkeypatch.delenv("TIERWISE_TEST_PROCESS_KEY")
     with pytest.raises(ConfigError):
-        Secret("env:TIERWISE_TEST_PROCESS_KEY").reveal()
+        reveal(SecretStr("env:TIERWISE_TEST_PROCESS_KEY"))
 
 
 def test_secret_equality_and_hash() -> None:
-    assert Secret("a") == Secret("a")
-    assert Secret("a") != Secret("b")
-    assert Secret("a") != "a"
-    assert len({Secret("a"), Secret("a"), Secret("env:A")}) == 2
+    assert SecretStr("a") == SecretStr("a")
+    assert SecretStr("a") != SecretStr("b")
+    assert SecretStr("a") != "a"
+    assert len({SecretStr("a"), SecretStr("a"), SecretStr("env:A")}) == 2
+
+
+def test_server_key_is_a_secret(tmp_path: Path) -> None:
+    text = MINIMAL + f"server:\n  api_keys: [{{name: team, key: {LITERAL_KEY}}}]\n"
+    config = load(tmp_path, text)
+    key = config.server.api_keys[0].key
+    assert isinstance(key, SecretStr) and reveal(key) == LITERAL_KEY
+    assert LITERAL_KEY not in repr(config) and LITERAL_KEY not in config.model_dump_json()
 
 
 # --- trigger policies -------------------------------------------------------------------

@@ -11,8 +11,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import CHEAP_PRICE, STRONG_PRICE, gateway_config
+from tests.helpers import CHEAP_PRICE, STRONG_PRICE, gateway_config
 from tierwise.config import GatewayConfig
+from tierwise.errors import ConfigError
 from tierwise.gateway import Gateway
 from tierwise.server.app import GATEWAY
 from tierwise.server.run import running
@@ -161,3 +162,34 @@ async def test_keys_never_leave_the_gateway(
     for key in (SECRET, WRONG, UPSTREAM):
         for name, text in places.items():
             assert key not in text, f"{key} found in {name}"
+
+
+def test_config_reprs_dumps_and_errors_hide_keys(tmp_path: Path) -> None:
+    """Keys given in the YAML file or in a `TIERWISE__` override are `SecretStr`s: no
+    repr, dump or validation error of the config shows them."""
+    from tierwise.config import load_config, reveal
+
+    path = tmp_path / "tierwise.yaml"
+    path.write_text(
+        "deployments:\n"
+        f"  mini: {{model: m, api_base: 'http://127.0.0.1:9/v1', api_key: {UPSTREAM}}}\n"
+        "tiers: {cheap: [mini]}\n"
+        f"server: {{api_keys: [{{name: team, key: {SECRET}}}]}}\n"
+    )
+    override = {"TIERWISE__DEPLOYMENTS__MINI__API_KEY": WRONG}
+    plain, overridden = load_config(path, environ={}), load_config(path, environ=override)
+    key = overridden.deployments["mini"].api_key
+    assert key is not None and reveal(key) == WRONG
+    shown = [
+        text
+        for loaded in (plain, overridden)
+        for text in (repr(loaded), str(loaded), loaded.model_dump_json(), str(loaded.model_dump()))
+    ]
+    broken = {"TIERWISE__DEPLOYMENTS__MINI__TIMEOUT__TOTAL_S": "-1", **override}
+    for environ in (broken, {"TIERWISE__SERVER__API_KEYS": f'[{{"key": "{SECRET}"}}]'}):
+        with pytest.raises(ConfigError) as info:
+            load_config(path, environ=environ)
+        shown.append(str(info.value))
+    for text in shown:
+        for secret in (SECRET, WRONG, UPSTREAM):
+            assert secret not in text

@@ -6,7 +6,9 @@ import os
 import sys
 from collections.abc import Mapping
 
-from tierwise.config import GatewayConfig, ProviderKind, Secret
+from pydantic import SecretStr
+
+from tierwise.config import GatewayConfig, ProviderKind, env_variable
 from tierwise.errors import ConfigError
 from tierwise.gateway import Gateway
 from tierwise.providers.base import HttpClient
@@ -121,7 +123,7 @@ def check_config(
 
 def unset_secrets(config: GatewayConfig, environ: Mapping[str, str]) -> list[tuple[str, str]]:
     """(key, variable) of each `env:VAR` secret whose variable is unset or empty."""
-    secrets: list[tuple[str, Secret | None]] = [
+    secrets: list[tuple[str, SecretStr | None]] = [
         (f"deployments.{name}.api_key", d.api_key) for name, d in config.deployments.items()
     ]
     sections = {"api_keys": config.server.api_keys, "admin_keys": config.server.admin_keys}
@@ -130,5 +132,5 @@ def unset_secrets(config: GatewayConfig, environ: Mapping[str, str]) -> list[tup
     return [
         (key, variable)
         for key, secret in secrets
-        if secret is not None and (variable := secret.variable) and not environ.get(variable)
+        if secret is not None and (variable := env_variable(secret)) and not environ.get(variable)
     ]

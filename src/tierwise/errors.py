@@ -57,6 +57,17 @@ class ConfigError(TierwiseError):
         super().__init__(f"{where}: {problem}" if where else problem)
 
 
+class MissingExtraError(TierwiseError):
+    """A feature whose optional dependencies (an extra) are not installed."""
+
+    def __init__(self, what: str, extra: str, missing: list[str]) -> None:
+        self.extra, self.missing = extra, missing
+        super().__init__(
+            f"{what} needs the '{extra}' extra ({', '.join(missing)} not installed): "
+            f"pip install 'tierwise[{extra}]'"
+        )
+
+
 class RequestError(TierwiseError):
     def __init__(self, message: str, *, param: str | None = None, status: int = 400) -> None:
         self.message, self.param, self.status = message, param, status

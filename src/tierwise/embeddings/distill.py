@@ -98,7 +98,7 @@ def shares(
 ) -> tuple[Any, Matrix]:
     """A sparse (texts x tokens) matrix, each row the share of each token in the text,
     and each token's count over the texts."""
-    import scipy.sparse as sp  # type: ignore[import-untyped]
+    import scipy.sparse as sp
 
     encoded = [encode(t) for t in texts]
     rows = np.repeat(np.arange(len(texts)), [len(ids) for ids in encoded])

@@ -34,6 +34,16 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+def need_extra(command: str) -> None:
+    """Exit naming the `eval` extra when the offline tooling's libraries are missing."""
+    from tierwise.extras import OFFLINE, missing
+
+    if absent := missing(OFFLINE):
+        from tierwise.errors import MissingExtraError
+
+        raise _fail(str(MissingExtraError(command, "eval", absent)))
+
+
 def _one_source(data: Path | None, log: str | None) -> None:
     if (data is None) == (log is None):
         raise _fail("give an outcome table (DATA) or --log STORE_URL, not both or neither")
@@ -70,6 +80,7 @@ def eval_command(
     """Evaluate ROUTER on DATA's prompts it was not trained on (a saved router as it
     is), or replay it on a request log; write metrics.json, decisions.csv, report.md
     (and plots) to OUT."""
+    need_extra("tierwise eval")
     from functools import partial
 
     from tierwise.errors import TierwiseError
@@ -146,6 +157,7 @@ def calibrate_command(
     """Choose ROUTER's cost weight (or strong win-rate threshold) on DATA or a request
     log to meet one target, and print a YAML router block with expected quality, cost
     and 95% CIs."""
+    need_extra("tierwise calibrate")
     from tierwise.errors import TierwiseError
     from tierwise.evaluation.calibrate import Target, snippet
 

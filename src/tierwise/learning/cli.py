@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from tierwise.evaluation.cli import need_extra
+
 MAP_HELP = "Rename a model: OLD=NEW (repeatable)."
 SCALE_HELP = "Score scale of every row: binary, 0-1 or 1-10 (default: a score_scale column)."
 
@@ -47,6 +49,7 @@ def train_command(
     """Choose a learned router's hyperparameters (k, C, rank, embedder) and operating
     point by cross-validation on DATA only, print its estimate on unseen prompts (nested
     cross-validation) with 95% intervals, and write it, point included, to OUT."""
+    need_extra("tierwise train")
     from tierwise.errors import TierwiseError
     from tierwise.learning.command import KNOWN_METHODS, Plan, describe, names, run
     from tierwise.learning.prepare import load_table
@@ -98,6 +101,7 @@ def fit_examples_command(
     """Choose the embedding router's examples from outcome data: prompts the cheap
     model answered well, and prompts only the strong model answered well. The file
     also names the embedder, for `tierwise eval --router FILE`."""
+    need_extra("tierwise fit-examples")
     import yaml
 
     from tierwise.errors import TierwiseError

@@ -133,44 +133,12 @@ def _residual(y: Matrix, logits: Matrix) -> Matrix:
     return result
 
 
-def _objective(features: Matrix, y: Matrix, w: Matrix, penalty: Matrix) -> float:
-    """Sum over models of mean cross-entropy on known targets plus the L2 penalty."""
-    logits = features @ w
-    known = ~np.isnan(y)
-    losses = np.where(known, np.logaddexp(0.0, logits) - np.nan_to_num(y) * logits, 0.0)
-    counts = np.maximum(known.sum(axis=0), 1)
-    return float((losses.sum(axis=0) / counts).sum() + 0.5 * (penalty @ (w * w)).sum())
-
-
-def _fit_logistic(features: Matrix, y: Matrix, penalty: Matrix, iterations: int) -> Matrix:
-    """Majorise-minimise with the 1/4 curvature bound (one inverse per distinct count
-    of known targets), accelerated, with a momentum restart when the objective rises."""
-    counts = np.maximum((~np.isnan(y)).sum(axis=0), 1)
-    gram = features.T @ features
-    inverses = {
-        int(n): np.linalg.inv(0.25 * gram / n + np.diag(penalty + 1e-9)) for n in set(counts)
-    }
-    w = np.zeros((features.shape[1], y.shape[1]))
-    w[-1] = _logit(_column_means(y))
-    previous, current = w, _objective(features, y, w, penalty)
-    for it in range(iterations):
-        look = w + (it / (it + 3.0)) * (w - previous)
-        grad = features.T @ _residual(y, features @ look) + penalty[:, None] * look
-        step = np.stack([inverses[int(n)] @ grad[:, j] for j, n in enumerate(counts)], axis=1)
-        previous, w = w, look - step
-        value = _objective(features, y, w, penalty)
-        if value > current:
-            previous = w
-        current = value
-        if float(np.abs(step).max()) < 1e-7:
-            break
-    return w
-
-
 @dataclass(frozen=True)
 class LogisticPredictor:
-    """One L2-regularised logistic regression per model (soft targets allowed), fitted
-    jointly on the mean cross-entropy; the bias is not regularised."""
+    """One L2-regularised logistic regression per model (soft targets allowed): mean
+    cross-entropy plus `l2` / 2 * |w|^2, the intercept lightly penalised. Fitted by
+    scikit-learn (`tierwise.learning.sklearn_fit`); predicted here in numpy, which is
+    about 100 times faster per request than scikit-learn's `predict_proba`."""
 
     weights: Matrix
     bias: Matrix
@@ -189,11 +157,11 @@ class LogisticPredictor:
         iterations: int = 200,
     ) -> LogisticPredictor:
         del rng
-        features = np.hstack([x.astype(np.float64), np.ones((len(x), 1))])
-        penalty = np.full(features.shape[1], float(l2))
-        penalty[-1] = 0.0
-        solved = _fit_logistic(features, y.astype(np.float64), penalty, int(iterations))
-        return cls(solved[:-1], solved[-1], float(l2), int(iterations))
+        from tierwise.learning.sklearn_fit import fit_logistic_path
+
+        c = 1.0 / (float(l2) * max(len(x), 1))
+        fitted = fit_logistic_path(x, y.astype(np.float64), [c], max_iter=int(iterations))[0]
+        return cls(fitted.weights, fitted.bias, float(l2), int(iterations))
 
     def predict(self, x: Vectors) -> Matrix:
         return _sigmoid(x.astype(np.float64) @ self.weights + self.bias)
@@ -212,7 +180,12 @@ class LogisticPredictor:
 @dataclass(frozen=True)
 class MFPredictor:
     """Matrix factorisation in the style of RouteLLM: logit_m(x) = v_m . (P^T x) + b_m,
-    a shared projection P (d, rank) and one vector v_m per model, trained with Adam."""
+    a shared projection P (d, rank) and one vector v_m per model, trained with Adam.
+
+    Fitted here rather than by scikit-learn, which has no estimator for it: its
+    factorisations (NMF, TruncatedSVD) factor one matrix without side features, and its
+    MLPClassifier (an identity hidden layer of `rank` units is this model) takes neither
+    missing targets nor soft scores, which most outcome tables have."""
 
     projection: Matrix
     model_vectors: Matrix

@@ -1,5 +1,6 @@
-"""Fitting learned routers with scikit-learn, for the hyperparameter search of
-`tierwise train` (`tierwise.learning.tuning`).
+"""Fitting learned routers with scikit-learn: `tierwise train`'s hyperparameter search
+(`tierwise.learning.tuning`) and `LogisticPredictor.fit` (`tierwise eval`'s
+`learned:logistic`).
 
 kNN: one neighbour search (scikit-learn's brute-force `NearestNeighbors` on the unit
 embeddings) gives the predictions of every k at once, computed as `KNNPredictor` does
@@ -8,7 +9,8 @@ mean). Logistic: one `LogisticRegression` (liblinear, L2; the intercept as a fea
 10, so lightly penalised) per model on its known outcomes; a score between 0 and 1 counts
 as a positive of that weight and a negative of the rest.
 The fitted models are the request-path predictors of `tierwise.learning.models` (numpy
-only), so a saved router predicts without scikit-learn.
+only), so a saved router predicts without scikit-learn, and faster per request than
+scikit-learn's own predict (`bench/learned_predict.py`, BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -71,13 +73,15 @@ def fit_logistic(x: Vectors, y: Matrix, c: float) -> LogisticPredictor:
     return fit_logistic_path(x, y, [c])[0]
 
 
-def fit_logistic_path(x: Vectors, y: Matrix, cs: Sequence[float]) -> list[LogisticPredictor]:
-    """One `LogisticPredictor` per C."""
+def fit_logistic_path(
+    x: Vectors, y: Matrix, cs: Sequence[float], max_iter: int = 1000
+) -> list[LogisticPredictor]:
+    """One `LogisticPredictor` per C (its `l2` is 1 / (C * rows))."""
     weights = np.zeros((len(cs), x.shape[1], y.shape[1]))
     bias = np.zeros((len(cs), y.shape[1]))
     iterations = np.zeros(len(cs), dtype=np.int64)
     for j in range(y.shape[1]):
-        for i, (w, b, n) in enumerate(_column_path(x, y[:, j], cs)):
+        for i, (w, b, n) in enumerate(_column_path(x, y[:, j], cs, max_iter)):
             weights[i, :, j], bias[i, j] = w, b
             iterations[i] = max(iterations[i], n)
     n = max(len(x), 1)
@@ -88,7 +92,7 @@ def fit_logistic_path(x: Vectors, y: Matrix, cs: Sequence[float]) -> list[Logist
 
 
 def _column_path(
-    x: Vectors, target: Matrix, cs: Sequence[float]
+    x: Vectors, target: Matrix, cs: Sequence[float], max_iter: int
 ) -> list[tuple[Matrix, float, int]]:
     """(weights, bias, iterations) of one model's regression at each C."""
     from sklearn.exceptions import ConvergenceWarning
@@ -104,7 +108,7 @@ def _column_path(
     out = []
     for c in cs:
         model: Any = LogisticRegression(
-            C=float(c), solver="liblinear", intercept_scaling=10.0, max_iter=1000
+            C=float(c), solver="liblinear", intercept_scaling=10.0, max_iter=max_iter
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)

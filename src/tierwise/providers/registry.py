@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from tierwise.config import DeploymentConfig, ProviderKind
+from tierwise.config import DeploymentConfig, ProviderKind, reveal
 from tierwise.errors import ConfigError
 from tierwise.providers.base import HttpClient, Provider
 
@@ -17,7 +17,7 @@ def _api_key(config: DeploymentConfig, environ: Mapping[str, str] | None) -> str
     if config.api_key is None:
         return None
     try:
-        return config.api_key.reveal(environ)
+        return reveal(config.api_key, environ)
     except ConfigError as exc:
         raise ConfigError(exc.problem, key=f"deployments.{config.name}.api_key") from None
 

@@ -7,7 +7,7 @@ import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from tierwise.config import ApiKeyConfig, ServerConfig
+from tierwise.config import ApiKeyConfig, ServerConfig, reveal
 from tierwise.errors import AccessError, ConfigError
 
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -51,7 +51,7 @@ class KeyRing:
             sha = (
                 bytes.fromhex(entry.key_sha256)
                 if entry.key_sha256
-                else (digest(entry.key.reveal(environ)) if entry.key else b"")
+                else (digest(reveal(entry.key, environ)) if entry.key else b"")
             )
             models = frozenset(entry.models) if entry.models is not None else None
             keys.append(ApiKey(entry.name, sha, models, entry.team))

@@ -1,9 +1,5 @@
-"""Typed configuration: YAML file + environment, validated once.
-
-`load_config(path)` reads YAML, applies `TIERWISE__SECTION__KEY=value` environment
-overrides, and validates into frozen models. Errors name the file, the key and
-the problem. API keys are references (`env:VAR`) or literals, never printed.
-"""
+"""The config's schema: frozen pydantic models, validated once (see `docs/configuration.md`).
+API keys are pydantic `SecretStr`s (see `tierwise.config.secrets`)."""
 
 from __future__ import annotations
 
@@ -14,57 +10,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from tierwise.errors import ConfigError, ErrorKind
-from tierwise.experiments.spec import DriftConfig, ExperimentConfig
+from tierwise.drift.config import DriftConfig
+from tierwise.errors import ErrorKind
+from tierwise.experiments.spec import ExperimentConfig
 from tierwise.pricing import Price, lookup_model
-
-ENV_PREFIX = "TIERWISE__"
-
-
-class Secret:
-    """An API key given as `env:VAR` or as a literal; `repr` never shows it."""
-
-    __slots__ = ("_ref",)
-
-    def __init__(self, ref: str) -> None:
-        self._ref = ref
-
-    def __repr__(self) -> str:
-        return f"Secret({self._ref!r})" if self.is_env else "Secret('**********')"
-
-    __str__ = __repr__
-
-    @property
-    def is_env(self) -> bool:
-        return self._ref.startswith("env:")
-
-    @property
-    def variable(self) -> str | None:
-        """The environment variable of an `env:VAR` reference; None for a literal."""
-        return self._ref[4:] if self.is_env else None
-
-    def reveal(self, environ: Mapping[str, str] | None = None) -> str:
-        """The key's value; raises ConfigError when the variable is unset."""
-        if not self.is_env:
-            return self._ref
-        name = self._ref[4:]
-        value = (os.environ if environ is None else environ).get(name)
-        if not value:
-            raise ConfigError(f"environment variable {name} is not set", key="api_key")
-        return value
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._ref == self._ref
-
-    def __hash__(self) -> int:
-        return hash(self._ref)
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ProviderKind(StrEnum):
@@ -93,7 +48,7 @@ class DeploymentConfig(_Model):
     provider: str = ProviderKind.OPENAI.value
     model: str
     api_base: str | None = None
-    api_key: Secret | None = None
+    api_key: SecretStr | None = None
     price: PriceConfig | None = None
     context_window: int | None = Field(default=None, gt=0)
     max_output_tokens: int | None = Field(default=None, gt=0)
@@ -102,11 +57,6 @@ class DeploymentConfig(_Model):
     headers: dict[str, str] = Field(default_factory=dict)
     model_path: str | None = None
     fallbacks: list[str] = Field(default_factory=list)
-
-    @field_validator("api_key", mode="before")
-    @classmethod
-    def _wrap_secret(cls, value: object) -> object:
-        return Secret(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check_base(self) -> DeploymentConfig:
@@ -276,14 +226,9 @@ class RouteConfig(_Model):
 class ApiKeyConfig(_Model):
     name: str
     team: str | None = None
-    key: Secret | None = None
+    key: SecretStr | None = None
     key_sha256: str | None = Field(default=None, pattern="^[0-9a-f]{64}$")
     models: list[str] | None = None
-
-    @field_validator("key", mode="before")
-    @classmethod
-    def _wrap_secret(cls, value: object) -> object:
-        return Secret(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _one_form(self) -> ApiKeyConfig:
@@ -424,57 +369,3 @@ def _reference_problems(config: GatewayConfig) -> list[str]:
         f"drift.routes: unknown route {r!r}" for r in config.drift.routes if r not in config.routes
     ]
     return problems
-
-
-def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> GatewayConfig:
-    """Read, override from the environment, and validate a YAML config file."""
-    file = str(path)
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError("file not found", file=file) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", file=file) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}", file=file) from None
-    if not isinstance(data, dict):
-        raise ConfigError("top level must be a mapping", file=file)
-    return parse_config(apply_env_overrides(data, environ), file=file)
-
-
-def parse_config(data: Mapping[str, Any], *, file: str = "<config>") -> GatewayConfig:
-    try:
-        return GatewayConfig.model_validate(data)
-    except ValidationError as exc:
-        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
-        first = errors[0]
-        key = ".".join(str(part) for part in first["loc"]) or None
-        problem = str(first["msg"]).removeprefix("Value error, ")
-        count = exc.error_count()
-        suffix = f" (and {count - 1} more problem(s))" if count > 1 else ""
-        raise ConfigError(problem + suffix, file=file, key=key) from None
-
-
-def apply_env_overrides(
-    data: dict[str, Any], environ: Mapping[str, str] | None = None
-) -> dict[str, Any]:
-    """Apply `TIERWISE__A__B=value` (value parsed as YAML) onto `data` copies."""
-    env = os.environ if environ is None else environ
-    result = dict(data)
-    for name, raw in env.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__") if part]
-        if path:
-            _set_path(result, path, yaml.safe_load(raw))
-    return result
-
-
-def _set_path(data: dict[str, Any], path: list[str], value: object) -> None:
-    node = data
-    for part in path[:-1]:
-        child = node.get(part)
-        child = dict(child) if isinstance(child, dict) else {}
-        node[part] = child
-        node = child
-    node[path[-1]] = value
