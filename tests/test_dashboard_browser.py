@@ -15,11 +15,10 @@ import orjson
 import pytest
 from aiohttp import web
 
-from tests.conftest import gateway_config
-from tests.test_report import FALLBACK, ROUTES, post_feedback, send_traffic, settle
-from tierwise.observability.dashboard import COOKIE, add_dashboard_routes
-from tierwise.observability.page import ms, pct, usd
+from tests.helpers import FALLBACK, ROUTES, gateway_config, post_feedback, send_traffic, settle
+from tierwise.observability.formatting import ms, pct, usd
 from tierwise.observability.report import summarize
+from tierwise.server.dashboard import COOKIE
 from tierwise.server.run import Running, build
 from tierwise.testing import FakeUpstream
 
@@ -47,12 +46,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def ensure_dashboard(app: web.Application) -> None:
-    """Mount the dashboard unless `create_app` already did."""
-    if not any(r.resource and r.resource.canonical == "/dashboard" for r in app.router.routes()):
-        add_dashboard_routes(app)
-
-
 @pytest.fixture
 async def server(upstream: FakeUpstream, tmp_path: Path) -> AsyncIterator[Running]:
     keys = [
@@ -71,7 +64,6 @@ async def server(upstream: FakeUpstream, tmp_path: Path) -> AsyncIterator[Runnin
         server={"api_keys": keys},
     )
     app = build(config, "127.0.0.1")
-    ensure_dashboard(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

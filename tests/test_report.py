@@ -7,75 +7,40 @@ import asyncio
 import statistics
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import openai
 import orjson
 import pytest
 import typer
 import yaml
 from aiohttp import web
-from multidict import CIMultiDict
 from typer.testing import CliRunner
 
-from tests.conftest import gateway_config
+from tests.helpers import (
+    FALLBACK,
+    ROUTES,
+    Sent,
+    gateway_config,
+    post_feedback,
+    send_traffic,
+    settle,
+)
 from tierwise.observability.cli import report_command
-from tierwise.observability.dashboard import add_dashboard_routes
 from tierwise.observability.report import auto_bucket, parse_since, redact, summarize
-from tierwise.server.app import WRITER
 from tierwise.server.run import Running, build, running
 from tierwise.store import Store
+from tierwise.store.inspect import select
 from tierwise.testing import FakeUpstream
 
-ROUTES = {"auto": {"router": "heuristic", "baseline": "big", "checks": ["punt"]}}
-FALLBACK = {
-    "backoff": {"base_s": 0.01, "max_s": 0.05, "max_retry_after_s": 2},
-    "breaker": {"failure_threshold": 100, "cooldown_s": 0.2},
-}
-TRAFFIC = [
-    ("auto", "hello"),
-    ("auto", "hello again"),
-    ("auto", "hi [[fault=500 model=cheap-model]]"),
-    ("auto", "yo [[fault=punt model=cheap-model]]"),
-    ("auto", "all down [[fault=500]]"),
-    ("auto", "nobody knows [[fault=punt]]"),
-    ("strong", "straight to the strong tier"),
-]
 EXPECTED_TRIGGERS = {
     "upstream_5xx": {"attempts": 6, "fallbacks": 3, "escalations": 2, "unrecovered": 1},
     "quality_check": {"attempts": 3, "fallbacks": 0, "escalations": 2, "unrecovered": 1},
     "rate_limited": {"attempts": 1, "fallbacks": 0, "escalations": 1, "unrecovered": 0},
 }
-
-
-@dataclass
-class Sent:
-    """What the client saw: one entry per request, from the response headers."""
-
-    rows: list[dict[str, Any]] = field(default_factory=list)
-
-    def add(self, headers: Any, cost: str | None = None) -> None:
-        self.rows.append(
-            {
-                "id": headers["x-request-id"],
-                "route": headers["x-tierwise-route"],
-                "tier": headers["x-tierwise-tier"] or None,
-                "status": headers["x-tierwise-status"],
-                "calls": int(headers["x-tierwise-attempts"]),
-                "cost": Decimal(cost if cost is not None else headers["x-tierwise-cost-usd"]),
-            }
-        )
-
-    def where(self, **match: Any) -> list[dict[str, Any]]:
-        return [r for r in self.rows if all(r[k] == v for k, v in match.items())]
-
-    def id_of(self, index: int) -> str:
-        return str(self.rows[index]["id"])
 
 
 @pytest.fixture
@@ -84,67 +49,6 @@ async def server(upstream: FakeUpstream, store_url: str) -> AsyncIterator[Runnin
     config = gateway_config(upstream.base_url, store=store, routes=ROUTES, fallback=FALLBACK)
     async with running(config) as live:
         yield live
-
-
-async def send_traffic(base_url: str, api_key: str = "x") -> Sent:
-    """The TRAFFIC list, one streamed request, then a rate-limited one last
-    (its cooldown would otherwise skip the cheap tier for later requests)."""
-    sent = Sent()
-    async with openai.AsyncOpenAI(
-        base_url=base_url + "/v1", api_key=api_key, max_retries=0
-    ) as client:
-        for model, prompt in TRAFFIC:
-            await _ask(client, sent, model, prompt)
-        await _stream(base_url, sent, api_key)
-        await _ask(client, sent, "auto", "busy [[fault=429 model=cheap-model]]")
-    return sent
-
-
-async def _ask(client: openai.AsyncOpenAI, sent: Sent, model: str, prompt: str) -> None:
-    messages: Any = [{"role": "user", "content": prompt}]
-    try:
-        raw = await client.chat.completions.with_raw_response.create(model=model, messages=messages)
-    except openai.APIStatusError as exc:
-        sent.add(exc.response.headers)
-        return
-    sent.add(raw.headers)
-
-
-async def _stream(base_url: str, sent: Sent, api_key: str) -> None:
-    body = {"model": "auto", "stream": True, "messages": [{"role": "user", "content": "stream"}]}
-    async with (
-        aiohttp.ClientSession(headers={"authorization": f"Bearer {api_key}"}) as session,
-        session.post(base_url + "/v1/chat/completions", json=body) as response,
-    ):
-        text = await response.text()
-        summary = next(line for line in text.splitlines() if line.startswith(": tierwise "))
-        bill = orjson.loads(summary.removeprefix(": tierwise "))
-        headers = CIMultiDict(response.headers)
-        headers["x-tierwise-attempts"] = str(bill["attempts"])
-        headers["x-tierwise-status"] = bill["status"]
-        sent.add(headers, cost=bill["cost_usd"])
-
-
-async def post_feedback(base_url: str, scores: list[tuple[str, Any]], api_key: str = "x") -> None:
-    async with aiohttp.ClientSession(headers={"authorization": f"Bearer {api_key}"}) as session:
-        for rid, score in scores:
-            async with session.post(
-                base_url + "/v1/feedback", json={"request_id": rid, "score": score}
-            ) as response:
-                assert response.status == 200, await response.text()
-
-
-async def settle(live: Running, expected: int) -> Store:
-    """Flush the writer until the store holds `expected` requests."""
-    writer = live.app[WRITER]
-    assert writer is not None
-    for _ in range(100):
-        await writer.flush()
-        found = await writer.store.query("SELECT COUNT(*) AS n FROM requests")
-        if int(found[0]["n"]) >= expected:
-            return writer.store
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the store never reached {expected} requests")
 
 
 async def test_report_adds_up_to_the_traffic_sent(server: Running, store_url: str) -> None:
@@ -188,11 +92,11 @@ async def _check_groups(report: Any, data: dict[str, Any], sent: Sent, store: St
         assert g["share"] == pytest.approx(len(mine) / len(sent.rows))
         assert Decimal(g["spend_usd"]) == sum((r["cost"] for r in mine), Decimal(0))
         assert g["fallbacks"] == len([r for r in mine if r["calls"] > 1])
-        rows = await store.query(
-            "SELECT latency_ms FROM requests WHERE request_id IN ({})".format(
-                ", ".join("?" for _ in mine)
-            ),
-            [r["id"] for r in mine],
+        marks = ", ".join("{}" for _ in mine)
+        rows = await select(
+            store,
+            f"SELECT latency_ms FROM requests WHERE request_id IN ({marks})",
+            *(r["id"] for r in mine),
         )
         latencies = [float(r["latency_ms"]) for r in rows]
         assert g["latency"]["p50_ms"] == pytest.approx(statistics.median(latencies))
@@ -296,8 +200,6 @@ def test_buckets_and_redaction() -> None:
 async def test_dashboard_without_a_request_log(upstream: FakeUpstream) -> None:
     config = gateway_config(upstream.base_url, store={"enabled": False})
     app = build(config, "127.0.0.1")
-    if not any(r.resource and r.resource.canonical == "/dashboard" for r in app.router.routes()):
-        add_dashboard_routes(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

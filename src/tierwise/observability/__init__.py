@@ -1,1 +1,1 @@
-"""Metrics, reports and the dashboard over the request log."""
+"""Metrics, traces and reports over the request log."""

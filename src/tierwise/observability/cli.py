@@ -72,7 +72,7 @@ def _table(title: str, *columns: str, left: int = 2) -> Table:
 
 
 def _totals(report: Report) -> Table:
-    from tierwise.observability.page import pct, usd, when
+    from tierwise.observability.formatting import pct, usd, when
 
     c, m, s = report.counts, report.money, report.satisfaction
     table = _table(f"{when(report.since)} to {when(report.until)}", "figure", "value")
@@ -94,7 +94,7 @@ def _totals(report: Report) -> Table:
 
 
 def _groups(report: Report) -> Table:
-    from tierwise.observability.page import GROUP_COLUMNS, group_cells
+    from tierwise.observability.formatting import GROUP_COLUMNS, group_cells
 
     table = _table("routes and tiers", "route", "tier", *GROUP_COLUMNS)
     for g in report.groups:
@@ -112,7 +112,7 @@ def _triggers(report: Report) -> Table:
 
 
 def _failures(report: Report) -> Table:
-    from tierwise.observability.page import when
+    from tierwise.observability.formatting import when
 
     names = ("time", "request", "route", "status", "attempts")
     table = _table("recent failed requests", *names, left=len(names))

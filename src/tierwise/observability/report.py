@@ -11,7 +11,6 @@ import math
 import re
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 from tierwise.observability.figures import (
     LATENCY_CAP,
@@ -28,6 +27,7 @@ from tierwise.observability.figures import (
     ratio,
 )
 from tierwise.store import Store, from_pusd
+from tierwise.store.reports import AttemptSummary, FailedRequest, LatencySample
 
 __all__ = ["Report", "auto_bucket", "parse_since", "redact", "summarize"]
 
@@ -78,57 +78,6 @@ def auto_bucket(span_s: float) -> int:
     return max(BUCKET_STEPS[-1], math.ceil(span_s / 60))
 
 
-RANGE = "r.created_at >= ? AND r.created_at < ?"
-MONEY_SUMS = (
-    "SUM(r.cost_pusd) AS spend, SUM(r.baseline_pusd) AS baseline, "
-    "SUM(r.savings_pusd) AS savings, SUM(r.router_pusd) AS router, "
-    "SUM(r.checks_pusd) AS checks"
-)
-GROUPS_SQL = f"""SELECT r.route AS route, r.final_tier AS tier, COUNT(*) AS n,
-    SUM(CASE WHEN r.status = 'error' THEN 1 ELSE 0 END) AS errors,
-    SUM(CASE WHEN r.status = 'degraded' THEN 1 ELSE 0 END) AS degraded,
-    SUM(CASE WHEN r.status = 'cancelled' THEN 1 ELSE 0 END) AS cancelled,
-    SUM(CASE WHEN r.calls > 1 THEN 1 ELSE 0 END) AS fallbacks,
-    SUM(r.escalated) AS escalations,
-    SUM(r.input_tokens) AS tin, SUM(r.output_tokens) AS tout,
-    SUM(r.latency_ms) AS lat_sum, COUNT(r.latency_ms) AS lat_n,
-    SUM(r.first_token_ms) AS ttft_sum, COUNT(r.first_token_ms) AS ttft_n,
-    {MONEY_SUMS}
-    FROM requests r WHERE {RANGE} GROUP BY r.route, r.final_tier"""
-LATENCY_SQL = f"""SELECT r.route AS route, r.final_tier AS tier, r.latency_ms AS ms
-    FROM requests r WHERE {RANGE} AND r.latency_ms IS NOT NULL
-    ORDER BY r.created_at DESC LIMIT ?"""
-FEEDBACK_SQL = f"""SELECT r.route AS route, r.final_tier AS tier, COUNT(*) AS n,
-    SUM(f.score) AS total
-    FROM feedback f JOIN requests r ON r.request_id = f.request_id
-    WHERE {RANGE} GROUP BY r.route, r.final_tier"""
-TRIGGERS_SQL = f"""SELECT a.trigger AS trigger, COUNT(*) AS n,
-    SUM(CASE WHEN b.seq IS NOT NULL AND COALESCE(b.tier, '') = COALESCE(a.tier, '')
-        THEN 1 ELSE 0 END) AS fallbacks,
-    SUM(CASE WHEN b.seq IS NOT NULL AND COALESCE(b.tier, '') <> COALESCE(a.tier, '')
-        THEN 1 ELSE 0 END) AS escalations
-    FROM attempts a JOIN requests r ON r.request_id = a.request_id
-    LEFT JOIN attempts b ON b.request_id = a.request_id AND b.seq = a.seq + 1
-    WHERE {RANGE} AND a.trigger IS NOT NULL GROUP BY a.trigger"""
-BUCKET_EXPR = (
-    "CAST((r.created_at - ?) / ? AS INTEGER) - CASE WHEN "
-    "CAST((r.created_at - ?) / ? AS INTEGER) > (r.created_at - ?) / ? THEN 1 ELSE 0 END"
-)
-BUCKETS_SQL = f"""SELECT t.bucket AS bucket, COUNT(*) AS n,
-    SUM(t.cost_pusd) AS spend, SUM(t.baseline_pusd) AS baseline,
-    SUM(t.savings_pusd) AS savings, SUM(t.router_pusd) AS router,
-    SUM(t.checks_pusd) AS checks
-    FROM (SELECT {BUCKET_EXPR} AS bucket, r.cost_pusd, r.baseline_pusd, r.savings_pusd,
-        r.router_pusd, r.checks_pusd FROM requests r WHERE {RANGE}) t
-    GROUP BY t.bucket"""
-FAILURES_SQL = f"""SELECT r.request_id, r.created_at, r.route, r.final_tier, r.status,
-    r.error, r.latency_ms, r.cost_pusd, r.api_key, r.prompt
-    FROM requests r WHERE {RANGE} AND r.status IN ('error', 'degraded', 'cancelled')
-    ORDER BY r.created_at DESC LIMIT ?"""
-ATTEMPTS_SQL = """SELECT request_id, seq, deployment, tier, called, outcome, trigger, detail,
-    status, latency_ms, cost_pusd FROM attempts WHERE request_id IN ({marks})
-    ORDER BY request_id, seq"""
-
 Key = tuple[str, str | None]
 
 
@@ -147,7 +96,7 @@ async def summarize(
     step = bucket_s or auto_bucket(span)
     step = max(step, math.ceil(span / MAX_BUCKETS))
     window = (float(since), float(until))
-    latencies = await store.query(LATENCY_SQL, (*window, latency_cap))
+    latencies = await store.report_latencies(*window, latency_cap)
     groups = await _groups(store, window, latencies)
     return Report(
         since=window[0],
@@ -163,27 +112,27 @@ async def summarize(
 
 
 async def _groups(
-    store: Store, window: tuple[float, float], latencies: list[dict[str, Any]]
+    store: Store, window: tuple[float, float], latencies: list[LatencySample]
 ) -> list[Group]:
-    rows = await store.query(GROUPS_SQL, window)
+    rows = await store.report_groups(*window)
     scores = {
-        (r["route"], r["tier"]): Satisfaction(float(r["total"] or 0.0), int(r["n"]))
-        for r in await store.query(FEEDBACK_SQL, window)
+        (r["route"], r["tier"]): Satisfaction(r["total"], r["n"])
+        for r in await store.report_feedback(*window)
     }
     samples: dict[Key, list[float]] = {}
-    for row in latencies:
-        samples.setdefault((row["route"], row["tier"]), []).append(float(row["ms"]))
-    total = sum(int(r["n"]) for r in rows)
+    for sample in latencies:
+        samples.setdefault((sample["route"], sample["tier"]), []).append(sample["ms"])
+    total = sum(r["n"] for r in rows)
     groups = []
     for row in rows:
         key: Key = (row["route"], row["tier"])
-        counts = Counts.of(row)
+        counts = Counts.of(dict(row))
         groups.append(
             Group(
                 route=key[0],
                 tier=key[1],
                 counts=counts,
-                money=Money.of(row),
+                money=Money.of(dict(row)),
                 latency=Latency.of(counts.mean_latency_ms, samples.get(key, ())),
                 satisfaction=scores.get(key, Satisfaction()),
                 share=ratio(counts.requests, total),
@@ -192,72 +141,66 @@ async def _groups(
     return sorted(groups, key=lambda g: (g.route, g.tier is None, g.tier or ""))
 
 
-def _overall_latency(groups: list[Group], latencies: list[dict[str, Any]]) -> Latency:
+def _overall_latency(groups: list[Group], latencies: list[LatencySample]) -> Latency:
     counts = sum((g.counts for g in groups), Counts())
-    return Latency.of(counts.mean_latency_ms, (float(r["ms"]) for r in latencies))
+    return Latency.of(counts.mean_latency_ms, (r["ms"] for r in latencies))
 
 
 async def _triggers(store: Store, window: tuple[float, float]) -> list[TriggerCount]:
-    rows = await store.query(TRIGGERS_SQL, window)
     found = [
-        TriggerCount(r["trigger"], int(r["n"]), int(r["fallbacks"]), int(r["escalations"]))
-        for r in rows
+        TriggerCount(r["trigger"], r["n"], r["fallbacks"], r["escalations"])
+        for r in await store.report_triggers(*window)
     ]
     return sorted(found, key=lambda t: (-t.attempts, t.trigger))
 
 
 async def _buckets(store: Store, window: tuple[float, float], step: int) -> list[Bucket]:
     since, until = window
-    params = (since, float(step)) * 3 + window
-    found = {int(r["bucket"]): r for r in await store.query(BUCKETS_SQL, params)}
+    found = {r["bucket"]: r for r in await store.report_buckets(since, until, step)}
     count = max(math.ceil(round((until - since) / step, 6)), 1)
     buckets = []
     for index in range(count):
         row = found.get(index)
-        money = Money.of(row) if row else Money()
-        buckets.append(Bucket(since + index * step, int(row["n"]) if row else 0, money))
+        money = Money.of(dict(row)) if row else Money()
+        buckets.append(Bucket(since + index * step, row["n"] if row else 0, money))
     return buckets
 
 
 async def _failures(store: Store, window: tuple[float, float], limit: int) -> list[Failure]:
     if limit <= 0:
         return []
-    rows = await store.query(FAILURES_SQL, (*window, limit))
-    if not rows:
-        return []
-    marks = ", ".join("?" for _ in rows)
-    ids = [r["request_id"] for r in rows]
+    rows = await store.report_failures(*window, limit)
     attempts: dict[str, list[Attempt]] = {}
-    for a in await store.query(ATTEMPTS_SQL.format(marks=marks), ids):
+    for a in await store.attempts_of([r["request_id"] for r in rows]):
         attempts.setdefault(a["request_id"], []).append(_attempt(a))
     return [_failure(r, attempts.get(r["request_id"], [])) for r in rows]
 
 
-def _attempt(row: dict[str, Any]) -> Attempt:
+def _attempt(row: AttemptSummary) -> Attempt:
     return Attempt(
-        seq=int(row["seq"]),
+        seq=row["seq"],
         deployment=row["deployment"],
         tier=row["tier"],
-        called=bool(row["called"]),
+        called=row["called"],
         outcome=row["outcome"],
         trigger=row["trigger"],
         detail=redact(row["detail"]),
         status=row["status"],
         latency_ms=row["latency_ms"],
-        cost_usd=from_pusd(int(row["cost_pusd"] or 0)),
+        cost_usd=from_pusd(row["cost_pusd"]),
     )
 
 
-def _failure(row: dict[str, Any], attempts: list[Attempt]) -> Failure:
+def _failure(row: FailedRequest, attempts: list[Attempt]) -> Failure:
     return Failure(
         request_id=row["request_id"],
-        created_at=float(row["created_at"]),
+        created_at=row["created_at"],
         route=row["route"],
         tier=row["final_tier"],
         status=row["status"],
         error=redact(row["error"]),
         latency_ms=row["latency_ms"],
-        cost_usd=from_pusd(int(row["cost_pusd"] or 0)),
+        cost_usd=from_pusd(row["cost_pusd"]),
         api_key=row["api_key"],
         prompt=row["prompt"],
         attempts=attempts,

@@ -1,0 +1,67 @@
+"""The dashboard's pages from Jinja2 templates (shipped in `templates/`), with
+autoescaping on: every name, message and prompt on a page is text, never markup.
+
+The pages run no scripts; their one inline stylesheet is allowed by its hash in
+the content security policy.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from tierwise.observability.formatting import ms, usd, when
+from tierwise.server.dashboard.charts import px
+from tierwise.server.dashboard.experiments import CALIBRATION_COLUMNS, VARIANT_COLUMNS
+from tierwise.server.dashboard.views import RANGES, Page
+
+PROMPT_CHARS = 500
+CSS = files("tierwise.server.dashboard").joinpath("templates/dashboard.css").read_text("utf-8")
+STYLE_HASH = base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
+CSP = (
+    f"default-src 'none'; style-src 'sha256-{STYLE_HASH}'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+@cache
+def environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("tierwise.server.dashboard", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(px=px, ms=ms, usd=usd, when=when)
+    env.globals.update(
+        css=Markup(CSS),
+        ranges=RANGES,
+        prompt_chars=PROMPT_CHARS,
+        variant_columns=VARIANT_COLUMNS,
+        calibration_columns=CALIBRATION_COLUMNS,
+    )
+    return env
+
+
+def _render(name: str, **context: Any) -> str:
+    return environment().get_template(name).render(**context)
+
+
+def login_page(problem: str | None = None) -> str:
+    """The sign-in form, with what went wrong last time if anything."""
+    return _render("login.html", problem=problem)
+
+
+def message_page(text: str) -> str:
+    return _render("message.html", message=text)
+
+
+def dashboard_page(page: Page) -> str:
+    return _render("dashboard.html", page=page)
