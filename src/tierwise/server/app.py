@@ -24,9 +24,9 @@ from tierwise.experiments.assign import SESSION_KEY
 from tierwise.gateway import ChatResult, Gateway, new_request_id
 from tierwise.observability.metrics import Metrics
 from tierwise.record import RequestRecord
-from tierwise.server import anthropic_wire, openai_wire
 from tierwise.server.admission import Caller, admit, caller_of
 from tierwise.server.auth import ApiKey, KeyRing, check_model
+from tierwise.server.dashboard import DashboardState, add_dashboard_routes
 from tierwise.server.feedback import parse_feedback
 from tierwise.server.headers import CLIENT_RID, client_request_id, id_headers, record_headers
 from tierwise.server.openapi import add_openapi_route
@@ -34,6 +34,8 @@ from tierwise.server.streams import stream_anthropic, stream_openai
 from tierwise.store.guard import StoreUnavailableError, guarded_store
 from tierwise.store.writer import RecordWriter
 from tierwise.types import ChatRequest
+from tierwise.wire.anthropic import inbound as anthropic_wire
+from tierwise.wire.openai import inbound as openai_wire
 
 log = logging.getLogger("tierwise.server")
 SESSION_HEADER = "x-tierwise-session"
@@ -63,9 +65,7 @@ def create_app(
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
-    from tierwise.observability.dashboard import add_dashboard_routes
-
-    add_dashboard_routes(app)
+    add_dashboard_routes(app, DashboardState(keys, writer, gateway.experiments))
     add_openapi_route(app)
     app.on_startup.append(_warm_up)
     app.on_cleanup.append(_close)

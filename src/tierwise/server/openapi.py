@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 description of the gateway's HTTP API, served at `GET /openapi.json`.
 
-Request schemas say what the decoders accept, no more and no less: fields the
-server converts with `str()` or passes through to the upstream are left open.
+The chat requests' and answers' schemas are generated from the models in
+`tierwise.wire`, the same models that validate requests and type the encoders; this
+module adds what they cannot say: paths, auth, headers, stream events and errors.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import orjson
 from aiohttp import web
 
 from tierwise import __version__
-from tierwise.server.openai_wire import PASSTHROUGH, ROLES
-from tierwise.server.validate import INT64_MAX
+from tierwise.wire.anthropic.models import AnthropicMessage, AnthropicMessagesRequest
+from tierwise.wire.openai.models import OpenAIChatCompletion, OpenAIChatRequest
+from tierwise.wire.schema import component_schemas
 
 JSON = dict[str, Any]
 STR: JSON = {"type": "string"}
@@ -80,123 +82,6 @@ def maybe(*kinds: str, **rest: Any) -> JSON:
     return {"type": [*kinds, "null"], **rest}
 
 
-def count(low: int, high: int = INT64_MAX) -> JSON:
-    return maybe("integer", minimum=low, maximum=high)
-
-
-def number(low: float, high: float) -> JSON:
-    return maybe("number", minimum=low, maximum=high)
-
-
-def anything(description: str) -> JSON:
-    return {"description": description}
-
-
-def name_field() -> JSON:
-    return {"type": "string", "minLength": 1, "description": "A route, tier or deployment."}
-
-
-def content_part() -> JSON:
-    image = {"const": "image_url"}
-    image_part = obj("type", "image_url", type=image, image_url=obj("url", url=STR))
-    other = obj(type={"not": image})
-    return {"type": "object", "anyOf": [image_part, other]}
-
-
-def openai_message() -> JSON:
-    function = obj("name", name=STR, arguments=anything("JSON text of the arguments."))
-    kind = anything("`function`.")
-    call = obj("function", id=anything("Converted to text."), type=kind, function=function)
-    return obj(
-        "role",
-        role={"enum": sorted(ROLES)},
-        content={"type": ["string", "array", "null"], "items": content_part()},
-        name=maybe("string"),
-        tool_calls=maybe("array", items=call),
-        tool_call_id=maybe("string"),
-    )
-
-
-def openai_request() -> JSON:
-    function = obj("name", name=STR)
-    tool = obj("function", type=anything("`function`."), function=function)
-    function = {**function, "type": ["object", "null"]}
-    kinds = {"enum": ["text", "json_object", "json_schema"]}
-    response_format = obj("type", type=kinds, json_schema=maybe("object"))
-    response_format["type"] = ["object", "null"]
-    properties: JSON = {
-        "model": name_field(),
-        "messages": arr(ref("OpenAIMessage"), minItems=1),
-        "max_tokens": count(1),
-        "max_completion_tokens": count(1),
-        "temperature": number(0, 2),
-        "top_p": number(0, 1),
-        "stop": maybe("string", "array", items=STR),
-        "n": count(1, 16),
-        "tools": maybe("array", items=tool),
-        "tool_choice": maybe("string", "object", properties={"function": function}),
-        "response_format": response_format,
-        "logprobs": maybe("boolean"),
-        "top_logprobs": count(0, 20),
-        "user": maybe("string"),
-        "metadata": maybe("object", additionalProperties=STR),
-        "stream": maybe("boolean"),
-        "stream_options": anything("`{include_usage: true}` adds a final usage chunk."),
-    }
-    properties |= {k: anything("Passed to the upstream as given.") for k in PASSTHROUGH}
-    return obj("model", "messages", **properties)
-
-
-def anthropic_blocks() -> dict[str, JSON]:
-    def block(kind: str, *required: str, **properties: JSON) -> JSON:
-        return obj("type", *required, type={"const": kind}, **properties)
-
-    kinds, text = {"enum": ["base64", "url"]}, anything("Converted to text.")
-    source = obj("type", type=kinds, media_type=text, data=text, url=text)
-    ident = anything("Tool call id.")
-    return {
-        "AnthropicTextBlock": block("text", text=anything("Text; other values become text.")),
-        "AnthropicImageBlock": block("image", "source", source=source),
-        "AnthropicToolUseBlock": block(
-            "tool_use", id=ident, name=anything("Tool name."), input=anything("Arguments.")
-        ),
-        "AnthropicToolResultBlock": block(
-            "tool_result", tool_use_id=ident, content=anything("Text or text blocks.")
-        ),
-    }
-
-
-def anthropic_message(role: str, *blocks: str) -> JSON:
-    items = {"oneOf": [ref(b) for b in blocks]}
-    content = {"type": ["string", "array"], "items": items, "minItems": 1}
-    return obj("role", "content", role={"const": role}, content=content)
-
-
-def anthropic_request() -> JSON:
-    passed = anything("Passed to the upstream.")
-    tool = obj("name", name=STR, description=passed, input_schema=passed)
-    kinds = {"enum": ["auto", "any", "tool", "none"]}
-    tool_choice = obj("type", type=kinds, name=anything("Tool name, for `tool`."))
-    tool_choice["type"] = ["object", "null"]
-    messages = {"oneOf": [ref("AnthropicUserMessage"), ref("AnthropicAssistantMessage")]}
-    return obj(
-        "model",
-        "messages",
-        "max_tokens",
-        model=name_field(),
-        messages=arr(messages, minItems=1),
-        max_tokens={"type": "integer", "minimum": 1, "maximum": INT64_MAX},
-        system={"type": ["string", "array", "null"], "items": ref("AnthropicTextBlock")},
-        temperature=number(0, 1),
-        top_p=number(0, 1),
-        stop_sequences=maybe("string", "array", items=STR),
-        tools=maybe("array", items=tool),
-        tool_choice=tool_choice,
-        metadata=anything("`user_id`, when a string, is recorded as the user."),
-        stream=maybe("boolean"),
-    )
-
-
 def feedback_request() -> JSON:
     thumbs = "^([Uu][Pp]|[Dd][Oo][Ww][Nn]|[Tt][Hh][Uu][Mm][Bb][Ss]_([Uu][Pp]|[Dd][Oo][Ww][Nn]))$"
     score = {
@@ -206,38 +91,6 @@ def feedback_request() -> JSON:
     comment = maybe("string", description="Kept up to 2000 characters.")
     rid = {**STR, "minLength": 1}
     return obj("request_id", "score", request_id=rid, score=score, comment=comment)
-
-
-def openai_completion() -> JSON:
-    call = strict(id=STR, type={"const": "function"}, function=strict(name=STR, arguments=STR))
-    content = {"type": ["string", "array", "null"]}
-    message = strict(role={"const": "assistant"}, content=content)
-    message["properties"] |= {"refusal": {"type": "null"}, "tool_calls": arr(call)}
-    logprobs = {"type": ["object", "null"]}
-    choice = strict(index=INT, message=message, logprobs=logprobs, finish_reason=STR)
-    tokens = {"type": "integer", "minimum": 0}
-    usage = strict(**dict.fromkeys(USAGE, tokens))
-    usage["properties"]["prompt_tokens_details"] = obj(cached_tokens=tokens)
-    return strict(
-        id=STR,
-        object={"const": "chat.completion"},
-        created=INT,
-        model=STR,
-        choices=arr(choice),
-        usage={"anyOf": [usage, {"type": "null"}]},
-    )
-
-
-def anthropic_response() -> JSON:
-    names = ("input_tokens", "output_tokens", "cache_read_input_tokens")
-    usage = obj(*names[:2], **{n: INT for n in (*names, "cache_creation_input_tokens")})
-    block = obj("type", type={"enum": ["text", "tool_use"]}, text=STR, id=STR, name=STR)
-    stop = ["end_turn", "max_tokens", "tool_use", "refusal", "stop_sequence"]
-    answer = strict(type={"const": "message"}, role={"const": "assistant"}, content=arr(block))
-    answer["required"] += ["id", "model", "stop_reason", "usage"]
-    answer["properties"] |= {"id": STR, "model": STR, "stop_reason": {"enum": stop}}
-    answer["properties"] |= {"stop_sequence": maybe("string"), "usage": usage}
-    return answer
 
 
 def stream_events() -> dict[str, JSON]:
@@ -302,17 +155,10 @@ def small_schemas() -> dict[str, JSON]:
 
 
 def schemas() -> dict[str, JSON]:
-    user_blocks = ("AnthropicTextBlock", "AnthropicImageBlock", "AnthropicToolResultBlock")
-    assistant_blocks = ("AnthropicTextBlock", "AnthropicImageBlock", "AnthropicToolUseBlock")
     return {
-        "OpenAIChatRequest": openai_request(),
-        "OpenAIMessage": openai_message(),
-        "OpenAIChatCompletion": openai_completion(),
-        "AnthropicMessagesRequest": anthropic_request(),
-        "AnthropicUserMessage": anthropic_message("user", *user_blocks),
-        "AnthropicAssistantMessage": anthropic_message("assistant", *assistant_blocks),
-        **anthropic_blocks(),
-        "AnthropicMessage": anthropic_response(),
+        **component_schemas(
+            OpenAIChatRequest, AnthropicMessagesRequest, OpenAIChatCompletion, AnthropicMessage
+        ),
         "FeedbackRequest": feedback_request(),
         **model_lists(),
         **error_schemas(),

@@ -11,11 +11,13 @@ from aiohttp import web
 from tierwise.errors import StreamInterruptedError
 from tierwise.gateway import Gateway
 from tierwise.record import RequestRecord
-from tierwise.server import anthropic_wire, openai_wire
 from tierwise.server.admission import Caller
 from tierwise.server.headers import CLIENT_RID, record_headers
 from tierwise.streaming import ChatStream
 from tierwise.types import ChatRequest
+from tierwise.wire.anthropic import inbound as anthropic_wire
+from tierwise.wire.anthropic.events import EventEncoder
+from tierwise.wire.openai import inbound as openai_wire
 
 SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache"}
 
@@ -94,7 +96,7 @@ async def stream_anthropic(
     request: web.Request, gateway: Gateway, chat: ChatRequest, rid: str, caller: Caller
 ) -> web.StreamResponse:
     stream = await _open_stream(request, gateway, chat, rid, caller)
-    encoder = anthropic_wire.EventEncoder(f"msg_{rid}", stream.deployment.model)
+    encoder = EventEncoder(f"msg_{rid}", stream.deployment.model)
     async with stream:
         response = await _open(request, stream)
         await response.write(b"".join(_event(n, p) for n, p in encoder.start()))

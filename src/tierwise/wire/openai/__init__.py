@@ -1,0 +1,3 @@
+"""The OpenAI chat-completions format: `models` (the typed inbound request),
+`inbound` (the gateway's side), `outbound` (talking to an OpenAI-compatible
+upstream) and `shapes` (what both directions share)."""
