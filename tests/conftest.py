@@ -1,22 +1,28 @@
-"""Shared fixtures: a fake upstream on a real socket, and gateways pointed at it."""
+"""Shared fixtures: a fake upstream on a real socket, gateways pointed at it, and the
+shared PostgreSQL and Redis (skipped without them, failed without them under `CI`).
+Helpers that test modules import live in tests/helpers.py."""
 
 from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tierwise import Gateway, parse_config
-from tierwise.config import GatewayConfig
+from tests.helpers import (
+    GatewayFactory,
+    drop_namespace,
+    gateway_config,
+    require_postgres,
+    require_redis,
+    shared_client,
+    unique_options,
+)
+from tierwise import Gateway
 from tierwise.testing import FakeUpstream
-
-POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
-CHEAP_PRICE = {"input": "0.15", "output": "0.60"}
-STRONG_PRICE = {"input": "2.50", "output": "10.00"}
 
 
 @pytest.fixture(autouse=True)
@@ -33,59 +39,16 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
         yield fake
 
 
-def gateway_config(base_url: str, **overrides: Any) -> GatewayConfig:
-    return parse_config(gateway_data(base_url, **overrides))
+@pytest.fixture
+async def postgres_dsn() -> str:
+    """The shared PostgreSQL's DSN, once it accepts a connection."""
+    return await require_postgres()
 
 
-def gateway_data(base_url: str, **overrides: Any) -> dict[str, Any]:
-    """Cheap tier (two OpenAI-style deployments), strong tier (OpenAI, then
-    Anthropic), route `auto` starting cheap, small backoffs for fast tests."""
-    v1 = base_url + "/v1"
-    timeout = {"connect_s": 2, "total_s": 5}
-    data: dict[str, Any] = {
-        "deployments": {
-            "mini": {
-                "model": "cheap-model",
-                "api_base": v1,
-                "price": CHEAP_PRICE,
-                "context_window": 8192,
-                "timeout": timeout,
-            },
-            "mini-b": {
-                "model": "cheap-b-model",
-                "api_base": v1,
-                "price": CHEAP_PRICE,
-                "context_window": 8192,
-                "timeout": timeout,
-            },
-            "big": {
-                "model": "strong-model",
-                "api_base": v1,
-                "price": STRONG_PRICE,
-                "timeout": timeout,
-            },
-            "claude": {
-                "provider": "anthropic",
-                "model": "claude-model",
-                "api_base": base_url,
-                "api_key": "sk-ant-test",
-                "price": {"input": "3", "output": "15"},
-                "timeout": timeout,
-            },
-        },
-        "tiers": {"cheap": ["mini"], "strong": ["big"]},
-        "routes": {"auto": {"router": {"kind": "fixed"}, "baseline": "big"}},
-        "fallback": {
-            "backoff": {"base_s": 0.01, "max_s": 0.05, "max_retry_after_s": 2},
-            "breaker": {"failure_threshold": 3, "cooldown_s": 0.2},
-        },
-    }
-    for key, value in overrides.items():
-        data[key] = value
-    return data
-
-
-GatewayFactory = Callable[..., Gateway]
+@pytest.fixture
+async def redis_url() -> str:
+    """The shared Redis's URL, once it answers a PING."""
+    return await require_redis()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -97,18 +60,17 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         return
     import asyncpg
 
+    dsn = await require_postgres()
     schema = f"tw_test_{uuid.uuid4().hex[:10]}"
-    yield f"{POSTGRES}?schema={schema}"
-    conn = await asyncpg.connect(POSTGRES)
+    yield f"{dsn}?schema={schema}"
+    conn = await asyncpg.connect(dsn)
     await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     await conn.close()
 
 
 @pytest.fixture
 async def client() -> AsyncIterator[Any]:
-    """A client of the shared Redis on 127.0.0.1:6379 (the test skips without one)."""
-    from tests.test_redis_state import shared_client
-
+    """A client of the shared Redis."""
     redis = await shared_client()
     yield redis
     await redis.aclose()
@@ -116,10 +78,9 @@ async def client() -> AsyncIterator[Any]:
 
 @pytest.fixture
 async def options(client: Any) -> AsyncIterator[Any]:
-    """Redis key options in a namespace of the test's own, deleted afterwards."""
-    from tests.test_redis_state import drop_namespace, unique_options
-
-    chosen = unique_options()
+    """Redis key options in a namespace of the test's own, deleted afterwards; the
+    operation timeout is generous, since these tests are not about outages."""
+    chosen = unique_options(op_timeout_s=5.0)
     yield chosen
     await drop_namespace(client, chosen)
 

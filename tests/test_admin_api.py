@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import gateway_config
+from tests.helpers import gateway_config
 from tierwise.server.app import GATEWAY, WRITER
 from tierwise.server.run import Running, running
 from tierwise.testing import FakeUpstream

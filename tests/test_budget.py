@@ -17,9 +17,10 @@ pytest.importorskip("redis")
 
 from redis.asyncio import Redis
 
-from tests.test_redis_state import (
+from tests.helpers import (
     REDIS_URL,
     RedisServer,
+    both_ready,
     eventually,
     own_redis_server,
     unique_options,
@@ -142,6 +143,7 @@ async def main(url, namespace, limit, worst, now):
     client = redis_client(url, timeout_s=5.0)
     options = RedisOptions(namespace=namespace, op_timeout_s=5.0)
     budget = RedisBudget(client, {"team:t": (limit, "month")}, options)
+    await client.rpush(namespace + ":ready", "1")
     await client.blpop([namespace + ":go"], timeout=20)
 
     async def one():
@@ -165,7 +167,7 @@ async def test_two_processes_share_one_redis_budget(client: Redis, options: Redi
         await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, *args, stdout=pipe)
         for _ in range(2)
     ]
-    await asyncio.sleep(0.5)
+    await both_ready(client, options.namespace)
     await client.rpush(options.namespace + ":go", "go", "go")
     outs = [await p.communicate() for p in procs]
     assert [p.returncode for p in procs] == [0, 0]

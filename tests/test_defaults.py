@@ -41,8 +41,9 @@ async def hanging() -> AsyncIterator[FakeUpstream]:
 async def test_a_hung_deployment_leaves_its_fallback_time_to_answer(
     hanging: FakeUpstream,
 ) -> None:
-    """Default settings: the hung primary is given up on in time for `backup`
-    to answer within 35 s, streamed or not."""
+    """Default settings: the hung primary is given up on after the 30 s attempt
+    timeout, long before the 120 s deadline, so `backup` answers, streamed or not
+    (the guard of 60 s fails the test if the primary is waited on until the deadline)."""
     hanging.set_failure_rate("primary-model", 1.0, fault="hang")
     async with (
         running(parse_config(plain_config(hanging.base_url))) as server,
@@ -50,12 +51,12 @@ async def test_a_hung_deployment_leaves_its_fallback_time_to_answer(
             base_url=server.base_url + "/v1", api_key="-", max_retries=0, timeout=200
         ) as client,
     ):
-        started = time.monotonic()
-        whole, streamed = await asyncio.gather(ask(client, stream=False), ask(client, stream=True))
-        elapsed = time.monotonic() - started
+        async with asyncio.timeout(60):
+            whole, streamed = await asyncio.gather(
+                ask(client, stream=False), ask(client, stream=True)
+            )
     assert whole == ("backup-model", "Answer from backup-model: hello")
     assert streamed == ("backup-model", "Answer from backup-model: hello")
-    assert elapsed < 35, f"answered after {elapsed:.1f}s"
     assert hanging.count("primary-model") == 2 and hanging.count("backup-model") == 2
 
 
@@ -101,7 +102,8 @@ async def test_an_outage_answers_503_at_once_with_retry_after(upstream: FakeUpst
         ) as claude:
             timed.append(await refused_anthropic(claude))
     assert upstream.count() == calls_before
-    assert max(seconds for seconds, _ in timed) < 0.5
+    # At once: not after sitting out the 30 s cooldown the Retry-After reports.
+    assert max(seconds for seconds, _ in timed) < 5
     assert all(1 <= wait <= 30 for _, wait in timed)
 
 

@@ -33,7 +33,7 @@ def test_minimal_config_is_about_twenty_lines() -> None:
 
 
 def test_router_examples_build() -> None:
-    from tests.conftest import gateway_config
+    from tests.helpers import gateway_config
     from tierwise import Gateway
 
     for block in yaml_blocks("docs/routers.md"):

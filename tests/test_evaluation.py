@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.helpers import OUTCOMES_FIXTURE as FIXTURE
+from tests.helpers import eval_app
 from tierwise.evaluation import metrics as m
 from tierwise.evaluation import runner, splits
 from tierwise.evaluation.calibrate import Target, calibrate, share_threshold, snippet
 from tierwise.evaluation.report import write_outputs
 from tierwise.learning.outcomes import OutcomeTable, parse_outcomes, read_outcomes
 
-FIXTURE = Path(__file__).parent / "fixtures" / "outcomes_small.csv"
 SAMPLE = Path(__file__).parent / "fixtures" / "routellm_sample.csv"
 GPT4, MIXTRAL = "gpt-4-1106-preview", "mixtral-8x7b-instruct"
 
@@ -357,17 +358,6 @@ async def test_calibrate_cost_less_table_sets_threshold(tmp_path: Path) -> None:
     hard = ChatRequest([Message("user", "quick question about the integral please")])
     decision = await router.decide(hard, ["cheap-model", "strong-model"])
     assert decision.target == "strong-model" and "threshold" in decision.reason
-
-
-def eval_app() -> Any:
-    import typer
-
-    from tierwise.evaluation.cli import calibrate_command, eval_command
-
-    app = typer.Typer()
-    app.command("eval")(eval_command)
-    app.command("calibrate")(calibrate_command)
-    return app
 
 
 def test_cli_holdout_and_model_options(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.conftest import GatewayFactory
+from tests.helpers import GatewayFactory, until
 from tierwise import AllAttemptsFailedError, ChatRequest, Message
 from tierwise.testing import FakeUpstream
 
@@ -353,8 +353,7 @@ async def test_a_cancelled_request_is_recorded_with_its_attempts(
     upstream.add_fault("500", model="cheap-model", times=2)
     upstream.add_fault("hang", model="strong-model")
     task = asyncio.create_task(gateway.chat(ask("hello")))
-    while upstream.count("strong-model") == 0:
-        await asyncio.sleep(0.01)
+    await until(lambda: upstream.count("strong-model") > 0, what="the call to the strong tier")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -8,7 +8,7 @@ import aiohttp
 import openai
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import gateway_config
+from tests.helpers import gateway_config
 from tierwise.server.run import running
 from tierwise.testing import FakeUpstream
 

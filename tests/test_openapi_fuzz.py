@@ -36,7 +36,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
 
-from tests.conftest import gateway_config
+from tests.helpers import eventually, gateway_config
 from tierwise.gateway import Gateway
 from tierwise.server import run
 from tierwise.server.app import create_app
@@ -72,11 +72,12 @@ async def server(upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> Asy
     monkeypatch.setattr(run, "create_app", with_openapi(create_app))
     config = gateway_config(upstream.base_url, server={"api_keys": [{"name": "fuzz", "key": KEY}]})
     async with running(config) as live, aiohttp.ClientSession() as session:
-        for _ in range(100):
+
+        async def ready() -> bool:
             async with session.get(live.base_url + "/ready") as response:
-                if response.status == 200:
-                    break
-            await asyncio.sleep(0.05)
+                return response.status == 200
+
+        await eventually(ready, what="the server ready")
         yield live
 
 

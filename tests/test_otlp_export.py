@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from tests.conftest import gateway_data
+from tests.helpers import gateway_data
 from tierwise import parse_config
 from tierwise.errors import ConfigError
 from tierwise.observability.tracing import traces_endpoint

@@ -3,16 +3,16 @@ the synchronous wrapper."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 
-from tests.conftest import GatewayFactory, gateway_config
+from tests.helpers import GatewayFactory, ManualClock, gateway_config
 from tierwise import AllAttemptsFailedError, ChatRequest, Gateway, Message, SyncGateway
 from tierwise.testing import FakeUpstream
 from tierwise.tokens import count_message_tokens, count_text_tokens
@@ -64,24 +64,32 @@ async def test_weighted_deployments_share_a_tier(
     assert 0.68 < served["a"] / 400 < 0.82
 
 
-async def test_one_deadline_bounds_every_hop(
-    upstream: FakeUpstream, make_gateway: GatewayFactory
-) -> None:
+async def test_one_deadline_bounds_every_hop(upstream: FakeUpstream) -> None:
+    """Every hop's own timeout is 30 s and the upstream hangs; the deadline of 0.3 s
+    cuts each hop short. The gateway's clock moves 0.2 s per request the upstream
+    receives, so the second hop starts with 0.1 s left and a third never starts."""
     base = upstream.base_url + "/v1"
-    slow = {"connect_s": 1, "total_s": 0.6}
+    slow = {"connect_s": 30, "total_s": 30}
     deployments = {
-        "mini": {"model": "cheap-model", "api_base": base, "timeout": slow},
-        "big": {"model": "strong-model", "api_base": base, "timeout": slow},
+        name: {"model": model, "api_base": base, "timeout": slow}
+        for name, model in (("mini", "cheap-model"), ("big", "strong-model"), ("huge", "huge"))
     }
-    gateway = make_gateway(deployments=deployments, fallback={"deadline_s": 0.9})
+    fallback = {"deadline_s": 0.3, "attempt_timeout_s": None, "retries_per_deployment": 0}
+    tiers = {"cheap": ["mini"], "strong": ["big"], "top": ["huge"]}
+    config = gateway_config(
+        upstream.base_url, deployments=deployments, tiers=tiers, fallback=fallback
+    )
     upstream.set_failure_rate(None, 1.0, fault="hang")
-    started = time.monotonic()
-    with pytest.raises(AllAttemptsFailedError) as caught:
-        await gateway.chat(ask("hello"))
-    elapsed = time.monotonic() - started
-    assert 0.85 < elapsed < 1.4
-    latencies = [a.latency_ms for a in caught.value.record.calls]
-    assert len(latencies) == 2 and latencies[1] < 450
+    clock = ManualClock(lambda: 0.2 * len(upstream.requests))
+    async with Gateway(config, clock=clock) as gateway, asyncio.timeout(10):
+        with pytest.raises(AllAttemptsFailedError) as caught:
+            await gateway.chat(ask("hello"))
+    record = caught.value.record
+    assert [(a.deployment, a.trigger) for a in record.calls] == [
+        ("mini", "timeout"),
+        ("big", "timeout"),
+    ]
+    assert record.error == "deadline of 0.3s passed"
 
 
 async def test_missing_usage_is_counted_with_a_real_tokenizer(

@@ -12,7 +12,7 @@ pytest.importorskip("redis")
 
 from redis.asyncio import Redis
 
-from tests.test_redis_state import (
+from tests.helpers import (
     RedisServer,
     eventually,
     own_redis_server,

@@ -8,6 +8,7 @@ import asyncio
 import random
 from decimal import Decimal
 
+from tests.helpers import ManualClock
 from tierwise import ChatRequest, Gateway, Message, parse_config
 from tierwise.record import RequestRecord
 from tierwise.testing import FakeUpstream
@@ -50,7 +51,10 @@ def expected_cost(record: RequestRecord) -> Decimal:
 async def test_thousand_requests_with_a_flaky_primary() -> None:
     async with FakeUpstream(seed=11) as upstream:
         upstream.set_failure_rate("primary-model", 0.3, fault="500")
-        gateway = Gateway(parse_config(config(upstream.base_url)), rng=random.Random(5))
+        clock = ManualClock()  # 10 ms pass between batches; backoffs pass without waiting
+        gateway = Gateway(
+            parse_config(config(upstream.base_url)), rng=random.Random(5), clock=clock
+        )
         records = []
         try:
             for batch in range(100):
@@ -61,7 +65,7 @@ async def test_thousand_requests_with_a_flaky_primary() -> None:
                     )
                 )
                 records.extend(r.record for r in results)
-                await asyncio.sleep(0.002)
+                clock.at += 0.01
         finally:
             await gateway.aclose()
         calls = sum(len(r.calls) for r in records)

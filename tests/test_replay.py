@@ -27,7 +27,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.test_evaluation import FIXTURE, eval_app
+from tests.helpers import OUTCOMES_FIXTURE as FIXTURE
+from tests.helpers import eval_app
 from tierwise.embeddings.hashing import HashingEmbedder
 from tierwise.evaluation.calibrate import Target, calibrate
 from tierwise.evaluation.replay import build_log, read_log, replay, replay_json, safe_url

@@ -4,14 +4,11 @@ and a Redis outage in the middle of traffic."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +16,20 @@ import aiohttp
 import pytest
 import yaml
 
+from tests.helpers import (
+    Replica,
+    eventually,
+    free_port,
+    redis_server_binary,
+    until,
+    wait_for_port,
+)
 from tierwise.testing import FakeUpstream
 from tierwise.tokens import count_message_tokens
 from tierwise.types import Message
 
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 PROMPT = "What are your opening hours on public holidays?"
 MAX_TOKENS = 50
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_config(tmp_path: Path, name: str, upstream: str, redis_url: str, **extra: Any) -> Path:
@@ -61,58 +59,6 @@ def write_config(tmp_path: Path, name: str, upstream: str, redis_url: str, **ext
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-class Replica:
-    """`tierwise serve` in a child process on a free port (picked again when another
-    process took the port between choosing and binding it)."""
-
-    def __init__(self, config: Path, log: Path, *options: str) -> None:
-        self._config, self._log_path, self._options = config, log, options
-        self._log = log.open("wb")
-        self._start()
-
-    def _start(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tierwise",
-                "serve",
-                "--config",
-                str(self._config),
-                "--port",
-                str(self.port),
-                *self._options,
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    async def ready(self, limit_s: float = 90.0) -> None:
-        deadline = time.monotonic() + limit_s
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    assert b"address already in use" in self._log_path.read_bytes(), (
-                        "replica exited during start-up"
-                    )
-                    self._start()
-                try:
-                    async with session.get(self.url + "/ready") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise AssertionError("replica did not become ready")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self._log.close()
 
 
 @pytest.fixture
@@ -145,10 +91,10 @@ async def ask(
 
 
 async def test_a_breaker_opened_through_one_replica_is_open_in_the_other(
-    tmp_path: Path, replicas_of: Any
+    tmp_path: Path, replicas_of: Any, redis_url: str
 ) -> None:
     async with FakeUpstream() as upstream:
-        config = write_config(tmp_path, "breaker", upstream.base_url, "redis://127.0.0.1:6379/0")
+        config = write_config(tmp_path, "breaker", upstream.base_url, redis_url)
         first, second = await replicas_of(config)
         async with aiohttp.ClientSession() as session:
             status, headers, _ = await ask(
@@ -166,7 +112,7 @@ async def test_a_breaker_opened_through_one_replica_is_open_in_the_other(
 
 
 async def test_two_hundred_requests_against_a_budget_for_fifty(
-    tmp_path: Path, replicas_of: Any
+    tmp_path: Path, replicas_of: Any, redis_url: str
 ) -> None:
     prompt_tokens = count_message_tokens([Message("user", PROMPT)])
     worst = (prompt_tokens * Decimal("0.15") + MAX_TOKENS * Decimal("0.60")) / 10**6
@@ -176,7 +122,7 @@ async def test_two_hundred_requests_against_a_budget_for_fifty(
             tmp_path,
             "budget",
             upstream.base_url,
-            "redis://127.0.0.1:6379/0",
+            redis_url,
             tiers={"cheap": ["mini"]},
             budgets={"all": {"limit_usd": str(limit), "period": "day"}},
         )
@@ -203,7 +149,7 @@ async def test_two_hundred_requests_against_a_budget_for_fifty(
 def own_redis(tmp_path: Path) -> Iterator[tuple[int, Any]]:
     port = free_port()
     command = [
-        "redis-server",
+        redis_server_binary(),
         "--port",
         str(port),
         "--bind",
@@ -219,12 +165,7 @@ def own_redis(tmp_path: Path) -> Iterator[tuple[int, Any]]:
 
     def start() -> None:
         state["p"] = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    return
-            time.sleep(0.05)
+        wait_for_port(port)
 
     def stop() -> None:
         state["p"].terminate()
@@ -249,7 +190,8 @@ async def test_redis_outage_loses_no_request(
                     stop_redis()
                 if phase == "after":
                     start_redis()
-                    await asyncio.sleep(1.5)
+                    for replica in (first, second):
+                        await eventually(partial(redis_is_up, session, replica), 30, "Redis back")
                 batch = await asyncio.gather(
                     *(ask(session, (first, second)[i % 2]) for i in range(40))
                 )
@@ -263,9 +205,9 @@ async def test_redis_outage_loses_no_request(
     assert "unreachable" in logs.lower() or "unavailable" in logs.lower()
 
 
-async def test_serve_with_two_workers_shares_one_port(tmp_path: Path) -> None:
+async def test_serve_with_two_workers_shares_one_port(tmp_path: Path, redis_url: str) -> None:
     async with FakeUpstream() as upstream:
-        config = write_config(tmp_path, "workers", upstream.base_url, "redis://127.0.0.1:6379/0")
+        config = write_config(tmp_path, "workers", upstream.base_url, redis_url)
         replica = Replica(config, tmp_path / "workers.log", "--workers", "2")
         try:
             await replica.ready()
@@ -281,9 +223,15 @@ async def test_serve_with_two_workers_shares_one_port(tmp_path: Path) -> None:
             replica.stop()
     assert len(children) >= 2
     assert [status for status, _, _ in results] == [200] * 20
-    time.sleep(1)
-    alive = [pid for pid in children if _is_worker(pid)]
-    assert not alive, "workers outlived the parent"
+    await until(
+        lambda: not any(_is_worker(pid) for pid in children), 30, "workers exiting with the parent"
+    )
+
+
+async def redis_is_up(session: aiohttp.ClientSession, replica: Replica) -> bool:
+    """Whether the replica's health state reaches Redis (a scrape also drives its probe)."""
+    async with session.get(replica.url + "/metrics") as response:
+        return 'tierwise_state_redis_up{component="health"} 1.0' in await response.text()
 
 
 def _is_worker(pid: str) -> bool:

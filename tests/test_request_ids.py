@@ -15,10 +15,11 @@ import openai
 import orjson
 import pytest
 
-from tests.conftest import gateway_config
+from tests.helpers import gateway_config
 from tierwise.server.app import WRITER
 from tierwise.server.run import Running, running
 from tierwise.store import Store, from_pusd
+from tierwise.store.inspect import select
 from tierwise.testing import FakeUpstream
 
 GATEWAY_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -103,18 +104,19 @@ async def test_requests_reusing_a_client_id_each_keep_their_row_attempts_and_bil
     )
     assert len(bills) == 4
     store = await store_of(server)
-    rows = await store.query(
-        "SELECT request_id, cost_pusd, calls FROM requests WHERE client_request_id = ?",
-        [CLIENT_ID],
+    rows = await select(
+        store,
+        "SELECT request_id, cost_pusd, calls FROM requests WHERE client_request_id = {}",
+        CLIENT_ID,
     )
     assert {r["request_id"]: from_pusd(r["cost_pusd"]) for r in rows} == bills
-    attempts = await store.query(
-        "SELECT request_id, SUM(called) AS calls FROM attempts GROUP BY request_id"
+    attempts = await select(
+        store, "SELECT request_id, SUM(called) AS calls FROM attempts GROUP BY request_id"
     )
     calls = {a["request_id"]: int(a["calls"]) for a in attempts}
     assert calls == {r["request_id"]: r["calls"] for r in rows}
     assert sorted(calls.values()) == [1, 1, 1, 3]
-    (total,) = await store.query("SELECT SUM(cost_pusd) AS total FROM requests")
+    (total,) = await select(store, "SELECT SUM(cost_pusd) AS total FROM requests")
     assert from_pusd(total["total"]) == sum(bills.values())
 
 
@@ -134,7 +136,7 @@ async def test_feedback_takes_either_id_and_a_client_id_means_its_newest_request
             else:
                 assert response.status == 200 and body["request_id"] == filed_under
     store = await store_of(server)
-    rows = await store.query("SELECT request_id FROM feedback ORDER BY request_id")
+    rows = await select(store, "SELECT request_id FROM feedback ORDER BY request_id")
     assert sorted(r["request_id"] for r in rows) == sorted([first, second])
 
 

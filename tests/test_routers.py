@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from openai import AsyncOpenAI
 
-from tests.conftest import CHEAP_PRICE, GatewayFactory
+from tests.helpers import CHEAP_PRICE, GatewayFactory
 from tierwise import ChatRequest, Message
 from tierwise.config import RouterConfig
 from tierwise.errors import ConfigError

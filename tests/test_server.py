@@ -12,7 +12,7 @@ import anthropic
 import openai
 import pytest
 
-from tests.conftest import gateway_config
+from tests.helpers import gateway_config
 from tierwise.server.run import Running, running
 from tierwise.testing import FakeUpstream
 

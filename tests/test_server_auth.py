@@ -10,7 +10,7 @@ import anthropic
 import openai
 import pytest
 
-from tests.conftest import gateway_config
+from tests.helpers import gateway_config
 from tierwise.errors import ConfigError
 from tierwise.server.auth import KeyRing
 from tierwise.server.run import Running, running

@@ -11,9 +11,10 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import gateway_config
+from tests.helpers import gateway_config
 from tierwise.server.app import WRITER
 from tierwise.server.run import Running, running
+from tierwise.store.inspect import select
 from tierwise.testing import FakeUpstream
 
 PUNT_ROUTE = {"auto": {"router": "fixed", "checks": ["punt"], "baseline": "big"}}
@@ -67,13 +68,14 @@ async def test_a_rejected_streamed_attempt_is_billed(
     assert writer is not None
     await writer.flush()
     rid = headers["x-tierwise-request-id"]
-    rows = await writer.store.query(
+    rows = await select(
+        writer.store,
         "SELECT outcome, trigger, input_tokens, output_tokens, cost_pusd FROM attempts"
-        " WHERE request_id = ? ORDER BY seq",
-        [rid],
+        " WHERE request_id = {} ORDER BY seq",
+        rid,
     )
-    (request,) = await writer.store.query(
-        "SELECT cost_pusd FROM requests WHERE request_id = ?", [rid]
+    (request,) = await select(
+        writer.store, "SELECT cost_pusd FROM requests WHERE request_id = {}", rid
     )
     rejected, served = rows
     assert rejected["outcome"] == "rejected" and rejected["trigger"] == "quality_check"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import GatewayFactory
+from tests.helpers import GatewayFactory
 from tierwise import AllAttemptsFailedError, ChatRequest, Message, StreamInterruptedError
 from tierwise.testing import FakeUpstream
 

@@ -6,7 +6,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.conftest import GatewayFactory
+from tests.helpers import GatewayFactory
 from tierwise import ChatRequest, Message
 from tierwise.observability.tracing import RecordTracer
 from tierwise.testing import FakeUpstream
