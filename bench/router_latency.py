@@ -11,6 +11,9 @@ loads its model and embeds its examples:
   embedding minilm, cached repeat  a second pass over the same prompts (LRU hits)
   learned logistic hashing         LearnedRouter trained (logistic, hashing embedder) on
                                    the synthetic outcome table in tests/fixtures
+  pretrained                       PretrainedRouter, the model shipped in the package
+                                   (structure features; the heuristic on untrusted kinds);
+                                   "defer off": the model decides every prompt
 
 The uncached MiniLM rows run with the LRU cache off, so `--repeat N` measures each
 prompt N times and keeps its best (filters preemption on a shared machine).
@@ -161,12 +164,20 @@ def learned_router() -> Router:
     return LearnedRouter.from_options(path=str(path), models=models, cost_weight=0.3)
 
 
+def pretrained_router(defer: bool = True) -> Router:
+    from tierwise.routing.pretrained import PretrainedRouter
+
+    return PretrainedRouter(defer=defer)
+
+
 def factories() -> list[tuple[str, Factory]]:
     out: list[tuple[str, Factory]] = [
         ("heuristic", HeuristicRouter),
         ("embedding hashing", lambda: EmbeddingRouter.from_options(embedder="hashing")),
         ("embedding static", lambda: EmbeddingRouter.from_options(embedder="static")),
         ("learned logistic hashing", learned_router),
+        ("pretrained", pretrained_router),
+        ("pretrained, defer off", lambda: pretrained_router(defer=False)),
     ]
     try:
         EmbeddingRouter.from_options(embedder="minilm").warm_up()

@@ -28,7 +28,7 @@ EMBEDDED: dict[str, Any] = {
     "tiers": {"cheap": ["smollm2-135m"], "strong": ["qwen2.5-0.5b"]},
     "routes": {
         "auto": {
-            "router": "heuristic",
+            "router": "pretrained",
             "baseline": "qwen2.5-0.5b",
             "checks": ["empty", "punt", "refusal", "json"],
         }
