@@ -443,7 +443,7 @@ def eval_app() -> Any:
     """A Typer app with the `eval` and `calibrate` commands."""
     import typer
 
-    from tierwise.evaluation.cli import calibrate_command, eval_command
+    from tierwise.cli.evaluation import calibrate_command, eval_command
 
     app = typer.Typer()
     app.command("eval")(eval_command)

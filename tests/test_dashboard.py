@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from tests.helpers import gateway_config, settle
-from tierwise.experiments.registry import Experiments
+from tierwise.experiments.state import Experiments
 from tierwise.observability.formatting import when
 from tierwise.server.auth import ApiKey, KeyRing, digest
 from tierwise.server.dashboard import COOKIE, DashboardState, add_dashboard_routes

@@ -205,7 +205,7 @@ def test_cli_commands(table: OutcomeTable, tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from tierwise.evaluation.cli import calibrate_command, eval_command
+    from tierwise.cli.evaluation import calibrate_command, eval_command
 
     app = typer.Typer()
     app.command("eval")(eval_command)

@@ -15,9 +15,6 @@ ROOT = Path(tierwise.__file__).parent
 # Cycles that exist outside the modules this test was written with, as module pairs
 # that import each other (directly, or through the other members of their cycle).
 KNOWN = {
-    # the top-level CLI registers the sub-CLIs, which import the top-level config loader
-    frozenset({"tierwise.cli", "tierwise.experiments.cli"}),
-    frozenset({"tierwise.cli", "tierwise.observability.cli"}),
     # a saved router's result is assembled by the runner, which loads saved routers
     frozenset({"tierwise.evaluation.runner", "tierwise.evaluation.saved"}),
     # the trained router's predictors and the scikit-learn fitting of them

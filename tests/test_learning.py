@@ -26,10 +26,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from tierwise.cli.learning import train_command
 from tierwise.config import RouterConfig
 from tierwise.embeddings.hashing import HashingEmbedder
 from tierwise.errors import ConfigError
-from tierwise.learning.cli import train_command
 from tierwise.learning.models import TrainedRouter, choose, strong_win_rate
 from tierwise.learning.outcomes import OutcomeTable, parse_outcomes, read_outcomes
 from tierwise.learning.store import load_router, make_embedder, save_router
@@ -449,7 +449,7 @@ def test_train_command_writes_a_router(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_cli_module_does_not_import_numpy() -> None:
-    code = "import sys, tierwise.learning.cli; print('numpy' in sys.modules)"
+    code = "import sys, tierwise.cli.learning; print('numpy' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )

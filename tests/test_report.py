@@ -29,7 +29,7 @@ from tests.helpers import (
     send_traffic,
     settle,
 )
-from tierwise.observability.cli import report_command
+from tierwise.cli.report import report_command
 from tierwise.observability.report import auto_bucket, parse_since, redact, summarize
 from tierwise.server.run import Running, build, running
 from tierwise.store import Store

@@ -13,7 +13,7 @@ from tierwise.errors import ConfigError
 from tierwise.gateway import Gateway
 from tierwise.providers.base import HttpClient
 from tierwise.record import RequestRecord
-from tierwise.routes import Targets, build_deployments
+from tierwise.targets import Targets, build_deployments
 from tierwise.types import ChatRequest, Message
 
 

@@ -19,8 +19,8 @@ from typing import Any, Generic, Protocol, TypeVar
 from tierwise.checks.base import AnswerView
 from tierwise.checks.builtin import EmptyCheck
 from tierwise.config import LOW_CONFIDENCE, QUALITY_CHECK, Action, Cooldown
+from tierwise.deployments import Deployment, Policy, Step
 from tierwise.errors import ErrorKind, ProviderError
-from tierwise.plan import Deployment, Policy, Step
 from tierwise.providers.base import Timeouts
 from tierwise.record import ZERO, AttemptRecord
 from tierwise.resilience.backoff import retry_delay_s

@@ -14,16 +14,16 @@ from typing import Generic, Self, TypeVar
 
 from tierwise.accounting import bill
 from tierwise.config import GatewayConfig
+from tierwise.deployments import Deployment
 from tierwise.errors import AllAttemptsFailedError
 from tierwise.executor import Answer, Call, Clock, Executor, Outcome
-from tierwise.experiments.registry import Experiments
-from tierwise.plan import Deployment
+from tierwise.experiments.state import Experiments
 from tierwise.providers.base import HttpClient, Timeouts
 from tierwise.record import Decision, RequestRecord
-from tierwise.routes import Target, Targets, build_deployments
 from tierwise.state.base import HealthState
 from tierwise.state.factory import SharedState, build_state
 from tierwise.streaming import ChatStream, open_stream
+from tierwise.targets import Target, Targets, build_deployments
 from tierwise.types import ChatRequest, ChatResponse
 
 RecordSink = Callable[[RequestRecord], None]

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Self
 
+from tierwise.deployments import Deployment
 from tierwise.errors import (
     FirstTokenTimeoutError,
     ProviderError,
     StreamInterruptedError,
 )
 from tierwise.executor import Answer, Call, Clock
-from tierwise.plan import Deployment
 from tierwise.providers.base import Timeouts
 from tierwise.record import RequestRecord
 from tierwise.types import (

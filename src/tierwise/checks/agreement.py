@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 
 from tierwise.checks.base import AnswerView
+from tierwise.deployments import Deployment
 from tierwise.errors import ProviderError
-from tierwise.plan import Deployment
 from tierwise.record import CheckResult
 from tierwise.routing.context import BuildContext
 from tierwise.routing.options import reject_unknown

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tierwise.checks.base import AnswerView
+from tierwise.deployments import Deployment
 from tierwise.errors import ConfigError, ProviderError
-from tierwise.plan import Deployment
 from tierwise.record import CheckResult
 from tierwise.routing.context import BuildContext
 from tierwise.routing.options import reject_unknown

@@ -14,8 +14,8 @@ from typing import Any
 from tierwise.checks.base import AnswerView
 from tierwise.checks.cascade_policy import CascadePolicy, Stage
 from tierwise.checks.normalise import normalise
+from tierwise.deployments import Deployment
 from tierwise.errors import ConfigError, ProviderError
-from tierwise.plan import Deployment
 from tierwise.record import ZERO, CheckResult
 from tierwise.routing.context import BuildContext
 from tierwise.types import ChatRequest

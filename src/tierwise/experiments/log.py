@@ -7,8 +7,8 @@ from typing import cast
 
 import orjson
 
-from tierwise.experiments.registry import Action, Event
 from tierwise.experiments.spec import ExperimentConfig
+from tierwise.experiments.state import Action, Event
 from tierwise.store.base import Store
 from tierwise.store.experiments import METRICS, UNIT_LIMIT
 from tierwise.store.tables import EventRow

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tierwise.experiments.log import read_events, write_event
-from tierwise.experiments.registry import Event
+from tierwise.experiments.state import Event
 from tierwise.experiments.status import guardrail_verdicts
 from tierwise.store.base import Store
 from tierwise.store.guard import StoreUnavailableError

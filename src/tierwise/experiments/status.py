@@ -17,8 +17,8 @@ from tierwise.experiments.log import (
     unit_values,
     variant_data,
 )
-from tierwise.experiments.registry import ExperimentState
 from tierwise.experiments.spec import HIGHER_IS_BETTER, ExperimentConfig, GuardrailConfig
+from tierwise.experiments.state import ExperimentState
 from tierwise.store.base import Store
 
 if TYPE_CHECKING:

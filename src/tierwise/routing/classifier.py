@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
+from tierwise.deployments import Deployment
 from tierwise.errors import ConfigError, ProviderError
-from tierwise.plan import Deployment
 from tierwise.providers.base import Timeouts
 from tierwise.record import Decision
 from tierwise.routing.base import Router

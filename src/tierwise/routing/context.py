@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from tierwise.errors import ConfigError
 
 if TYPE_CHECKING:
-    from tierwise.plan import Deployment
+    from tierwise.deployments import Deployment
     from tierwise.routing.base import Router
 
 

@@ -22,8 +22,8 @@ from tierwise.errors import AccessError, ConfigError, RequestError
 from tierwise.experiments.judge import Judge
 from tierwise.experiments.log import write_event
 from tierwise.experiments.monitor import Monitor
-from tierwise.experiments.registry import Event, Experiments, ExperimentState
 from tierwise.experiments.spec import ExperimentConfig
+from tierwise.experiments.state import Event, Experiments, ExperimentState
 from tierwise.server.app import GATEWAY, KEYS, WRITER, json_response, read_body
 from tierwise.server.auth import KeyRing
 from tierwise.store.base import Store

@@ -20,7 +20,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from tierwise.drift.audit import read_calibrations
 from tierwise.errors import AccessError, RequestError
-from tierwise.experiments.registry import Experiments
+from tierwise.experiments.state import Experiments
 from tierwise.experiments.status import experiment_report
 from tierwise.observability.report import Report, parse_since, summarize
 from tierwise.server.auth import KeyRing

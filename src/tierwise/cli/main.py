@@ -3,45 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from tierwise.config import GatewayConfig, load_config
+from tierwise.cli.cascade import eval_cascade_command
+from tierwise.cli.common import ConfigOption, fail, load_cli_config
+from tierwise.cli.drift import drift_app
+from tierwise.cli.evaluation import calibrate_command, eval_command
+from tierwise.cli.experiments import experiment_app
+from tierwise.cli.learning import fit_examples_command, train_command
+from tierwise.cli.report import report_command
 from tierwise.errors import TierwiseError
-from tierwise.evaluation.cascade_cli import eval_cascade_command
-from tierwise.evaluation.cli import calibrate_command, eval_command
-from tierwise.experiments.cli import drift_app, experiment_app
-from tierwise.learning.cli import fit_examples_command, train_command
-from tierwise.observability.cli import report_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 config_app = typer.Typer(no_args_is_help=True, help="Validate and inspect configuration.")
 app.add_typer(config_app, name="config")
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="YAML config; default: $TIERWISE_CONFIG or embedded."),
-]
-
-
-def _config(path: Path | None) -> GatewayConfig:
-    chosen = path or (
-        Path(os.environ["TIERWISE_CONFIG"]) if "TIERWISE_CONFIG" in os.environ else None
-    )
-    if chosen is None:
-        from tierwise.defaults import embedded_config
-
-        return embedded_config()
-    return load_config(chosen)
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(code=1)
 
 
 @app.command()
@@ -55,9 +34,9 @@ def chat(
     from tierwise.commands import run_chat
 
     try:
-        answer, summary = asyncio.run(run_chat(_config(config), prompt, model, max_tokens))
+        answer, summary = asyncio.run(run_chat(load_cli_config(config), prompt, model, max_tokens))
     except TierwiseError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     typer.echo(answer)
     typer.echo(summary, err=True)
 
@@ -73,9 +52,9 @@ def route(
     from tierwise.commands import explain_route
 
     try:
-        typer.echo(asyncio.run(explain_route(_config(config), prompt, model, explain)))
+        typer.echo(asyncio.run(explain_route(load_cli_config(config), prompt, model, explain)))
     except TierwiseError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
 
 @app.command()
@@ -91,10 +70,10 @@ def serve(
     from tierwise.server.run import serve as run_server
 
     try:
-        cfg = _config(config)
+        cfg = load_cli_config(config)
         run_server(cfg, host or cfg.server.host, port or cfg.server.port, workers)
     except TierwiseError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
 
 @app.command()
@@ -106,12 +85,12 @@ def models(
     from tierwise.commands import describe_models, verify_local_models
 
     try:
-        cfg = _config(config)
+        cfg = load_cli_config(config)
         typer.echo(describe_models(cfg))
         if verify:
             verify_local_models(cfg)
     except (TierwiseError, OSError) as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
 
 @config_app.command("check")
@@ -119,12 +98,13 @@ def config_check(path: Path) -> None:
     """Validate a config file, building its routers and checks as the gateway would;
     print each route's plan, and a warning for each `env:` secret that is unset."""
     from tierwise.commands import check_config, describe_plans
+    from tierwise.config import load_config
 
     try:
         config = load_config(path)
         warnings = check_config(config, file=str(path))
     except TierwiseError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     typer.echo(describe_plans(config))
     for warning in warnings:
         typer.echo(f"warning: {warning}", err=True)

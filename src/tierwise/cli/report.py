@@ -28,12 +28,12 @@ def report_command(
     ] = None,
 ) -> None:
     """Traffic, spend, savings, latency, fallbacks and failures from the request log."""
-    from tierwise.cli import _config
+    from tierwise.cli.common import load_cli_config
     from tierwise.errors import TierwiseError
     from tierwise.observability.report import parse_since
 
     try:
-        url = _config(config).store.resolved_url()
+        url = load_cli_config(config).store.resolved_url()
         now = time.time()
         start = parse_since(since, now)
     except (TierwiseError, ValueError) as exc:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from tierwise.checks.base import Check
 from tierwise.checks.registry import build_check, build_confidence
 from tierwise.config import CheckConfig, DeploymentConfig, GatewayConfig, RouteConfig
+from tierwise.deployments import Deployment, Policy, Step
 from tierwise.errors import RouteNotFoundError
-from tierwise.plan import Deployment, Policy, Step
 from tierwise.providers.base import HttpClient, Timeouts
 from tierwise.providers.registry import build_provider
 from tierwise.routing.base import Router

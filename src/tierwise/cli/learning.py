@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tierwise.evaluation.cli import need_extra
+from tierwise.cli.common import fail, need_extra
 
 MAP_HELP = "Rename a model: OLD=NEW (repeatable)."
 SCALE_HELP = "Score scale of every row: binary, 0-1 or 1-10 (default: a score_scale column)."
@@ -56,7 +56,7 @@ def train_command(
     from tierwise.learning.store import save_router
 
     if (cost_weight is not None and cost_weight < 0) or folds < 0:
-        raise _fail("--cost-weight and --folds must be >= 0")
+        raise fail("--cost-weight and --folds must be >= 0")
     try:
         plan = Plan(
             names(method, KNOWN_METHODS, "method"),
@@ -76,16 +76,11 @@ def train_command(
         router, selection, result = run(table, plan)
         save_router(router, out)
     except ImportError as exc:
-        raise _fail(f"{exc}: training needs scikit-learn (pip install 'tierwise[eval]')") from None
+        raise fail(f"{exc}: training needs scikit-learn (pip install 'tierwise[eval]')") from None
     except (TierwiseError, ValueError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(describe(table, router, selection, result))
     typer.echo(f"wrote {out}")
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=1)
 
 
 def fit_examples_command(
@@ -111,14 +106,14 @@ def fit_examples_command(
     from tierwise.learning.train import table_vectors
 
     if embedder.strip().lower().startswith("structure"):
-        raise _fail("the embedding router takes hashing, static or minilm examples")
+        raise fail("the embedding router takes hashing, static or minilm examples")
     try:
         table = load_table(data, score_scale=score_scale, mapping=map_ or ())
         chosen = make_embedder(embedder)
         vectors = table_vectors(table, chosen)
         examples = fit_examples(table, cheap, strong, chosen, per_tier=per_tier, vectors=vectors)
     except (TierwiseError, ValueError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     family = next((f for f in ("minilm", "static") if f in chosen.name.lower()), "hashing")
     body = {"kind": "embedding", "embedder": family, "examples": examples}
     out.write_text(yaml.safe_dump(body, allow_unicode=True, width=100, sort_keys=False))

@@ -67,7 +67,7 @@ def eval_cascade_command(
     """Choose cascades (a cheap anchor whose answer is served when enough cheap models
     agree, else the strong model) per prompt category on training prompts; measure them
     on held-out prompts; write metrics.json, decisions.csv, report.md and plots to OUT."""
-    from tierwise.evaluation.cli import need_extra
+    from tierwise.cli.common import need_extra
 
     need_extra("tierwise eval-cascade")
     from tierwise.errors import TierwiseError

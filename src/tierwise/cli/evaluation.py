@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from tierwise.cli.common import fail, need_extra
+
 if TYPE_CHECKING:
     from tierwise.evaluation.calibrate import Calibration, Target
     from tierwise.learning.outcomes import OutcomeTable
@@ -29,24 +31,9 @@ CHEAP_HELP = (
 )
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=1)
-
-
-def need_extra(command: str) -> None:
-    """Exit naming the `eval` extra when the offline tooling's libraries are missing."""
-    from tierwise.extras import OFFLINE, missing
-
-    if absent := missing(OFFLINE):
-        from tierwise.errors import MissingExtraError
-
-        raise _fail(str(MissingExtraError(command, "eval", absent)))
-
-
 def _one_source(data: Path | None, log: str | None) -> None:
     if (data is None) == (log is None):
-        raise _fail("give an outcome table (DATA) or --log STORE_URL, not both or neither")
+        raise fail("give an outcome table (DATA) or --log STORE_URL, not both or neither")
 
 
 def eval_command(
@@ -94,7 +81,7 @@ def eval_command(
 
     _one_source(data, log)
     if log is not None and (train or holdout_by or holdout or router_tax or map_ or score_scale):
-        raise _fail(
+        raise fail(
             "--train, --holdout-by, --holdout, --router-tax, --map and --score-scale need "
             "an outcome table"
         )
@@ -123,7 +110,7 @@ def eval_command(
                 out,
             )
     except (TierwiseError, ValueError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo((out / "report.md").read_text())
     typer.echo("wrote " + ", ".join(str(p) for p in paths))
 
@@ -165,11 +152,11 @@ def calibrate_command(
     given["budget_per_1k"] = budget_per_1k
     chosen = [(k, v) for k, v in given.items() if v is not None]
     if len(chosen) != 1:
-        raise _fail("give exactly one of --strong-share, --quality-floor, --budget-per-1k")
+        raise fail("give exactly one of --strong-share, --quality-floor, --budget-per-1k")
     _one_source(data, log)
     is_file = not router.startswith("learned:")
     if log is not None and (map_ or score_scale):
-        raise _fail("--map and --score-scale need an outcome table")
+        raise fail("--map and --score-scale need an outcome table")
     try:
         target = Target(*chosen[0])
         table = None
@@ -182,7 +169,7 @@ def calibrate_command(
             )
         result = _calibrate(table, log, route, target, router, (strong, cheap), folds, seed)
     except (TierwiseError, ValueError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     text = snippet(result, router if is_file else "router.npz")
     if out is None:
         typer.echo(text, nl=False)
