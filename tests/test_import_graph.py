@@ -12,14 +12,8 @@ from pathlib import Path
 import tierwise
 
 ROOT = Path(tierwise.__file__).parent
-# Cycles that exist outside the modules this test was written with, as module pairs
-# that import each other (directly, or through the other members of their cycle).
-KNOWN = {
-    # a saved router's result is assembled by the runner, which loads saved routers
-    frozenset({"tierwise.evaluation.runner", "tierwise.evaluation.saved"}),
-    # the trained router's predictors and the scikit-learn fitting of them
-    frozenset({"tierwise.learning.models", "tierwise.learning.sklearn_fit"}),
-}
+# Module pairs allowed to import each other: none.
+KNOWN: set[frozenset[str]] = set()
 Graph = dict[str, set[str]]
 
 

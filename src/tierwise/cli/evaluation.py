@@ -72,7 +72,7 @@ def eval_command(
 
     from tierwise.errors import TierwiseError
     from tierwise.evaluation.report import write_outputs, write_replay
-    from tierwise.evaluation.runner import evaluate
+    from tierwise.evaluation.saved import evaluate_any as evaluate
     from tierwise.learning.prepare import load_table
 
     read_table = partial(

@@ -140,16 +140,7 @@ def evaluate(
     """Held-out operating points of `router_spec` on `table`, with baselines and the
     two-model (APGR, CPT) and N-model (AIQ) summaries. `holdout_by` evaluates each
     group (or only `holdout`) with a router fitted on the other groups. A saved router
-    (see `tierwise.evaluation.saved`) is evaluated as it is."""
-    from tierwise.evaluation import saved
-
-    if saved.is_saved(router_spec):
-        if train_table is not None or holdout_by is not None:
-            raise ValueError(
-                "a saved router is evaluated as it is, on every prompt: --train, "
-                "--holdout-by and --folds apply to a router spec"
-            )
-        return saved.evaluate_saved(table, router_spec, strong, cheap, router_tax)
+    file is evaluated by `tierwise.evaluation.saved.evaluate_any`."""
     spec = parse_spec(router_spec)
     s, c = pick_models(table, strong, cheap)
     costs, unit = eval_costs(table, s)

@@ -32,6 +32,7 @@ from tierwise.evaluation.runner import (
     EvalResult,
     Routed,
     eval_costs,
+    evaluate,
     evaluated_rows,
     pick_models,
     result_of,
@@ -217,3 +218,31 @@ def _trained_hash(spec: str) -> str | None:
     from tierwise.learning.store import load_router
 
     return load_router(spec).data_hash
+
+
+def evaluate_any(
+    table: OutcomeTable,
+    router_spec: str,
+    *,
+    train_table: OutcomeTable | None = None,
+    holdout_by: str | None = None,
+    **options: Any,
+) -> EvalResult:
+    """A saved router file (`is_saved`) evaluated as it is, on every prompt; any other
+    spec through `runner.evaluate` with its folds, training table or held-out groups."""
+    if not is_saved(router_spec):
+        return evaluate(
+            table, router_spec, train_table=train_table, holdout_by=holdout_by, **options
+        )
+    if train_table is not None or holdout_by is not None:
+        raise ValueError(
+            "a saved router is evaluated as it is, on every prompt: --train, "
+            "--holdout-by and --folds apply to a router spec"
+        )
+    return evaluate_saved(
+        table,
+        router_spec,
+        options.get("strong"),
+        options.get("cheap"),
+        options.get("router_tax", 0.0),
+    )
