@@ -313,3 +313,13 @@ async def test_outage_fails_closed_then_recovers(own_redis: RedisServer) -> None
     finally:
         await budget.aclose()
         await client.aclose()
+
+
+async def test_a_zero_reservation_settles_and_charges(make_budget: BudgetFactory) -> None:
+    """A request reserved at $0 (a free deployment) still settles what it spent."""
+    budget = make_budget({"team:t": (D("1.00"), "day")})
+    reservation = await budget.reserve(["team:t"], ZERO, NOW)
+    assert reservation is not None
+    assert await budget.settle(reservation, D("0.25"), NOW + 1)
+    usage = await budget.usage("team:t", NOW + 2)
+    assert (usage.spent_usd, usage.reserved_usd) == (D("0.25"), ZERO)

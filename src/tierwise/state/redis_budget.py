@@ -25,12 +25,13 @@ from tierwise.state.budget import (
 from tierwise.state.redis import DOWN, RedisBacked, RedisGuard, RedisOptions, text
 
 PURGE_LUA = """
+-- amounts are negated as 0 - n: Lua's -0 reaches Redis as "-0", which HINCRBY refuses
 local function purge(h, z, now)
   local gone = redis.call('ZRANGEBYSCORE', z, '-inf', now)
   for _, rid in ipairs(gone) do
     local units = redis.call('HGET', h, 'r:' .. rid)
     if units and units ~= 'x' then
-      redis.call('HINCRBY', h, 'reserved', -tonumber(units))
+      redis.call('HINCRBY', h, 'reserved', 0 - tonumber(units))
       redis.call('HSET', h, 'r:' .. rid, 'x')
     end
   end
@@ -77,7 +78,7 @@ for i = 1, #KEYS / 2 do
     local units = redis.call('HGET', h, 'r:' .. id)
     if units then
       if units ~= 'x' then
-        redis.call('HINCRBY', h, 'reserved', -tonumber(units))
+        redis.call('HINCRBY', h, 'reserved', 0 - tonumber(units))
         redis.call('ZREM', z, id)
       end
       redis.call('HDEL', h, 'r:' .. id)
