@@ -1,4 +1,5 @@
-"""Exact cost accounting: attempts, checks, router tax, baseline and savings."""
+"""Exact cost accounting: attempts, checks, router tax, exploration, baseline and
+savings."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ def bill(
     baseline_usd = ZERO
     if baseline is not None and final_usage is not None:
         baseline_usd = baseline.cost_usd(final_usage)
-    return CostBreakdown(attempts_usd, checks_usd, router_usd, baseline_usd)
+    explored = decision is not None and decision.explored
+    exploration_usd = attempts_usd + checks_usd + router_usd if explored else ZERO
+    return CostBreakdown(attempts_usd, checks_usd, router_usd, baseline_usd, exploration_usd)
 
 
 @dataclass(slots=True, frozen=True)
@@ -34,6 +37,7 @@ class Totals:
     total_usd: Decimal
     router_usd: Decimal
     baseline_usd: Decimal
+    exploration_usd: Decimal = ZERO
 
     @property
     def savings_usd(self) -> Decimal:
@@ -46,13 +50,14 @@ class Totals:
 
 def totals(costs: Iterable[CostBreakdown]) -> Totals:
     """Sum bills exactly."""
-    count, total, router, baseline = 0, ZERO, ZERO, ZERO
+    count, total, router, baseline, exploration = 0, ZERO, ZERO, ZERO, ZERO
     for cost in costs:
         count += 1
         total += cost.total_usd
         router += cost.router_usd
         baseline += cost.baseline_usd
-    return Totals(count, total, router, baseline)
+        exploration += cost.exploration_usd
+    return Totals(count, total, router, baseline, exploration)
 
 
 def totals_of(records: Iterable[RequestRecord]) -> Totals:

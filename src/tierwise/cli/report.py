@@ -84,6 +84,7 @@ def _totals(report: Report) -> Table:
         ("savings", f"{usd(m.savings_usd)} ({pct(m.savings_share)})"),
         ("router tax", usd(m.router_usd)),
         ("check cost", usd(m.checks_usd)),
+        ("exploration", f"{usd(m.exploration_usd)} ({pct(m.exploration_share)})"),
         ("fallback rate", pct(c.fallbacks / c.requests if c.requests else None)),
         ("escalation rate", pct(c.escalations / c.requests if c.requests else None)),
         ("satisfaction", f"{pct(s.mean)} ({s.count} scores)"),

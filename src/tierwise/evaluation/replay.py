@@ -8,6 +8,12 @@ observed cost per request applied to the point's choices over every re-routed re
 It is unbiased only when the served model was chosen at random, uniformly and
 independently of the prompt (as in an A/B experiment, where `variant` is set); on
 traffic that a router chose, the matched requests are the ones it sent there.
+When the log keeps each decision's propensity (routes with `explore`), each matched
+request is weighted by its inverse and the means are self-normalised (inverse
+propensity weighting), which removes that selection: the estimate converges to the
+candidate's true quality whenever every model it picks had a positive propensity.
+Each model's mean cost is weighted the same way. Rows without a propensity weigh 1,
+and shadow calls (router `explore:shadow`) are left out.
 
 The log becomes an outcome table of the requests with a served model and a captured
 prompt: a row's score is known only for its served model (NaN elsewhere, also when it
@@ -21,7 +27,7 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -41,6 +47,7 @@ from tierwise.evaluation.runner import (
 from tierwise.evaluation.splits import fold_plan, separate_plan
 from tierwise.learning.models import choose, strong_win_rate
 from tierwise.learning.outcomes import OutcomeTable
+from tierwise.routing.explore import SHADOW_ROUTER
 
 PICO = 1e12
 ESTIMATOR = (
@@ -49,6 +56,14 @@ ESTIMATOR = (
     "each model's mean observed cost per request applied to the candidate's choices. "
     "Unbiased only when the served model was chosen at random, uniformly and "
     "independently of the prompt (e.g. traffic of an A/B experiment, where variant is set)."
+)
+ESTIMATOR_IPW = (
+    "replay with inverse propensity weighting: quality is the mean feedback score of the "
+    "logged requests where the candidate's choice equals the model that served them "
+    "(matched), each weighted by 1 / the logged propensity of its routing decision and "
+    "self-normalised; cost is each model's propensity-weighted mean observed cost per "
+    "request applied to the candidate's choices. Consistent (unbiased as the log grows) "
+    "whenever every model the candidate picks had a positive logged propensity."
 )
 
 
@@ -61,6 +76,8 @@ class RequestLog:
     served: Index
     counts: dict[str, Any]
     source: str
+    weights: np.ndarray[Any, np.dtype[np.float64]] | None = None
+    """Per table row, 1 / its decision's logged propensity; None when no row has one."""
 
 
 def safe_url(url: str) -> str:
@@ -98,12 +115,17 @@ def build_log(
     requests: Sequence[dict[str, Any]], feedback: dict[str, float], logged: int, source: str
 ) -> RequestLog:
     """The replay table of `requests` (those with a prompt) and the log's counts."""
+    requests = [r for r in requests if r.get("router") != SHADOW_ROUTER]
     models = sorted({str(r["final_model"]) for r in requests})
     if len(models) < 2:
         raise ValueError(f"the log's requests were served by {models}: replay needs two models")
     served_all = np.array([models.index(str(r["final_model"])) for r in requests], dtype=np.intp)
     cost = np.array([float(r["cost_pusd"] or 0) / PICO for r in requests])
-    mean_cost = np.array([cost[served_all == j].mean() for j in range(len(models))])
+    weights = inverse_propensities(requests)
+    w = np.ones(len(requests)) if weights is None else weights
+    mean_cost = np.array(
+        [np.average(cost[served_all == j], weights=w[served_all == j]) for j in range(len(models))]
+    )
     keep = [i for i, r in enumerate(requests) if r.get("prompt")]
     if not keep:
         raise ValueError("no logged request has a prompt; turn on prompt capture")
@@ -122,7 +144,22 @@ def build_log(
     )
     counts = _counts(requests, feedback, keep, logged, models, served)
     counts["mean_cost_usd"] = {name: float(v) for name, v in zip(models, mean_cost, strict=True)}
-    return RequestLog(table, served, counts, source)
+    kept = None if weights is None else weights[keep]
+    return RequestLog(table, served, counts, source, kept)
+
+
+def inverse_propensities(
+    requests: Sequence[dict[str, Any]],
+) -> np.ndarray[Any, np.dtype[np.float64]] | None:
+    """1 / each request's logged propensity (1 where none is logged, 0 where it is 0);
+    None when no request has one."""
+    logged = [r.get("decision_propensity") for r in requests]
+    if all(p is None for p in logged):
+        return None
+    p = np.array([1.0 if v is None else float(v) for v in logged])
+    inverse = np.zeros_like(p)
+    np.divide(1.0, p, out=inverse, where=p > 0)
+    return inverse
 
 
 def _digest(requests: Sequence[dict[str, Any]], feedback: dict[str, float]) -> str:
@@ -166,9 +203,31 @@ class ReplayResult:
     choices: list[tuple[str, float, Index]] = field(repr=False)
 
 
-def replay_point(label: str, param: float, choice: Index, table: OutcomeTable, s: int) -> Point:
-    """The replay estimate of one choice vector (quality NaN when nothing matched)."""
-    return m.point(label, param, table.scores, table.costs, choice, table.models, s)
+def replay_point(
+    label: str,
+    param: float,
+    choice: Index,
+    table: OutcomeTable,
+    s: int,
+    weights: np.ndarray[Any, np.dtype[np.float64]] | None = None,
+) -> Point:
+    """The replay estimate of one choice vector (quality NaN when nothing matched);
+    with `weights`, the matched scores' weighted mean."""
+    point = m.point(label, param, table.scores, table.costs, choice, table.models, s)
+    if weights is None:
+        return point
+    return replace(point, quality=weighted_quality(choice, table, weights))
+
+
+def weighted_quality(
+    choice: Index, table: OutcomeTable, weights: np.ndarray[Any, np.dtype[np.float64]]
+) -> float:
+    """The self-normalised inverse-propensity mean of the matched scores."""
+    got = table.scores[np.arange(len(choice)), choice]
+    known = ~np.isnan(got) & (weights > 0)
+    if not known.any():
+        return math.nan
+    return float(np.sum(weights[known] * got[known]) / np.sum(weights[known]))
 
 
 def matched_count(choice: Index, table: OutcomeTable) -> int:
@@ -190,11 +249,12 @@ def replay(
     table = log.table
     s, c = pick_models(table, strong, cheap)
     routed, split = candidate(table, router, s, c, folds, seed)
-    points = [replay_point(lb, p, ch, table, s) for lb, p, ch in routed.choices]
+    w = log.weights
+    points = [replay_point(lb, p, ch, table, s, w) for lb, p, ch in routed.choices]
     n, k, names = len(table), len(table.models), table.models
     fixed = [(f"always {name}", float(j), np.full(n, j, np.intp)) for j, name in enumerate(names)]
     fixed.append(("logged", 0.0, log.served))
-    baselines = [replay_point(lb, p, ch, table, s) for lb, p, ch in fixed]
+    baselines = [replay_point(lb, p, ch, table, s, w) for lb, p, ch in fixed]
     baselines[k:k] = m.random_mix(baselines[:k], s)
     matched: dict[str, int | None] = {lb: matched_count(ch, table) for lb, _, ch in fixed}
     matched.update({lb: matched_count(ch, table) for lb, _, ch in routed.choices})
@@ -264,7 +324,7 @@ def replay_json(result: ReplayResult) -> dict[str, Any]:
         "router": result.router,
         "log": {"source": result.log.source, "hash": table.content_hash, **result.log.counts},
         "split": result.split,
-        "estimator": ESTIMATOR,
+        "estimator": ESTIMATOR if result.log.weights is None else ESTIMATOR_IPW,
         "models": list(table.models),
         "strong": result.strong,
         "cheap": result.cheap,

@@ -55,11 +55,12 @@ class Money:
     savings_usd: Decimal = ZERO
     router_usd: Decimal = ZERO
     checks_usd: Decimal = ZERO
+    exploration_usd: Decimal = ZERO
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> Money:
-        names = ("spend", "baseline", "savings", "router", "checks")
-        return cls(*(from_pusd(int(row[n] or 0)) for n in names))
+        names = ("spend", "baseline", "savings", "router", "checks", "exploration")
+        return cls(*(from_pusd(int(row.get(n) or 0)) for n in names))
 
     def __add__(self, other: Money) -> Money:
         return Money(
@@ -68,12 +69,18 @@ class Money:
             self.savings_usd + other.savings_usd,
             self.router_usd + other.router_usd,
             self.checks_usd + other.checks_usd,
+            self.exploration_usd + other.exploration_usd,
         )
 
     @property
     def savings_share(self) -> float | None:
         """Savings as a share of what the baseline model would have cost."""
         return ratio(self.savings_usd, self.baseline_usd)
+
+    @property
+    def exploration_share(self) -> float | None:
+        """Exploration's part of the spend."""
+        return ratio(self.exploration_usd, self.spend_usd)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +90,8 @@ class Money:
             "savings_share": self.savings_share,
             "router_tax_usd": usd_text(self.router_usd),
             "check_cost_usd": usd_text(self.checks_usd),
+            "exploration_cost_usd": usd_text(self.exploration_usd),
+            "exploration_share": self.exploration_share,
         }
 
 

@@ -9,13 +9,13 @@ from typing import Any, TypedDict, cast
 
 from tierwise.store.sql import Bind, Engine, maybe, real, whole
 
-MONEY = ("spend", "baseline", "savings", "router", "checks")
+MONEY = ("spend", "baseline", "savings", "router", "checks", "exploration")
 COUNTS = ("n", "errors", "degraded", "cancelled", "fallbacks", "escalations", "tin", "tout")
 SUMS = ("lat_sum", "ttft_sum")
 MONEY_SUMS = (
     "SUM(r.cost_pusd) AS spend, SUM(r.baseline_pusd) AS baseline, "
     "SUM(r.savings_pusd) AS savings, SUM(r.router_pusd) AS router, "
-    "SUM(r.checks_pusd) AS checks"
+    "SUM(r.checks_pusd) AS checks, SUM(r.exploration_cost_usd) AS exploration"
 )
 FAILED = "('error', 'degraded', 'cancelled')"
 
@@ -43,6 +43,7 @@ class GroupTotals(TypedDict):
     savings: int
     router: int
     checks: int
+    exploration: int
 
 
 class LatencySample(TypedDict):
@@ -80,6 +81,7 @@ class BucketTotals(TypedDict):
     savings: int
     router: int
     checks: int
+    exploration: int
 
 
 class FailedRequest(TypedDict):
@@ -184,9 +186,9 @@ class ReportReads(Engine):
         statement = f"""SELECT t.bucket AS bucket, COUNT(*) AS n,
             SUM(t.cost_pusd) AS spend, SUM(t.baseline_pusd) AS baseline,
             SUM(t.savings_pusd) AS savings, SUM(t.router_pusd) AS router,
-            SUM(t.checks_pusd) AS checks
+            SUM(t.checks_pusd) AS checks, SUM(t.exploration_cost_usd) AS exploration
             FROM (SELECT {bucket} AS bucket, r.cost_pusd, r.baseline_pusd, r.savings_pusd,
-                r.router_pusd, r.checks_pusd FROM requests r
+                r.router_pusd, r.checks_pusd, r.exploration_cost_usd FROM requests r
                 WHERE {_in_range(q, since, until)}) t
             GROUP BY t.bucket"""
         rows = await self._fetch(statement, q.values)

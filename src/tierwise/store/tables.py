@@ -83,12 +83,17 @@ class DriftRow(TypedDict):
 
 
 class ServedRequest(TypedDict):
+    """`decision_propensity` is None when not logged (no router, or an older log);
+    `router` names the router that decided (`explore:shadow` for a shadow call)."""
+
     request_id: str
     route: str
     final_model: str
     cost_pusd: int
     prompt: str | None
     variant: str | None
+    router: str | None
+    decision_propensity: float | None
 
 
 class Tables(Engine):
@@ -186,7 +191,7 @@ class Tables(Engine):
         q = self.bind()
         where = f" AND route = {q(route)}" if route else ""
         statement = (
-            "SELECT request_id, route, final_model, cost_pusd, prompt, variant FROM requests "
+            "SELECT * FROM requests "
             f"WHERE final_model IS NOT NULL{where} ORDER BY created_at, request_id"
         )
         return [_served(r) for r in await self._fetch(statement, q.values)]
@@ -248,4 +253,6 @@ def _served(row: dict[str, Any]) -> ServedRequest:
         cost_pusd=whole(row["cost_pusd"]),
         prompt=row["prompt"],
         variant=row["variant"],
+        router=row.get("router"),
+        decision_propensity=maybe(row.get("decision_propensity")),
     )
