@@ -14,7 +14,9 @@ from tierwise.cli.common import ConfigOption, fail, load_cli_config
 from tierwise.cli.drift import drift_app
 from tierwise.cli.evaluation import calibrate_command, eval_command
 from tierwise.cli.experiments import experiment_app
+from tierwise.cli.learn import learn_command
 from tierwise.cli.learning import fit_examples_command, train_command
+from tierwise.cli.outcomes import export_outcomes_command
 from tierwise.cli.report import report_command
 from tierwise.errors import TierwiseError
 
@@ -47,12 +49,17 @@ def route(
     config: ConfigOption = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Route, tier or model.")] = "auto",
     explain: Annotated[bool, typer.Option(help="Show scores, reason and the plan.")] = False,
+    needs: Annotated[
+        list[str] | None,
+        typer.Option(help="Add what a capability takes: vision, audio, tools, json_schema."),
+    ] = None,
 ) -> None:
     """Show where PROMPT would go, without calling any model."""
     from tierwise.commands import explain_route
 
     try:
-        typer.echo(asyncio.run(explain_route(load_cli_config(config), prompt, model, explain)))
+        loaded = load_cli_config(config)
+        typer.echo(asyncio.run(explain_route(loaded, prompt, model, explain, needs or [])))
     except TierwiseError as exc:
         raise fail(exc) from None
 
@@ -116,6 +123,8 @@ app.command("fit-examples")(fit_examples_command)
 app.command("eval")(eval_command)
 app.command("calibrate")(calibrate_command)
 app.command("eval-cascade")(eval_cascade_command)
+app.command("export-outcomes")(export_outcomes_command)
+app.command("learn")(learn_command)
 app.add_typer(experiment_app, name="experiment")
 app.add_typer(drift_app, name="drift")
 

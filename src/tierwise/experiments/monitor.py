@@ -9,9 +9,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from tierwise.errors import TierwiseError
 from tierwise.experiments.log import read_events, write_event
 from tierwise.experiments.state import Event
 from tierwise.experiments.status import guardrail_verdicts
+from tierwise.learning.serve import LearnOptions, Mode, Swapper, learn_route
 from tierwise.store.base import Store
 from tierwise.store.guard import StoreUnavailableError
 
@@ -33,14 +35,18 @@ class Monitor:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.gateway, self.store, self.interval_s, self.clock = gateway, store, interval_s, clock
-        self._next_drift = 0.0
+        self._next_drift = self._next_learn = 0.0
+        self.learned = Swapper(gateway)
 
     async def tick(self) -> dict[str, Any]:
         now = self.clock()
-        self.gateway.experiments.reset(await read_events(self.store))
+        events = await read_events(self.store)
+        swapped = await self.learned.sync(self.store, events)
+        self.gateway.experiments.reset(events)
         stopped = await self.guardrails(now)
         drift = await self.drift(now)
-        return {"stopped": stopped, "drift": drift}
+        learned = await self.learn(now)
+        return {"stopped": stopped, "drift": drift, "swapped": swapped, "learned": learned}
 
     async def guardrails(self, now: float) -> list[Event]:
         """Roll back every running experiment a guardrail fired for."""
@@ -85,6 +91,33 @@ class Monitor:
                     await check_route(self.gateway, self.store, route, now, quiet_s=quiet)
                 )
         await apply_calibrations(self.gateway, self.store)
+        return results
+
+    async def learn(self, now: float) -> list[dict[str, Any]]:
+        """When the `learn` block is on and due, learn on each of its routes."""
+        settings = self.gateway.config.learn
+        if not settings.enabled or now < self._next_learn:
+            return []
+        self._next_learn = now + settings.interval_s
+        results = []
+        for route, own in settings.routes.items():
+            options = LearnOptions(
+                settings.since_s,
+                own.min_labelled or settings.min_labelled,
+                own.quality_target,
+                settings.embedder,
+                quiet_s=settings.interval_s / 2,
+            )
+            apply = settings.apply if own.apply is None else own.apply
+            mode: Mode = "apply" if apply else "propose"
+            try:
+                result = await learn_route(
+                    self.gateway.config, self.store, route, now, options, mode, "learn"
+                )
+            except (ImportError, ValueError, TierwiseError) as exc:
+                result = {"route": route, "status": "failed", "why": str(exc)}
+            log.info("learning on route %s: %s", route, result.get("why") or result["status"])
+            results.append(result)
         return results
 
     async def run(self) -> None:
