@@ -29,6 +29,8 @@ def record_headers(record: RequestRecord) -> dict[str, str]:
     headers = {**id_headers(record.request_id, record.client_request_id), **_headers(record)}
     if record.experiment is not None:
         headers["x-tierwise-experiment"] = f"{record.experiment}/{record.variant}"
+    if record.cache is not None:
+        headers["x-tierwise-cache"] = record.cache
     return headers
 
 

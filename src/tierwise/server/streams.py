@@ -14,7 +14,7 @@ from tierwise.record import RequestRecord
 from tierwise.server.admission import Caller
 from tierwise.server.headers import CLIENT_RID, record_headers
 from tierwise.streaming import ChatStream
-from tierwise.types import ChatRequest
+from tierwise.types import ChatRequest, Usage
 from tierwise.wire.anthropic import inbound as anthropic_wire
 from tierwise.wire.anthropic.events import EventEncoder
 from tierwise.wire.openai import inbound as openai_wire
@@ -48,6 +48,13 @@ def _data(payload: Any) -> bytes:
 
 def _event(name: str, payload: Any) -> bytes:
     return b"event: " + name.encode() + b"\n" + _data(payload)
+
+
+def _last_usage(stream: ChatStream) -> Usage | None:
+    """The usage of the last attempt; a stream replayed from the cache has no
+    attempt, and its usage is the cached answer's."""
+    attempts = stream.record.attempts
+    return attempts[-1].usage if attempts else stream.response().usage
 
 
 def _summary(record: RequestRecord) -> bytes:
@@ -85,7 +92,7 @@ async def stream_openai(
             error = openai_wire.encode_error(502, f"upstream stream failed: {exc}")
             await response.write(_data(error) + _summary(exc.record))
             return response
-        usage = stream.response().usage or stream.record.attempts[-1].usage
+        usage = stream.response().usage or _last_usage(stream)
         if include_usage and usage is not None:
             await response.write(_data(openai_wire.encode_usage_chunk(usage, cid, model, created)))
         await response.write(_summary(stream.record) + b"data: [DONE]\n\n")
@@ -109,8 +116,9 @@ async def stream_anthropic(
             error = anthropic_wire.encode_error(502, f"upstream stream failed: {exc}")
             await response.write(_event("error", error) + _summary(exc.record))
             return response
-        if stream.record.attempts[-1].usage is not None:
-            encoder.usage = stream.record.attempts[-1].usage
+        usage = _last_usage(stream)
+        if usage is not None:
+            encoder.usage = usage
         finish = b"".join(_event(n, p) for n, p in encoder.finish())
         await response.write(finish + _summary(stream.record))
     return response
