@@ -155,7 +155,7 @@ class Fuzzer:
         if response.status_code != 400:
             return []
         text = response.content.decode(errors="replace")
-        upstream = case.path in CHAT_PATHS and '"attempts"' in text
+        upstream = case.path in CHAT_PATHS and ('"attempts"' in text or "(needs: " in text)
         since = case.path in DASHBOARD_PATHS and ("since" in text or "as a time" in text)
         form = case.path == "/dashboard/login" and "could not be read" in text
         return [positive_data_acceptance] if upstream or since or form else []

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from pydantic import SecretStr
 
+from tierwise.capabilities import CAPABILITIES, Capability, ordered, request_needs
 from tierwise.config import GatewayConfig, ProviderKind, env_variable
-from tierwise.errors import ConfigError
+from tierwise.deployments import Step
+from tierwise.errors import ConfigError, RequestError
 from tierwise.gateway import Gateway
 from tierwise.providers.base import HttpClient
 from tierwise.record import RequestRecord
-from tierwise.targets import Targets, build_deployments
-from tierwise.types import ChatRequest, Message
+from tierwise.targets import Targets, build_deployments, first_capable
+from tierwise.types import JSON, ChatRequest, Message
+
+SAMPLE_IMAGE = "data:image/png;base64,iVBORw0KGgo="
 
 
 async def run_chat(
@@ -27,13 +31,20 @@ async def run_chat(
     return result.response.text(), summarize(result.record)
 
 
-async def explain_route(config: GatewayConfig, prompt: str, model: str, explain: bool) -> str:
-    """The router's decision for `prompt` and the plan it leads to; calls no model."""
-    request = ChatRequest([Message("user", prompt)], model=model)
+async def explain_route(
+    config: GatewayConfig, prompt: str, model: str, explain: bool, needs: Sequence[str] = ()
+) -> str:
+    """The router's decision for `prompt` (with the parts and parameters `needs`
+    asks for: an image, audio, tools, a JSON schema) and the plan it leads to,
+    after the capability filter; calls no model."""
+    request = sample_request(prompt, model, needs)
     async with Gateway(config) as gateway:
         target, decision = await gateway.decide(request)
-    plan = target.plan_from(decision.target if decision else "")
-    first = plan[0].tier if plan else "-"
+    chosen = decision.target if decision else ""
+    plan = target.plan_for(chosen, request)
+    wanted = request_needs(request)
+    start = first_capable(plan, wanted) if wanted else (plan[0] if plan else None)
+    first = start.tier if start else "-"
     if not explain:
         return first
     lines = [f"route: {target.name}", f"start: {first}"]
@@ -46,9 +57,53 @@ async def explain_route(config: GatewayConfig, prompt: str, model: str, explain:
             f"router latency: {decision.latency_ms:.3f} ms",
             f"router cost: ${decision.cost_usd:f}",
         ]
+    if wanted:
+        routed = target.plan_from(chosen)
+        lines += filter_lines(plan, wanted, routed[0].tier if routed else "-", first)
     steps = " -> ".join(f"{s.tier}[{', '.join(d.name for d in s.deployments)}]" for s in plan)
     lines.append(f"plan: {steps}")
     return "\n".join(lines)
+
+
+def sample_request(prompt: str, model: str, needs: Sequence[str]) -> ChatRequest:
+    """A request for `prompt` carrying what each of `needs` takes."""
+    unknown = sorted(set(needs) - set(CAPABILITIES))
+    if unknown:
+        known = ", ".join(CAPABILITIES)
+        raise RequestError(f"unknown capability {unknown}; known: {known}", param="needs")
+    content: str | list[JSON] = prompt
+    parts: list[JSON] = [{"type": "text", "text": prompt}]
+    if Capability.VISION in needs:
+        parts.append({"type": "image_url", "image_url": {"url": SAMPLE_IMAGE}})
+    if Capability.AUDIO in needs:
+        parts.append({"type": "input_audio", "input_audio": {"data": "", "format": "wav"}})
+    if len(parts) > 1:
+        content = parts
+    request = ChatRequest([Message("user", content)], model=model)
+    if Capability.TOOLS in needs:
+        request.tools = [{"type": "function", "function": {"name": "tool", "parameters": {}}}]
+    if Capability.JSON_SCHEMA in needs:
+        schema = {"name": "answer", "schema": {"type": "object"}}
+        request.response_format = {"type": "json_schema", "json_schema": schema}
+    return request
+
+
+def filter_lines(plan: list[Step], needs: frozenset[str], routed: str, start: str) -> list[str]:
+    """What the capability filter does to the plan: the deployments it skips and
+    where the start moves."""
+    skipped = [
+        f"{d.name} (lacks {', '.join(ordered(d.lacks(needs)))})"
+        for step in plan
+        for d in step.deployments
+        if d.lacks(needs)
+    ]
+    lines = [
+        f"needs: {', '.join(ordered(needs))}",
+        f"filter: skips {', '.join(skipped)}" if skipped else "filter: skips none",
+    ]
+    if routed != start:
+        lines.append(f"filter: start moved from {routed} to {start}")
+    return lines
 
 
 def summarize(record: RequestRecord) -> str:
@@ -67,14 +122,15 @@ def describe_models(config: GatewayConfig) -> str:
     tier_of = {m: t for t, members in config.tiers.items() for m in members}
     lines = [
         f"{'deployment':<20} {'tier':<8} {'provider':<10} {'model':<22} "
-        f"{'$/M in':>8} {'$/M out':>8} {'context':>9}"
+        f"{'$/M in':>8} {'$/M out':>8} {'context':>9}  capabilities"
     ]
     for name, d in config.deployments.items():
         price = d.resolved_price()
         window = d.resolved_context_window()
+        accepts = ",".join(ordered(d.resolved_capabilities())) or "text"
         lines.append(
             f"{name:<20} {tier_of.get(name, '-'):<8} {d.provider:<10} {d.model:<22} "
-            f"{price.input_per_mtok:>8} {price.output_per_mtok:>8} {window or '-':>9}"
+            f"{price.input_per_mtok:>8} {price.output_per_mtok:>8} {window or '-':>9}  {accepts}"
         )
     return "\n".join(lines)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from tierwise.capabilities import CAPABILITIES
 from tierwise.checks.base import Check, ConfidenceSignal
 from tierwise.config import FallbackConfig
 from tierwise.pricing import Price
@@ -13,6 +14,11 @@ from tierwise.providers.base import Provider, Timeouts
 from tierwise.record import AttemptRecord
 from tierwise.tokens import count_message_tokens, count_text_tokens, encoding_name, fits_context
 from tierwise.types import ChatRequest, ChatResponse, Usage
+
+CHAT = "chat"
+EMBEDDING = "embedding"
+"""Deployment kinds: chat (`/v1/chat/completions`, `/v1/messages`, `/v1/responses`)
+and embedding (`/v1/embeddings`)."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -29,10 +35,17 @@ class Deployment:
     max_output_tokens: int | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
     weight: float = 1.0
+    kind: str = CHAT
+    capabilities: frozenset[str] = frozenset(CAPABILITIES)
+
+    def lacks(self, needs: frozenset[str]) -> frozenset[str]:
+        """What of `needs` this deployment cannot serve (empty: it serves them all)."""
+        return needs - self.capabilities
 
     def fits(self, request: ChatRequest) -> bool:
-        """Whether prompt + max tokens fit this deployment's context window."""
-        if self.context_window is None:
+        """Whether prompt + max tokens fit this deployment's context window (an
+        embedding deployment's window bounds each input, which its upstream checks)."""
+        if self.context_window is None or self.kind == EMBEDDING:
             return True
         wanted = request.max_tokens or min(self.max_output_tokens or 0, 1024)
         return fits_context(request, self.context_window, wanted, encoding_name(self.model))

@@ -3,6 +3,7 @@
     TierwiseError
     +-- ConfigError                 invalid configuration (names file, key, problem)
     +-- RequestError                a client's request is malformed (names the parameter)
+    |   +-- NoCapableDeploymentError  no deployment of the route accepts what it needs
     +-- AccessError                 no or unknown API key, or a model the key may not use
     +-- AdmissionError              over a rate limit before routing (with retry_after_s)
     +-- RouteNotFoundError          the request names no known route, tier or model
@@ -72,6 +73,17 @@ class RequestError(TierwiseError):
     def __init__(self, message: str, *, param: str | None = None, status: int = 400) -> None:
         self.message, self.param, self.status = message, param, status
         super().__init__(message)
+
+
+class NoCapableDeploymentError(RequestError):
+    """No deployment the request could use accepts what it needs (images, audio,
+    tools, a JSON schema); raised before any upstream call."""
+
+    def __init__(
+        self, target: str, needs: frozenset[str], described: str, *, param: str | None = None
+    ) -> None:
+        self.target, self.needs = target, needs
+        super().__init__(f"no deployment of route {target!r} accepts {described}", param=param)
 
 
 class AccessError(TierwiseError):
@@ -233,11 +245,15 @@ class AllAttemptsFailedError(TierwiseError):
         return details[-1] if details else None
 
 
+CAPABILITY = "capability"
+"""The trigger of a deployment skipped because it lacks what the request needs."""
+
+
 def _skipped_status(triggers: set[str]) -> int:
-    """The status when no deployment was called: a context window too small for
-    every one is the request's fault (400), spent budgets are 402, and an open
-    circuit or unreachable shared state is 503."""
-    if triggers and triggers <= {ErrorKind.CONTEXT_WINDOW.value}:
+    """The status when no deployment was called: a context window too small for,
+    or a capability missing from, every one is the request's fault (400), spent
+    budgets are 402, and an open circuit or unreachable shared state is 503."""
+    if triggers and triggers <= {ErrorKind.CONTEXT_WINDOW.value, CAPABILITY}:
         return 400
     if triggers == {"budget"}:
         return 402

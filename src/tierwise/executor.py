@@ -16,13 +16,14 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+from tierwise.capabilities import describe_needs, request_needs
 from tierwise.checks.base import AnswerView
 from tierwise.checks.builtin import EmptyCheck
 from tierwise.config import LOW_CONFIDENCE, QUALITY_CHECK, Action, Cooldown
 from tierwise.deployments import Deployment, Policy, Step
-from tierwise.errors import ErrorKind, ProviderError
+from tierwise.errors import CAPABILITY, ErrorKind, ProviderError
 from tierwise.providers.base import Timeouts
-from tierwise.record import ZERO, AttemptRecord
+from tierwise.record import ZERO, AttemptRecord, CheckResult
 from tierwise.resilience.backoff import retry_delay_s
 from tierwise.resilience.balancing import Candidate, order_candidates
 from tierwise.state.base import HealthState
@@ -53,13 +54,15 @@ class SystemClock:
 @dataclass(slots=True)
 class Answer(Generic[T]):
     """What one call produced: `view` is what checks judge (a prefix when
-    `complete` is False); `discard` releases a value that will not be used."""
+    `complete` is False); `discard` releases a value that will not be used;
+    an answer that is not text (embeddings) is not `judged`: only its usage counts."""
 
     value: T
     view: ChatResponse
     complete: bool = True
     first_token_ms: float | None = None
     discard: Callable[[], Awaitable[None]] | None = None
+    judged: bool = True
 
 
 Call = Callable[[Deployment, ChatRequest, Timeouts], Awaitable[Answer[T]]]
@@ -91,6 +94,7 @@ class _Run(Generic[T]):
     scopes: tuple[str, ...] = ()
     left: int = 0
     open_reservation: Reservation | None = None
+    needs: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -131,6 +135,7 @@ class Executor:
         deadline = self.clock.now() + policy.fallback.deadline_s
         run = _Run(request, call, deadline, attempts if attempts is not None else [])
         run.scopes = tuple(scopes)
+        run.needs = request_needs(request)
         run.left = sum(len(step.deployments) for step in plan)
         for step in plan:
             found = await self._run_tier(run, step, policy)
@@ -183,14 +188,9 @@ class Executor:
     async def _run_deployment(
         self, run: _Run[T], deployment: Deployment, policy: Policy
     ) -> _Result[T]:
-        if not deployment.fits(run.request):
-            run.attempts.append(
-                _skipped(
-                    deployment,
-                    ErrorKind.CONTEXT_WINDOW.value,
-                    "prompt + max tokens exceed the context window",
-                )
-            )
+        unfit = _unfit(run, deployment)
+        if unfit is not None:
+            run.attempts.append(unfit)
             return _Result(Action.NEXT)
         retries = policy.fallback.retries_per_deployment
         for retry in range(retries + 1):
@@ -337,12 +337,7 @@ class Executor:
         answer: Answer[T],
         started: float,
     ) -> _Result[T]:
-        view = AnswerView(run.request, answer.view, answer.complete, deployment.name)
-        checks = [await check.evaluate(view) for check in policy.checks]
-        blank = await BLANK.evaluate(view)
-        if not blank.passed and all(c.name != BLANK.name for c in checks):
-            checks.insert(0, blank)
-        confidence = policy.confidence.confidence(view) if policy.confidence else None
+        checks, confidence = await self._checks(run, deployment, policy, answer)
         failed = [c for c in checks if not c.passed]
         trigger, detail = None, ""
         if failed:
@@ -367,6 +362,20 @@ class Executor:
         if rule.action is Action.FAIL:
             run.stop = f"{trigger} is not retried"
         return _Result(rule.action)
+
+    async def _checks(
+        self, run: _Run[T], deployment: Deployment, policy: Policy, answer: Answer[T]
+    ) -> tuple[list[CheckResult], float | None]:
+        """The route's checks and the blank check, and the confidence, of a judged answer."""
+        if not answer.judged:
+            return [], None
+        view = AnswerView(run.request, answer.view, answer.complete, deployment.name)
+        checks = [await check.evaluate(view) for check in policy.checks]
+        blank = await BLANK.evaluate(view)
+        if not blank.passed and all(c.name != BLANK.name for c in checks):
+            checks.insert(0, blank)
+        confidence = policy.confidence.confidence(view) if policy.confidence else None
+        return checks, confidence
 
     def _answer_record(
         self,
@@ -440,6 +449,18 @@ class Executor:
 async def _discard(kept: tuple[Answer[Any], Deployment] | None) -> None:
     if kept is not None and kept[0].discard is not None:
         await kept[0].discard()
+
+
+def _unfit(run: _Run[Any], deployment: Deployment) -> AttemptRecord | None:
+    """A skip for a deployment that cannot serve the request: it lacks a capability
+    the request needs, or prompt + max tokens exceed its context window."""
+    lacking = deployment.lacks(run.needs)
+    if lacking:
+        return _skipped(deployment, CAPABILITY, f"does not accept {describe_needs(lacking)}")
+    if not deployment.fits(run.request):
+        detail = "prompt + max tokens exceed the context window"
+        return _skipped(deployment, ErrorKind.CONTEXT_WINDOW.value, detail)
+    return None
 
 
 def _skipped(deployment: Deployment, trigger: str, detail: str) -> AttemptRecord:

@@ -22,21 +22,22 @@ ZERO = Decimal(0)
 
 @dataclass(frozen=True, slots=True)
 class Price:
+    """USD per million tokens; a cache price left None is the input price."""
+
     input_per_mtok: Decimal = ZERO
     output_per_mtok: Decimal = ZERO
     cached_input_per_mtok: Decimal | None = None
+    cache_write_per_mtok: Decimal | None = None
 
     def cost_usd(self, usage: Usage) -> Decimal:
-        """Exact cost of `usage`; cached input tokens are a subset of input tokens."""
+        """Exact cost of `usage`: cache reads and cache writes are subsets of the
+        input tokens, each at its own price, and the rest at the input price."""
         cached = min(usage.cached_input_tokens, usage.input_tokens)
-        cached_price = (
-            self.input_per_mtok
-            if self.cached_input_per_mtok is None
-            else (self.cached_input_per_mtok)
-        )
+        written = min(usage.cache_write_tokens, usage.input_tokens - cached)
         total = (
-            (usage.input_tokens - cached) * self.input_per_mtok
-            + cached * cached_price
+            (usage.input_tokens - cached - written) * self.input_per_mtok
+            + cached * _or(self.cached_input_per_mtok, self.input_per_mtok)
+            + written * _or(self.cache_write_per_mtok, self.input_per_mtok)
             + usage.output_tokens * self.output_per_mtok
         )
         return total / MILLION
@@ -45,12 +46,19 @@ class Price:
         return self.cost_usd(Usage(input_tokens, max_output_tokens))
 
 
+def _or(price: Decimal | None, default: Decimal) -> Decimal:
+    return default if price is None else price
+
+
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
     name: str
     price: Price
     context_window: int | None = None
     max_output_tokens: int | None = None
+    capabilities: frozenset[str] | None = None
+    """What the model accepts beyond text (`vision`, `tools`, `json_schema`,
+    `audio`); None when the table does not say."""
 
 
 @functools.cache
@@ -62,19 +70,25 @@ def price_table() -> dict[str, ModelInfo]:
 
 
 def _model_info(name: str, row: dict[str, object]) -> ModelInfo:
-    cached = row.get("cached_input")
     price = Price(
         Decimal(str(row["input"])),
         Decimal(str(row["output"])),
-        None if cached is None else Decimal(str(cached)),
+        _decimal(row.get("cached_input")),
+        _decimal(row.get("cache_write")),
     )
     window, max_out = row.get("context_window"), row.get("max_output")
+    capabilities = row.get("capabilities")
     return ModelInfo(
         name,
         price,
         int(str(window)) if window is not None else None,
         int(str(max_out)) if max_out is not None else None,
+        frozenset(str(c) for c in capabilities) if isinstance(capabilities, list) else None,
     )
+
+
+def _decimal(value: object) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
 
 
 def lookup_model(name: str) -> ModelInfo | None:
