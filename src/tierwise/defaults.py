@@ -1,4 +1,5 @@
-"""The embedded default: two local models as cheap and strong tiers, offline."""
+"""The embedded default: two local models as cheap and strong tiers, and MiniLM
+embeddings as the model `minilm`, offline."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ EMBEDDED: dict[str, Any] = {
             "max_output_tokens": 512,
             "timeout": {"connect_s": 5, "total_s": 300},
         },
+        "minilm": {"provider": "minilm", "kind": "embedding", "model": "all-minilm-l6-v2"},
     },
     "tiers": {"cheap": ["smollm2-135m"], "strong": ["qwen2.5-0.5b"]},
     "routes": {

@@ -14,7 +14,9 @@ from aiohttp import web
 
 from tierwise import __version__
 from tierwise.wire.anthropic.models import AnthropicMessage, AnthropicMessagesRequest
+from tierwise.wire.openai.embeddings import OpenAIEmbeddingList, OpenAIEmbeddingRequest
 from tierwise.wire.openai.models import OpenAIChatCompletion, OpenAIChatRequest
+from tierwise.wire.openai.responses import OpenAIResponse, OpenAIResponsesRequest
 from tierwise.wire.schema import component_schemas
 
 JSON = dict[str, Any]
@@ -41,7 +43,7 @@ ERRORS = {
     "deployment refused the request as bad or too long.",
     401: "Missing or unknown API key.",
     403: "The key may not use this model or view the dashboard.",
-    404: "Unknown model, route or request id.",
+    404: "Unknown model, route, request id or stored response.",
     409: "The request store is off (`store.enabled: false`).",
     413: "The body is larger than `server.max_body_bytes`.",
     429: "Every attempt was rate limited or met an open circuit.",
@@ -159,6 +161,9 @@ def schemas() -> dict[str, JSON]:
         **component_schemas(
             OpenAIChatRequest, AnthropicMessagesRequest, OpenAIChatCompletion, AnthropicMessage
         ),
+        **component_schemas(OpenAIEmbeddingRequest, OpenAIEmbeddingList),
+        **component_schemas(OpenAIResponsesRequest, OpenAIResponse),
+        "OpenAIResponseStreamEvent": response_events(),
         "FeedbackRequest": feedback_request(),
         **model_lists(),
         **error_schemas(),
@@ -239,6 +244,55 @@ def chat(op_id: str, summary: str, wire: str, body: str, reply: str) -> JSON:
     return operation(op_id, summary, responses, body=ref(body), parameters=[rid])
 
 
+def embeddings() -> JSON:
+    headers = {**id_headers(), **record_headers(True)}
+    ok = answer("One vector per input, in input order.", json_content(ref("OpenAIEmbeddingList")))
+    rid = param("x-request-id", "header", "An id to echo back and record (need not be unique).")
+    failures = errors("OpenAI", 400, 401, 403, 404, 413, 429, 502, record=True)
+    answers = {"200": ok | {"headers": headers}, **failures}
+    summary = "OpenAI embeddings"
+    body = ref("OpenAIEmbeddingRequest")
+    return operation("createEmbedding", summary, answers, body=body, parameters=[rid])
+
+
+RESPONSE_EVENTS = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.function_call_arguments.delta",
+    "response.function_call_arguments.done",
+    "response.output_item.done",
+    "response.completed",
+    "response.failed",
+]
+
+
+def response_events() -> JSON:
+    """The Responses API's server-sent events: `event` names the type `data` carries."""
+    data = {
+        "contentMediaType": "application/json",
+        "contentSchema": obj("type", "sequence_number", type=STR, sequence_number=INT),
+    }
+    return strict(event={"enum": RESPONSE_EVENTS}, data=data)
+
+
+def responses() -> JSON:
+    events = {"schema": ref("OpenAIResponseStreamEvent")}
+    content = {**json_content(ref("OpenAIResponse")), "text/event-stream": events}
+    headers = {**id_headers(), **record_headers(True)}
+    ok = {"description": "JSON, or server-sent events when `stream` is true.", "content": content}
+    rid = param("x-request-id", "header", "An id to echo back and record (need not be unique).")
+    failures = errors("OpenAI", 400, 401, 403, 404, 413, 429, 502, record=True)
+    answers = {"200": ok | {"headers": headers}, **failures}
+    summary = "OpenAI response (Responses API, answered through chat)"
+    body = ref("OpenAIResponsesRequest")
+    return operation("createResponse", summary, answers, body=body, parameters=[rid])
+
+
 def api_paths() -> JSON:
     lists = {"oneOf": [ref("OpenAIModelList"), ref("AnthropicModelList")]}
     models = {"200": answer("Every name.", json_content(lists)), **errors("OpenAI", 401)}
@@ -250,6 +304,8 @@ def api_paths() -> JSON:
     return {
         "/v1/chat/completions": {"post": chat(*openai, "OpenAIChatCompletion")},
         "/v1/messages": {"post": chat(*anthropic, "AnthropicMessage")},
+        "/v1/embeddings": {"post": embeddings()},
+        "/v1/responses": {"post": responses()},
         "/v1/models": {"get": operation("listModels", "Names", models, parameters=[version])},
         "/v1/feedback": {
             "post": operation("createFeedback", "Score", feedback, body=ref("FeedbackRequest"))
