@@ -221,6 +221,9 @@ def _build_params(xlc: Any, args: argparse.Namespace) -> Any:
     params.fit_params = False
     params.verbosity = 1
     params.model_alias = {args.alias}
+    # The server's `--jinja`: the model's own chat template renders the tools, and the
+    # tool calls that template describes come back parsed as `tool_calls`.
+    params.use_jinja = True
     if args.threads is not None:
         params.cpuparams.n_threads = args.threads
         params.cpuparams_batch.n_threads = args.threads

@@ -4,8 +4,10 @@ spoken to through the OpenAI-compatible adapter."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sys
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 
 from tierwise.config import DeploymentConfig
@@ -14,7 +16,8 @@ from tierwise.localmodels import LOCAL_MODELS, LocalModelError, resolve_model_fi
 from tierwise.providers.base import HttpClient, Timeouts
 from tierwise.providers.llamacpp import LocalModelServer
 from tierwise.providers.openai_compat import OpenAICompatProvider
-from tierwise.types import ChatRequest, ChatResponse, StreamDelta
+from tierwise.providers.tool_text import calls_in_text, could_be_call, offered_names
+from tierwise.types import ChatRequest, ChatResponse, Message, StreamDelta, ToolCallDelta
 
 DEFAULT_CONTEXT = 4096
 
@@ -35,6 +38,22 @@ def model_file(ref: str, log: Callable[[str], None] = _stderr) -> Path:
             f"model file {ref!r} not found; known local models: {', '.join(sorted(LOCAL_MODELS))}"
         )
     return path
+
+
+def _call_id() -> str:
+    return f"call_{secrets.token_hex(12)}"
+
+
+def _as_tool_calls(held: list[StreamDelta], names: set[str]) -> list[StreamDelta]:
+    """Held deltas, or the tool calls their text consists of (usage kept)."""
+    calls = calls_in_text("".join(d.text for d in held if d.index == 0), names, _call_id)
+    if calls is None:
+        return held
+    tool_deltas = [ToolCallDelta(i, c.id, c.name, c.arguments) for i, c in enumerate(calls)]
+    out = [StreamDelta(role="assistant", tool_calls=tool_deltas)]
+    out.append(StreamDelta(finish_reason="tool_calls"))
+    out += [StreamDelta(usage=d.usage) for d in held if d.usage is not None]
+    return out
 
 
 class LlamaCppProvider:
@@ -79,11 +98,36 @@ class LlamaCppProvider:
             raise UpstreamConnectionError(f"local model unavailable: {exc}") from None
 
     async def complete(self, request: ChatRequest, timeouts: Timeouts) -> ChatResponse:
-        return await (await self._provider()).complete(request, timeouts)
+        response = await (await self._provider()).complete(request, timeouts)
+        names = offered_names(request.tools)
+        if not names or not response.choices or response.tool_calls():
+            return response
+        calls = calls_in_text(response.text(), names, _call_id)
+        if calls is None:
+            return response
+        choice = replace(
+            response.choices[0],
+            message=Message("assistant", None, tool_calls=calls),
+            finish_reason="tool_calls",
+        )
+        return replace(response, choices=[choice, *response.choices[1:]])
 
     async def stream(self, request: ChatRequest, timeouts: Timeouts) -> AsyncIterator[StreamDelta]:
-        inner = await self._provider()
-        async for delta in inner.stream(request, timeouts):
+        """Deltas as they come; with tools offered, an answer that starts as a tool call
+        written as text is held to its end and sent as tool-call deltas if it is one."""
+        deltas = (await self._provider()).stream(request, timeouts)
+        names = offered_names(request.tools)
+        held: list[StreamDelta] | None = [] if names else None
+        async for delta in deltas:
+            if held is None:
+                yield delta
+                continue
+            held.append(delta)
+            if not could_be_call("".join(d.text for d in held if d.index == 0)):
+                for kept in held:
+                    yield kept
+                held = None
+        for delta in _as_tool_calls(held or [], names):
             yield delta
 
     async def aclose(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tierwise.types import StreamDelta, ToolCallDelta, Usage
-from tierwise.wire.anthropic.shapes import encode_usage, stop_reason
+from tierwise.wire.anthropic.shapes import encode_usage, stop_reason, tool_id
 
 
 class EventEncoder:
@@ -53,7 +53,12 @@ class EventEncoder:
     def _tool_events(self, call: ToolCallDelta) -> list[tuple[str, dict[str, Any]]]:
         events = self._open(
             ("tool", call.index),
-            {"type": "tool_use", "id": call.id or "", "name": call.name or "", "input": {}},
+            {
+                "type": "tool_use",
+                "id": tool_id(call.id or ""),
+                "name": call.name or "",
+                "input": {},
+            },
         )
         if call.arguments:
             events.append(self._delta({"type": "input_json_delta", "partial_json": call.arguments}))

@@ -60,6 +60,7 @@ def decode_request(body: Any) -> tuple[ChatRequest, bool]:
         tools=_tools(get("tools")),
         tool_choice=_tool_choice(get("tool_choice")),
         user=metadata.get("user_id") if isinstance(metadata.get("user_id"), str) else None,
+        extra=_parallel(get("tool_choice"), get("tools")),
     )
     return request, bool(get("stream"))
 
@@ -97,8 +98,7 @@ def _blocks_to_messages(role: str, blocks: list[Any]) -> list[Message]:
         elif kind == "tool_use":
             calls.append(tool_use_to_call(block))
         else:
-            text, call_id = _result_text(block.get("content")), block.get("tool_use_id", "")
-            results.append(Message("tool", text, tool_call_id=str(call_id)))
+            results.append(_tool_result(block))
     content: str | list[dict[str, Any]] | None = parts or None
     if parts and all(p["type"] == "text" for p in parts):
         content = "".join(p["text"] for p in parts)
@@ -106,10 +106,16 @@ def _blocks_to_messages(role: str, blocks: list[Any]) -> list[Message]:
     return results + main
 
 
-def _result_text(content: Any) -> str:
+def _tool_result(block: dict[str, Any]) -> Message:
+    """A `tool_result` block as a tool message: one text block (or a string) as
+    text, several as text parts; a failed tool keeps `is_error`."""
+    content = block.get("content")
+    parts: str | list[dict[str, Any]] = "" if content is None else str(content)
     if isinstance(content, list):
-        return "".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
-    return "" if content is None else str(content)
+        texts = [str(b.get("text", "")) for b in content if isinstance(b, dict) and "text" in b]
+        parts = [{"type": "text", "text": t} for t in texts] if len(texts) > 1 else "".join(texts)
+    call_id = str(block.get("tool_use_id", ""))
+    return Message("tool", parts, tool_call_id=call_id, is_error=bool(block.get("is_error")))
 
 
 def _tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
@@ -134,6 +140,13 @@ def _tool_choice(choice: dict[str, Any] | None) -> str | dict[str, Any] | None:
     if choice["type"] == "tool":
         return {"type": "function", "function": {"name": str(choice.get("name", ""))}}
     return TOOL_CHOICES[choice["type"]]
+
+
+def _parallel(choice: dict[str, Any] | None, tools: Any) -> dict[str, Any]:
+    """`disable_parallel_tool_use` as OpenAI's `parallel_tool_calls` (sent with tools only)."""
+    if tools and choice is not None and choice.get("disable_parallel_tool_use"):
+        return {"parallel_tool_calls": False}
+    return {}
 
 
 def encode_response(response: ChatResponse, message_id: str, model: str) -> AnthropicMessage:

@@ -49,6 +49,7 @@ class AnthropicToolResultBlock(TypedDict):
     type: Literal["tool_result"]
     tool_use_id: NotRequired[CallId]
     content: NotRequired[Annotated[Any, Field(description="Text or text blocks.")]]
+    is_error: NotRequired[bool | None]
 
 
 UserBlock = Annotated[
@@ -82,6 +83,7 @@ class AnthropicTool(TypedDict):
 class AnthropicToolChoice(TypedDict):
     type: Literal["auto", "any", "tool", "none"]
     name: NotRequired[Annotated[Any, Field(description="Tool name, for `tool`.")]]
+    disable_parallel_tool_use: NotRequired[bool | None]
 
 
 AnthropicTurn = Annotated[AnthropicUserMessage | AnthropicAssistantMessage, Discriminator("role")]

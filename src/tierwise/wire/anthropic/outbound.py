@@ -3,6 +3,7 @@ request body, answers, stream events and error bodies back."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
@@ -32,6 +33,7 @@ from tierwise.wire.anthropic.shapes import (
     decode_usage,
     finish_reason,
     part_to_image,
+    tool_result,
     tool_use_to_call,
 )
 from tierwise.wire.status import CONTEXT_MARKERS, POLICY_MARKERS, error_for_status
@@ -73,7 +75,7 @@ def encode_request(request: ChatRequest, model: str, default_max_tokens: int) ->
         "top_p": request.top_p,
         "stop_sequences": request.stop,
         "tools": [_encode_tool(t) for t in request.tools] if request.tools else None,
-        "tool_choice": _encode_tool_choice(request.tool_choice),
+        "tool_choice": _encode_tool_choice(request.tool_choice, request.extra),
         "metadata": {"user_id": request.user} if request.user else None,
     }
     body.update((k, v) for k, v in optional.items() if v is not None)
@@ -107,13 +109,7 @@ def encode_messages(messages: list[Message]) -> list[JSON]:
 
 def _encode_blocks(message: Message) -> list[JSON]:
     if message.role == "tool":
-        return [
-            {
-                "type": "tool_result",
-                "tool_use_id": message.tool_call_id or "",
-                "content": message.text(),
-            }
-        ]
+        return [tool_result(message)]
     blocks: list[JSON] = []
     if isinstance(message.content, str):
         if message.content:
@@ -139,17 +135,21 @@ def _encode_tool(tool: JSON) -> JSON:
     }
 
 
-def _encode_tool_choice(choice: str | JSON | None) -> JSON | None:
+def _encode_tool_choice(choice: str | JSON | None, extra: JSON) -> JSON | None:
+    """OpenAI's `tool_choice` (`required` is `any`, a named function is `tool`), and
+    `parallel_tool_calls: false` as `disable_parallel_tool_use`."""
+    serial = extra.get("parallel_tool_calls") is False
     if choice is None:
-        return None
+        return {"type": "auto", "disable_parallel_tool_use": True} if serial else None
     if isinstance(choice, str):
-        return {
-            "auto": {"type": "auto"},
-            "required": {"type": "any"},
-            "none": {"type": "none"},
-        }.get(choice, {"type": "auto"})
-    name = _object(choice.get("function"), "tool_choice.function").get("name")
-    return {"type": "tool", "name": str(name)} if name else {"type": "auto"}
+        out = {"auto": {"type": "auto"}, "required": {"type": "any"}, "none": {"type": "none"}}
+        encoded: JSON = out.get(choice, {"type": "auto"})
+    else:
+        name = _object(choice.get("function"), "tool_choice.function").get("name")
+        encoded = {"type": "tool", "name": str(name)} if name else {"type": "auto"}
+    if serial and encoded["type"] != "none":
+        encoded = {**encoded, "disable_parallel_tool_use": True}
+    return encoded
 
 
 def _object(value: Any, where: str) -> JSON:
@@ -221,7 +221,7 @@ class StreamDecoder:
             self._usage = decode_usage(usage) or self._usage
         else:
             output = int(usage.get("output_tokens") or 0)
-            self._usage = Usage(self._usage.input_tokens, output, self._usage.cached_input_tokens)
+            self._usage = dataclasses.replace(self._usage, output_tokens=output)
         reason = (data.get("delta") or {}).get("stop_reason")
         return [StreamDelta(finish_reason=finish_reason(reason))]
 

@@ -3,11 +3,12 @@ blocks and usage, each converted one way here and back."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 
-from tierwise.types import JSON, ToolCall, Usage
+from tierwise.types import JSON, Message, ToolCall, Usage
 from tierwise.wire.anthropic.models import AnthropicAnswerBlock, AnthropicUsage, StopReason
 
 TO_NEUTRAL: dict[StopReason, str] = {
@@ -62,10 +63,35 @@ def tool_use_to_call(block: JSON) -> ToolCall:
 def call_to_tool_use(call: ToolCall) -> AnthropicAnswerBlock:
     return {
         "type": "tool_use",
-        "id": call.id,
+        "id": tool_id(call.id),
         "name": call.name,
         "input": loads_object(call.arguments),
     }
+
+
+_NOT_IN_ID = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def tool_id(call_id: str) -> str:
+    """A tool call id as Anthropic accepts it (`[A-Za-z0-9_-]+`), the same way for a
+    `tool_use` and the `tool_result` that answers it."""
+    return _NOT_IN_ID.sub("_", call_id)
+
+
+def tool_result(message: Message) -> JSON:
+    """A tool message as a `tool_result` block: text parts stay blocks."""
+    content: str | list[JSON] = message.text()
+    if isinstance(message.content, list) and len(message.content) > 1:
+        texts = [p for p in message.content if p.get("type") == "text"]
+        content = [{"type": "text", "text": str(p.get("text", ""))} for p in texts] or content
+    block: JSON = {
+        "type": "tool_result",
+        "tool_use_id": tool_id(message.tool_call_id or ""),
+        "content": content,
+    }
+    if message.is_error:
+        block["is_error"] = True
+    return block
 
 
 def loads_object(text: str) -> JSON:
@@ -78,19 +104,24 @@ def loads_object(text: str) -> JSON:
 
 
 def encode_usage(usage: Usage | None) -> AnthropicUsage:
+    """Anthropic's `input_tokens` leaves out cache reads and cache writes."""
     usage = usage or Usage()
+    cached = min(usage.cached_input_tokens, usage.input_tokens)
+    written = min(usage.cache_write_tokens, usage.input_tokens - cached)
     return {
-        "input_tokens": usage.input_tokens - usage.cached_input_tokens,
+        "input_tokens": usage.input_tokens - cached - written,
         "output_tokens": usage.output_tokens,
-        "cache_read_input_tokens": usage.cached_input_tokens,
-        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": cached,
+        "cache_creation_input_tokens": written,
     }
 
 
 def decode_usage(raw: Any) -> Usage | None:
+    """Neutral `input_tokens` counts every prompt token: uncached, read and written."""
     if not isinstance(raw, dict):
         return None
     cached = int(raw.get("cache_read_input_tokens") or 0)
     created = int(raw.get("cache_creation_input_tokens") or 0)
     total_in = int(raw.get("input_tokens") or 0) + cached + created
-    return Usage(total_in, int(raw.get("output_tokens") or 0), cached)
+    output = int(raw.get("output_tokens") or 0)
+    return Usage(total_in, output, cached, cache_write_tokens=created)

@@ -158,6 +158,7 @@ Tokens = Annotated[int, Field(ge=0)]
 
 class OpenAIPromptDetails(TypedDict):
     cached_tokens: Tokens
+    cache_write_tokens: NotRequired[Tokens]
 
 
 class OpenAIUsage(TypedDict):

@@ -44,6 +44,8 @@ STATUS_KINDS: dict[int, type[ProviderError]] = {
     429: RateLimitedError,
 }
 DONE = "[DONE]"
+ERROR_PREFIX = "Error: "
+"""Starts a failed tool's result: OpenAI's tool messages have no error flag."""
 
 
 def encode_request(request: ChatRequest, model: str) -> JSON:
@@ -70,6 +72,8 @@ def encode_request(request: ChatRequest, model: str) -> JSON:
 
 def encode_message(message: Message) -> JSON:
     out: JSON = {"role": message.role, "content": message.content}
+    if message.is_error:
+        out["content"] = f"{ERROR_PREFIX}{message.text()}"
     if message.name:
         out["name"] = message.name
     if message.tool_calls:
