@@ -13,13 +13,20 @@ from types import TracebackType
 from typing import Generic, Self, TypeVar
 
 from tierwise.accounting import bill
+from tierwise.cache.base import CachedAnswer
+from tierwise.cache.caching import Probe, build_caching, fill_hit
+from tierwise.cache.replay import ReplayStream
 from tierwise.config import GatewayConfig
-from tierwise.deployments import Deployment
-from tierwise.errors import AllAttemptsFailedError
+from tierwise.deployments import EMBEDDING, Deployment
+from tierwise.embedding_call import EmbeddingResult, embedding_call
+from tierwise.embedding_types import EmbeddingRequest
+from tierwise.errors import AllAttemptsFailedError, RequestError
 from tierwise.executor import Answer, Call, Clock, Executor, Outcome
 from tierwise.experiments.state import Experiments
-from tierwise.providers.base import HttpClient, Timeouts
+from tierwise.exploration import Exploration
+from tierwise.providers.base import HttpClient, Startable, Timeouts
 from tierwise.record import Decision, RequestRecord
+from tierwise.routing.base import WarmUp
 from tierwise.state.base import HealthState
 from tierwise.state.factory import SharedState, build_state
 from tierwise.streaming import ChatStream, open_stream
@@ -87,10 +94,14 @@ class Gateway:
         self.sinks = list(sinks or [])
         self.experiments = Experiments(config.experiments)
         self._variant_targets: dict[tuple[str, str], Target] = {}
+        self.cache = build_caching(config, self.executor.clock.now)
         if config.drift.enabled and config.drift.embedding_sample > 0:
             from tierwise.drift.sketch import PromptSketcher
 
             self.sinks.insert(0, PromptSketcher(config.drift.embedding_sample, rng))
+        self.exploration = Exploration(config, self.executor, self.targets, self._emit, rng=rng)
+        if self.exploration:
+            self.sinks.append(self.exploration.observe)
 
     async def __aenter__(self) -> Self:
         return self
@@ -107,33 +118,38 @@ class Gateway:
         """Load what loads lazily (local model servers, router models and example
         embeddings) so the first request is fast."""
         for deployment in self.deployments.values():
-            start = getattr(deployment.provider, "start", None)
-            if start is not None:
-                await start()
+            if isinstance(deployment.provider, Startable):
+                await deployment.provider.start()
         for name in self.targets.names():
             router = self.targets.get(name).router
-            warm = getattr(router, "warm_up", None)
-            if warm is not None:
-                await asyncio.to_thread(warm)
+            if isinstance(router, WarmUp):
+                await asyncio.to_thread(router.warm_up)
 
     async def aclose(self) -> None:
+        await self.exploration.aclose()
         for deployment in self.deployments.values():
             await deployment.provider.aclose()
         await self._http.aclose()
         await self.state.aclose()
+        if self.cache is not None:
+            await self.cache.aclose()
 
     async def decide(
         self, request: ChatRequest, record: RequestRecord | None = None
     ) -> tuple[Target, Decision | None]:
         """Resolve the request's `model` (through its experiment's arm, if any, noted
-        on `record`) and, for a route, ask its router."""
+        on `record`) and, for a route, ask its router (through exploration, when the
+        route explores and this is a real request: `record` is given)."""
         target = self.targets.get(request.model)
+        if target.kind == EMBEDDING:
+            raise RequestError(f"model {request.model!r} serves embeddings only", param="model")
         if record is not None and self.experiments:
             target = self._arm(request, record, target)
-        if target.router is None:
+        router = target.router if record is None else self.exploration.router_for(target)
+        if router is None:
             return target, None
         tiers = [s.tier for s in target.steps]
-        return target, await target.router.decide(request, tiers)
+        return target, await router.decide(request, tiers)
 
     def _arm(self, request: ChatRequest, record: RequestRecord, target: Target) -> Target:
         """The variant's target, keeping the route's name and baseline for the bill."""
@@ -166,14 +182,22 @@ class Gateway:
         AllAttemptsFailedError (with every attempt) when nothing answered.
         `caller` names the API key the request came with, and `client_request_id`
         the id the client sent (not unique), for the record."""
+        probe = await self._probe(request)
+        if probe is not None and probe.hit is not None:
+            record = self._hit(request, probe.hit, request_id, caller, client_request_id)
+            self._emit(record)
+            return ChatResult(probe.hit.response, record)
         run = await self._run(
-            request, request_id, caller, scopes, lambda target: _complete, client_request_id
+            request, request_id, caller, scopes, lambda target: _complete, client_request_id, probe
         )
         if run.outcome.answer is None:
             raise AllAttemptsFailedError(run.record)
+        self.exploration.after(run.record, run.request, run.target)
         response = run.outcome.answer.value
         if run.request.logprobs and not request.logprobs:
             response = without_logprobs(response)
+        if probe is not None and self.cache is not None:
+            await self.cache.remember(probe, run.record, response)
         return ChatResult(response, run.record)
 
     async def stream(
@@ -187,6 +211,9 @@ class Gateway:
     ) -> ChatStream:
         """Run the plan until one stream commits (first tokens in hand and checks
         passed on the held-back prefix); iterate the result for its deltas."""
+        probe = await self._probe(request)
+        if probe is not None and probe.hit is not None:
+            return self._replay(request, probe.hit, request_id, caller, client_request_id)
         clock = self.executor.clock
         run = await self._run(
             request,
@@ -195,6 +222,7 @@ class Gateway:
             scopes,
             lambda t: open_stream(t.hold_back, clock),
             client_request_id,
+            probe,
         )
         record, target, decision, outcome = run.record, run.target, run.decision, run.outcome
         if outcome.answer is None or outcome.deployment is None:
@@ -204,10 +232,44 @@ class Gateway:
         async def finish() -> None:
             await self.executor.settle_later(reservation, record.attempts[-1])
             self._finish_stream(record, target, decision)
+            self.exploration.after(record, run.request, target)
+            if probe is not None and self.cache is not None:
+                served = stream.response()
+                if not request.logprobs:
+                    served = without_logprobs(served)
+                await self.cache.remember(probe, record, served)
 
         stream = ChatStream(outcome.answer.value, run.request, record, outcome.deployment, finish)
         stream.keep_logprobs = request.logprobs or not run.request.logprobs
         return stream
+
+    async def embed(
+        self,
+        request: EmbeddingRequest,
+        *,
+        request_id: str | None = None,
+        caller: str | None = None,
+        scopes: Sequence[str] = (),
+        client_request_id: str | None = None,
+    ) -> EmbeddingResult:
+        """Embed on the tier or deployment `request.model` names: balanced, retried
+        and falling back as for chat (no router, no checks), priced and recorded."""
+        target = self.targets.embedding(request.model)
+        chat = request.as_chat()
+        record = self._new_record(chat, request_id, caller)
+        record.route, record.client_request_id = target.name, client_request_id
+        plan, call = target.plan_from(""), embedding_call(request)
+        try:
+            outcome = await self.executor.run(
+                chat, plan, target.policy, call, record.attempts, scopes
+            )
+        except asyncio.CancelledError:
+            self._cancelled(record, target, None)
+            raise
+        self._close(record, outcome, target, None)
+        if outcome.answer is None:
+            raise AllAttemptsFailedError(record)
+        return EmbeddingResult(outcome.answer.value, record)
 
     async def _run(
         self,
@@ -217,14 +279,16 @@ class Gateway:
         scopes: Sequence[str],
         call_for: Callable[[Target], Call[T]],
         client_request_id: str | None = None,
+        probe: Probe | None = None,
     ) -> _Run[T]:
         """Record, route, plan and execute; the record is closed (or billed as
         cancelled) before this returns or raises."""
         record = self._new_record(request, request_id, caller)
         record.client_request_id = client_request_id
+        record.cache = probe.result if probe is not None else None
         target, decision = await self.decide(request, record)
         record.route, record.decision = target.name, decision
-        plan = target.plan_from(decision.target if decision else "")
+        plan = target.plan_for(decision.target if decision else "", request)
         request = target.policy.prepare(request)
         try:
             outcome = await self.executor.run(
@@ -235,6 +299,49 @@ class Gateway:
             raise
         self._close(record, outcome, target, decision)
         return _Run(record, target, decision, request, outcome)
+
+    async def _probe(self, request: ChatRequest) -> Probe | None:
+        """The response cache's lookup, when the request's route has a cache; an entry
+        whose deployment is no longer configured counts as a miss."""
+        if self.cache is None:
+            return None
+        probe = await self.cache.lookup(self.targets.get(request.model).name, request)
+        if probe is not None and probe.hit and probe.hit.deployment not in self.deployments:
+            probe.hit = None
+        return probe
+
+    def _hit(
+        self,
+        request: ChatRequest,
+        hit: CachedAnswer,
+        request_id: str | None,
+        caller: str | None,
+        client_request_id: str | None,
+    ) -> RequestRecord:
+        target = self.targets.get(request.model)
+        record = self._new_record(request, request_id, caller)
+        record.route, record.client_request_id = target.name, client_request_id
+        fill_hit(record, hit, target.baseline.price if target.baseline else None)
+        record.latency_ms = (time.time() - record.started_at) * 1000
+        return record
+
+    def _replay(
+        self,
+        request: ChatRequest,
+        hit: CachedAnswer,
+        request_id: str | None,
+        caller: str | None,
+        client_request_id: str | None,
+    ) -> ChatStream:
+        """A cached answer as a stream; its record is emitted when the stream ends."""
+        record = self._hit(request, hit, request_id, caller, client_request_id)
+
+        async def finish() -> None:
+            record.latency_ms = (time.time() - record.started_at) * 1000
+            self._emit(record)
+
+        deployment = self.deployments[hit.deployment]
+        return ReplayStream(hit.response, request, record, deployment, finish)
 
     def _new_record(
         self, request: ChatRequest, request_id: str | None, caller: str | None

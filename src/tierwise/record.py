@@ -56,6 +56,11 @@ class Decision:
     latency_ms: float = 0.0
     usage: Usage | None = None
     confident: bool = True
+    propensity: float = 1.0
+    """The probability that this target was chosen for this request (1.0 for a
+    deterministic router); replay weights logged outcomes by its inverse."""
+    explored: bool = False
+    """The target was drawn by exploration (or is a shadow call), not by the router."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -64,6 +69,9 @@ class CostBreakdown:
     checks_usd: Decimal = ZERO
     router_usd: Decimal = ZERO
     baseline_usd: Decimal = ZERO
+    exploration_usd: Decimal = ZERO
+    """The part of the total that exploration caused (an explored request, or a
+    shadow call and its judge, in full); included in `total_usd`, not added to it."""
 
     @property
     def total_usd(self) -> Decimal:
@@ -100,6 +108,9 @@ class RequestRecord:
     checked: str = "none"
     """How much of the answer the route's checks judged: `complete`, `prefix` (a
     stream that committed before its end), or `none` (the route has no checks)."""
+    cache: str | None = None
+    """The response cache's answer: `hit` (served from it, billed nothing), `miss`,
+    or None when the route has no cache."""
 
     @property
     def calls(self) -> list[AttemptRecord]:

@@ -27,6 +27,8 @@ class Message:
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+    is_error: bool = False
+    """On a tool result: the tool failed (Anthropic's `is_error`)."""
 
     def text(self) -> str:
         """The message's text, with non-text parts left out."""
@@ -78,10 +80,15 @@ class ChatRequest:
 
 @dataclass(slots=True, frozen=True)
 class Usage:
+    """Tokens of one call. `input_tokens` counts every prompt token; of those,
+    `cached_input_tokens` were read from the provider's prompt cache and
+    `cache_write_tokens` were written to it (each priced apart)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
     estimated: bool = False
+    cache_write_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -89,6 +96,7 @@ class Usage:
             self.output_tokens + other.output_tokens,
             self.cached_input_tokens + other.cached_input_tokens,
             self.estimated or other.estimated,
+            self.cache_write_tokens + other.cache_write_tokens,
         )
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from tierwise.capabilities import default_capabilities
 from tierwise.drift.config import DriftConfig
 from tierwise.errors import ErrorKind
 from tierwise.experiments.spec import ExperimentConfig
@@ -26,15 +27,23 @@ class ProviderKind(StrEnum):
     OPENAI = "openai"
     ANTHROPIC = "anthropic"
     LLAMACPP = "llamacpp"
+    AZURE = "azure"
+    GEMINI = "gemini"
+    BEDROCK = "bedrock"
 
 
 class PriceConfig(_Model):
     input: Decimal = Field(ge=0, description="USD per million input tokens")
     output: Decimal = Field(ge=0, description="USD per million output tokens")
-    cached_input: Decimal | None = Field(default=None, ge=0)
+    cached_input: Decimal | None = Field(
+        default=None, ge=0, description="USD per million input tokens read from the prompt cache"
+    )
+    cache_write: Decimal | None = Field(
+        default=None, ge=0, description="USD per million input tokens written to the prompt cache"
+    )
 
     def to_price(self) -> Price:
-        return Price(self.input, self.output, self.cached_input)
+        return Price(self.input, self.output, self.cached_input, self.cache_write)
 
 
 class TimeoutConfig(_Model):
@@ -57,6 +66,20 @@ class DeploymentConfig(_Model):
     headers: dict[str, str] = Field(default_factory=dict)
     model_path: str | None = None
     fallbacks: list[str] = Field(default_factory=list)
+    capabilities: list[Literal["vision", "audio", "tools", "json_schema"]] | None = Field(
+        default=None,
+        description="what the deployment accepts beyond text; default: the price table's "
+        "entry for the model, else the provider's conservative default",
+    )
+    kind: Literal["chat", "embedding"] = Field(
+        default="chat", description="What the deployment serves: chat, or /v1/embeddings."
+    )
+    azure_deployment: str | None = None
+    api_version: str | None = None
+    aws_region: str | None = None
+    aws_access_key_id: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_session_token: SecretStr | None = None
 
     @model_validator(mode="after")
     def _check_base(self) -> DeploymentConfig:
@@ -65,6 +88,14 @@ class DeploymentConfig(_Model):
             raise ValueError("an openai deployment needs api_base or api_key")
         if self.provider == ProviderKind.LLAMACPP and not (self.model_path or self.api_base):
             raise ValueError("a llamacpp deployment needs model_path or api_base")
+        if self.provider == ProviderKind.AZURE and not self.api_base:
+            raise ValueError("an azure deployment needs api_base (https://NAME.openai.azure.com)")
+        if self.provider == ProviderKind.BEDROCK and not (
+            self.aws_region and self.aws_access_key_id and self.aws_secret_access_key
+        ):
+            raise ValueError(
+                "a bedrock deployment needs aws_region, aws_access_key_id and aws_secret_access_key"
+            )
         return self
 
     def resolved_price(self) -> Price:
@@ -72,6 +103,11 @@ class DeploymentConfig(_Model):
             return self.price.to_price()
         info = lookup_model(self.model)
         return info.price if info else Price()
+
+    def resolved_capabilities(self) -> frozenset[str]:
+        if self.capabilities is not None:
+            return frozenset(self.capabilities)
+        return default_capabilities(self.provider, self.model)
 
     def resolved_context_window(self) -> int | None:
         info = lookup_model(self.model)
@@ -207,6 +243,52 @@ class RouterConfig(_Model):
         return inline_options(value, "heuristic")
 
 
+class ExploreConfig(_Model):
+    """Exploration on a route: a share of requests starts at a tier drawn at random
+    (`random`), or gets a judged shadow call to another tier (`shadow`)."""
+
+    share: float = Field(default=0.0, ge=0, le=1)
+    mode: Literal["random", "shadow"] = "random"
+    budget_usd_per_day: Decimal | None = Field(default=None, gt=0)
+    max_spend_share: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="exploration stops for the day once its spend reaches this share "
+        "of the route's spend that day",
+    )
+    judge: str | None = Field(
+        default=None, description="the deployment or tier that judges shadow answers"
+    )
+
+    @model_validator(mode="after")
+    def _judge_for_shadow(self) -> ExploreConfig:
+        if self.mode == "shadow" and self.share > 0 and not self.judge:
+            raise ValueError("shadow exploration needs a judge (a deployment or tier)")
+        return self
+
+
+class SemanticCacheConfig(_Model):
+    threshold: float = Field(
+        default=0.955,
+        gt=0,
+        le=1,
+        description="cosine similarity of the last user message at or above which a cached "
+        "answer to a different wording is served (calibrated: see BENCHMARKS.md)",
+    )
+    embedder: str = "static"
+
+
+class RouteCacheConfig(_Model):
+    ttl_s: float = Field(default=300.0, gt=0)
+    cache_nonzero_temperature: bool = Field(
+        default=False,
+        description="also cache requests whose temperature is above 0 or absent (the "
+        "provider's default)",
+    )
+    semantic: SemanticCacheConfig | None = None
+
+
 class RouteConfig(_Model):
     router: Annotated[RouterConfig, Field(default_factory=RouterConfig)]
     tiers: list[str] = Field(default_factory=list)
@@ -221,6 +303,10 @@ class RouteConfig(_Model):
         "default: 256 on a route with checks or confidence (answers up to that length are "
         "judged whole), 0 otherwise",
     )
+    cache: RouteCacheConfig | None = Field(
+        default=None, description="answer repeated requests from the response cache"
+    )
+    explore: ExploreConfig | None = None
 
 
 class ApiKeyConfig(_Model):
@@ -274,6 +360,7 @@ class StateConfig(_Model):
     redis_url: str = "redis://127.0.0.1:6379/0"
     namespace: str = "default"
     on_unavailable: Literal["open", "closed"] = "open"
+    cache_max_entries: int = Field(default=10_000, ge=1)
 
 
 class BudgetConfig(_Model):
@@ -291,6 +378,28 @@ class TelemetryConfig(_Model):
     service_name: str = "tierwise"
 
 
+class LearnRouteConfig(_Model):
+    """Learning settings of one route (each default: the `learn` block's own)."""
+
+    apply: bool | None = None
+    min_labelled: int | None = Field(default=None, ge=10)
+    quality_target: float = Field(default=0.95, gt=0, le=1.5)
+
+
+class LearnConfig(_Model):
+    """Train a router on each listed route's own logged outcomes every `interval_s`
+    (over the last `since_s`), compare it with the route's router on held-out logged
+    requests, and propose the winner in the audit log (`apply`: also serve it)."""
+
+    enabled: bool = False
+    routes: dict[str, LearnRouteConfig] = Field(default_factory=dict)
+    interval_s: float = Field(default=86_400.0, gt=0)
+    since_s: float = Field(default=30 * 86_400.0, gt=0)
+    apply: bool = False
+    min_labelled: int = Field(default=200, ge=10)
+    embedder: str = "hashing"
+
+
 class GatewayConfig(_Model):
     deployments: dict[str, DeploymentConfig]
     tiers: dict[str, list[str]] = Field(default_factory=dict)
@@ -304,6 +413,7 @@ class GatewayConfig(_Model):
     rate_limits: dict[str, RateLimitConfig] = Field(default_factory=dict)
     experiments: dict[str, ExperimentConfig] = Field(default_factory=dict)
     drift: DriftConfig = DriftConfig()
+    learn: LearnConfig = LearnConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -358,6 +468,7 @@ def _reference_problems(config: GatewayConfig) -> list[str]:
             problems.append(f"routes.{name}.baseline: unknown deployment {route.baseline!r}")
         if not config.tier_order(route):
             problems.append(f"routes.{name}: no tiers defined")
+        problems += _explore_problems(config, name, route)
     names = set(config.routes) | set(config.tiers) | set(config.deployments)
     problems += [
         f"experiments.{name}: unknown route, tier or deployment {target!r}"
@@ -368,4 +479,20 @@ def _reference_problems(config: GatewayConfig) -> list[str]:
     problems += [
         f"drift.routes: unknown route {r!r}" for r in config.drift.routes if r not in config.routes
     ]
+    problems += [
+        f"learn.routes: unknown route {r!r}" for r in config.learn.routes if r not in config.routes
+    ]
+    return problems
+
+
+def _explore_problems(config: GatewayConfig, name: str, route: RouteConfig) -> list[str]:
+    explore = route.explore
+    if explore is None or explore.share == 0:
+        return []
+    problems = []
+    judge = explore.judge
+    if judge and judge not in config.deployments and judge not in config.tiers:
+        problems.append(f"routes.{name}.explore.judge: unknown deployment or tier {judge!r}")
+    if len(config.tier_order(route)) < 2:
+        problems.append(f"routes.{name}.explore: exploring needs at least two tiers")
     return problems

@@ -91,6 +91,12 @@ class Metrics:
         self.feedback = Counter(
             "tierwise_feedback", "Feedback received.", ["route", "tier"], registry=r
         )
+        self.cache = Counter(
+            "tierwise_cache_requests",
+            "Requests on routes with a response cache, by result (hit or miss).",
+            ["route", "result"],
+            registry=r,
+        )
         self.feedback_score = Counter(
             "tierwise_feedback_score",
             "Sum of feedback scores in [0, 1].",
@@ -107,6 +113,19 @@ class Metrics:
         )
         self.baseline = Counter(
             "tierwise_baseline_usd", "Cost on the baseline model.", ["route"], registry=r
+        )
+        self.exploration = Counter(
+            "tierwise_exploration_cost_usd",
+            "Spend caused by exploration (explored requests, shadow calls and their judge); "
+            "part of tierwise_cost_usd, not added to it.",
+            ["route"],
+            registry=r,
+        )
+        self.explored = Counter(
+            "tierwise_explored_requests",
+            "Explored requests and shadow calls.",
+            ["route", "router"],
+            registry=r,
         )
         self.savings = Gauge(
             "tierwise_savings_usd",
@@ -143,6 +162,8 @@ class Metrics:
         route, tier = record.route, record.final_tier or "none"
         model = record.final_deployment or "none"
         self.requests.labels(route, tier, model, record.status).inc()
+        if record.cache is not None:
+            self.cache.labels(route, record.cache).inc()
         self._attempts(record)
         cost = record.cost
         for component, amount in (
@@ -154,6 +175,9 @@ class Metrics:
                 self.cost.labels(route, tier, model, component).inc(float(amount))
         if cost.baseline_usd:
             self.baseline.labels(route).inc(float(cost.baseline_usd))
+        if record.decision is not None and record.decision.explored:
+            self.explored.labels(route, record.decision.router).inc()
+            self.exploration.labels(route).inc(float(cost.exploration_usd))
         self.savings.labels(route).inc(float(cost.savings_usd))
         self.latency.labels(route, tier).observe(record.latency_ms / 1000)
         if record.first_token_ms is not None:

@@ -7,11 +7,13 @@ import email.utils
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 import orjson
+from yarl import URL
 
+from tierwise.embedding_types import EmbeddingRequest, EmbeddingResponse
 from tierwise.errors import (
     FirstTokenTimeoutError,
     InvalidResponseError,
@@ -53,6 +55,21 @@ class Provider(Protocol):
     async def aclose(self) -> None: ...
 
 
+@runtime_checkable
+class Startable(Protocol):
+    """A provider with something to start before its first call (a local model
+    server); the gateway starts it when it warms up."""
+
+    async def start(self) -> object: ...
+
+
+@runtime_checkable
+class EmbeddingProvider(Protocol):
+    """A deployment that embeds: one vector per input, in input order."""
+
+    async def embed(self, request: EmbeddingRequest, timeouts: Timeouts) -> EmbeddingResponse: ...
+
+
 class HttpClient:
     """A pooled keep-alive aiohttp session, created on first use in the running loop."""
 
@@ -73,7 +90,7 @@ class HttpClient:
             await self._session.close()
 
     async def post(
-        self, url: str, body: dict[str, Any], headers: Mapping[str, str], timeouts: Timeouts
+        self, url: str | URL, body: dict[str, Any], headers: Mapping[str, str], timeouts: Timeouts
     ) -> aiohttp.ClientResponse:
         """POST JSON; time to response headers is bounded by `first_token_s`."""
         timeout = aiohttp.ClientTimeout(total=timeouts.total_s, sock_connect=timeouts.connect_s)

@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
+from tierwise.embedding_types import EmbeddingRequest, EmbeddingResponse, count_input_tokens
 from tierwise.errors import UpstreamConnectionError
 from tierwise.providers.base import HttpClient, Timeouts, iter_sse, parse_retry_after, read_json
 from tierwise.types import JSON, ChatRequest, ChatResponse, StreamDelta
+from tierwise.wire.openai import embeddings
 from tierwise.wire.openai.outbound import (
     classify_error,
     decode_event,
@@ -32,6 +34,7 @@ class OpenAICompatProvider:
     ) -> None:
         self._http, self._model = http, model
         self._url = api_base.rstrip("/") + "/chat/completions"
+        self._embed_url = api_base.rstrip("/") + "/embeddings"
         self._headers = {"content-type": "application/json", **(headers or {})}
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
@@ -56,6 +59,17 @@ class OpenAICompatProvider:
                 yield delta
         finally:
             response.release()
+
+    async def embed(self, request: EmbeddingRequest, timeouts: Timeouts) -> EmbeddingResponse:
+        """`/embeddings` at the same base URL; usage counted when none is reported."""
+        body = embeddings.encode_upstream(request, self._model)
+        response = await self._http.post(self._embed_url, body, self._headers, timeouts)
+        answer = await read_json(response)
+        if response.status >= 400:
+            raise classify_error(response.status, answer, parse_retry_after(response.headers))
+        count = len(request.inputs)
+        vectors, usage, model = embeddings.decode_upstream(answer, self._model, count)
+        return EmbeddingResponse(vectors, model, usage or count_input_tokens(request, model))
 
     async def aclose(self) -> None:
         return None

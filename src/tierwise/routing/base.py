@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from tierwise.record import Decision
 from tierwise.types import ChatRequest
@@ -17,6 +17,14 @@ class Router(Protocol):
     def name(self) -> str: ...
 
     async def decide(self, request: ChatRequest, targets: list[str]) -> Decision: ...
+
+
+@runtime_checkable
+class WarmUp(Protocol):
+    """A router that loads something lazily (a model, example embeddings) and can do it
+    ahead of the first request; the gateway calls it in a worker thread at start-up."""
+
+    def warm_up(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

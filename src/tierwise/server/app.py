@@ -24,6 +24,7 @@ from tierwise.experiments.assign import SESSION_KEY
 from tierwise.gateway import ChatResult, Gateway, new_request_id
 from tierwise.observability.metrics import Metrics
 from tierwise.record import RequestRecord
+from tierwise.server import embeddings, responses
 from tierwise.server.admission import Caller, admit, caller_of
 from tierwise.server.auth import ApiKey, KeyRing, check_model
 from tierwise.server.dashboard import DashboardState, add_dashboard_routes
@@ -60,6 +61,9 @@ def create_app(
         gateway.sinks.append(writer.submit)
     app.router.add_post("/v1/chat/completions", openai_chat)
     app.router.add_post("/v1/messages", anthropic_messages)
+    app.router.add_post("/v1/embeddings", openai_embeddings)
+    app.router.add_post("/v1/responses", openai_responses)
+    app[responses.STORED] = responses.StoredResponses()
     app.router.add_get("/v1/models", list_models)
     app.router.add_post("/v1/feedback", feedback)
     app.router.add_get("/metrics", metrics)
@@ -243,6 +247,18 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     return json_response(body, headers=record_headers(result.record))
 
 
+async def openai_embeddings(request: web.Request) -> web.StreamResponse:
+    key = request.app[KEYS].authenticate(request.headers)
+    body = await read_body(request)
+    return await embeddings.answer(request, request.app[GATEWAY], key, request[RID], body)
+
+
+async def openai_responses(request: web.Request) -> web.StreamResponse:
+    key = request.app[KEYS].authenticate(request.headers)
+    body = await read_body(request)
+    return await responses.answer(request, request.app[GATEWAY], key, request[RID], body)
+
+
 async def _answer(request: web.Request, chat: ChatRequest, caller: Caller) -> ChatResult:
     return await request.app[GATEWAY].chat(
         chat,
@@ -300,7 +316,13 @@ async def metrics(request: web.Request) -> web.Response:
     request.app[KEYS].authenticate(request.headers)
     gateway = request.app[GATEWAY]
     state = gateway.state
-    shared = [("health", state.health), ("budget", state.budget), ("rate_limit", state.limiter)]
+    shared: list[tuple[str, object]] = [
+        ("health", state.health),
+        ("budget", state.budget),
+        ("rate_limit", state.limiter),
+    ]
+    if gateway.cache is not None:
+        shared.append(("response_cache", gateway.cache.store))
     body = await request.app[METRICS].render(
         gateway.health, gateway.deployments, gateway.executor.clock.now(), shared
     )

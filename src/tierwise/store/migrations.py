@@ -103,4 +103,30 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX requests_client_request_id ON requests (client_request_id, created_at)",
         ],
     ),
+    (
+        "m005_exploration",
+        [
+            "ALTER TABLE requests ADD COLUMN decision_propensity REAL",
+            "ALTER TABLE requests ADD COLUMN explored INTEGER NOT NULL DEFAULT 0",
+            # integer pico-dollars (1e-12 USD), like every cost column
+            "ALTER TABLE requests ADD COLUMN exploration_cost_usd BIGINT NOT NULL DEFAULT 0",
+        ],
+    ),
+    (
+        "m006_learned_routers",
+        [
+            """CREATE TABLE learned_routers (
+            router_id TEXT PRIMARY KEY,
+            created_at DOUBLE PRECISION NOT NULL,
+            route TEXT NOT NULL,
+            models TEXT NOT NULL,
+            body TEXT NOT NULL,
+            summary TEXT
+        )""",
+        ],
+    ),
+    (
+        "m007_cache_hits",
+        ["ALTER TABLE requests ADD COLUMN cache TEXT"],
+    ),
 ]

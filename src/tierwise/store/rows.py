@@ -50,6 +50,10 @@ REQUEST_COLUMNS = (
     "prompt_sketch",
     "unit_key",
     "client_request_id",
+    "cache",
+    "decision_propensity",
+    "explored",
+    "exploration_cost_usd",
 )
 ATTEMPT_COLUMNS = (
     "request_id",
@@ -152,6 +156,10 @@ def request_row(record: RequestRecord, capture: Capture) -> tuple[Any, ...]:
         _sketch(record.prompt_sketch),
         record.unit_key,
         record.client_request_id,
+        record.cache,
+        decision.propensity if decision else None,
+        int(decision.explored) if decision else 0,
+        to_pusd(cost.exploration_usd),
     )
 
 

@@ -9,6 +9,15 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tierwise.testing._fake_tools import (
+    ScriptedTools,
+    ToolSpec,
+    anthropic_blocks,
+    anthropic_events,
+    openai_calls,
+    openai_deltas,
+)
+
 OPENAI = "openai"
 ANTHROPIC = "anthropic"
 
@@ -169,12 +178,11 @@ def parse_call(wire: str, body: Any) -> Call:
 
 @dataclass(slots=True)
 class Answer:
-    """What the fake model says: text, or a tool call when tool_name is set."""
+    """What the fake model says: text, and the tool calls it makes (if any)."""
 
     text: str
     completion_tokens: int
-    tool_name: str | None = None
-    tool_args: str = TOOL_ARGS
+    calls: tuple[ToolSpec, ...] = ()
     logprob: float | None = None
     prompt_tokens: int | None = None
 
@@ -198,11 +206,8 @@ def _forced_tool(choice: Any) -> str | None:
 
 def tool_for(call: Call) -> str | None:
     """Name of the tool the fake model calls, or None for a text answer."""
-    tools = call.body.get("tools")
-    if not isinstance(tools, list) or not tools:
-        return None
-    choice = call.body.get("tool_choice")
-    if choice == "none" or (isinstance(choice, dict) and choice.get("type") == "none"):
+    tools, choice = call.body.get("tools"), call.body.get("tool_choice")
+    if not isinstance(tools, list) or not _offers_tools(call.body):
         return None
     forced = _forced_tool(choice)
     if forced:
@@ -216,6 +221,12 @@ def tool_for(call: Call) -> str | None:
     fn = first.get("function")
     name = fn.get("name") if isinstance(fn, dict) else first.get("name")
     return name if isinstance(name, str) else "tool"
+
+
+def _offers_tools(body: dict[str, Any]) -> bool:
+    choice = body.get("tool_choice")
+    ruled_out = choice == "none" or (isinstance(choice, dict) and choice.get("type") == "none")
+    return bool(body.get("tools")) and not ruled_out
 
 
 def _is_any(choice: Any) -> bool:
@@ -234,9 +245,15 @@ def as_float(value: str | None, default: float) -> float:
         return default
 
 
-def build_answer(call: Call, fault: str | None, scripted: Scripted | None = None) -> Answer:
+def build_answer(
+    call: Call,
+    fault: str | None,
+    scripted: Scripted | None = None,
+    tools: ScriptedTools | None = None,
+) -> Answer:
     """Compute the answer for a request that is not an error fault; a `scripted` reply
-    replaces the text (and usage) of a plain text answer."""
+    replaces the text (and usage) of a plain text answer, scripted `tools` answer a
+    request that offers tools."""
     logprob = None
     if call.body.get("logprobs") is True:
         logprob = as_float(call.option("logprob"), -0.05)
@@ -244,9 +261,12 @@ def build_answer(call: Call, fault: str | None, scripted: Scripted | None = None
         return Answer("", 1, logprob=logprob)
     if fault == "not_json_content":
         return Answer(NOT_JSON_TEXT, len(NOT_JSON_TEXT) // 4 + 1, logprob=logprob)
+    if tools is not None and fault != "punt" and _offers_tools(call.body):
+        size = len(tools.text) + sum(len(c.arguments) for c in tools.calls)
+        return Answer(tools.text, size // 4 + 1, calls=tools.calls)
     tool = None if fault == "punt" else tool_for(call)
     if tool is not None:
-        return Answer("", len(TOOL_ARGS) // 4 + 1, tool_name=tool)
+        return Answer("", len(TOOL_ARGS) // 4 + 1, calls=(ToolSpec(tool, TOOL_ARGS),))
     if scripted is not None and fault != "punt":
         return _scripted_answer(scripted, logprob)
     text = call.option("reply")
@@ -282,6 +302,11 @@ def cached_tokens(call: Call) -> int:
     return int(as_float(call.option("cached"), 0.0))
 
 
+def cache_write_tokens(call: Call) -> int:
+    """Prompt tokens written to the cache, requested by `[[cache_write=N]]`."""
+    return int(as_float(call.option("cache_write"), 0.0))
+
+
 def usage_enabled(call: Call) -> bool:
     """False when `[[usage=none]]` asks to omit usage."""
     return call.option("usage") != "none"
@@ -293,20 +318,23 @@ def _prompt_tokens(call: Call, answer: Answer) -> int:
 
 def _openai_usage(call: Call, answer: Answer) -> dict[str, Any]:
     p, c = _prompt_tokens(call, answer), answer.completion_tokens
+    details = {"cached_tokens": cached_tokens(call)}
+    if cache_write_tokens(call):
+        details["cache_write_tokens"] = cache_write_tokens(call)
     return {
         "prompt_tokens": p,
         "completion_tokens": c,
         "total_tokens": p + c,
-        "prompt_tokens_details": {"cached_tokens": cached_tokens(call)},
+        "prompt_tokens_details": details,
     }
 
 
 def _anthropic_usage(call: Call, answer: Answer) -> dict[str, Any]:
-    cached = cached_tokens(call)
+    cached, written = cached_tokens(call), cache_write_tokens(call)
     return {
-        "input_tokens": max(_prompt_tokens(call, answer) - cached, 0),
+        "input_tokens": max(_prompt_tokens(call, answer) - cached - written, 0),
         "output_tokens": answer.completion_tokens,
-        "cache_creation_input_tokens": 0,
+        "cache_creation_input_tokens": written,
         "cache_read_input_tokens": cached,
     }
 
@@ -323,19 +351,14 @@ def _logprobs(tokens: list[str], logprob: float) -> dict[str, Any]:
     return {"content": items, "refusal": None}
 
 
-def _openai_tool_call(ident: str, answer: Answer) -> dict[str, Any]:
-    fn = {"name": answer.tool_name, "arguments": answer.tool_args}
-    return {"id": f"call_{ident}", "type": "function", "function": fn}
-
-
 def openai_completion(call: Call, answer: Answer, ident: str, created: int) -> dict[str, Any]:
     """A non-stream `chat.completion` object."""
     message: dict[str, Any] = {"role": "assistant", "content": answer.text, "refusal": None}
     finish = "stop"
     logprobs = None
-    if answer.tool_name is not None:
-        message["content"] = None
-        message["tool_calls"] = [_openai_tool_call(ident, answer)]
+    if answer.calls:
+        message["content"] = answer.text or None
+        message["tool_calls"] = openai_calls(ident, answer.calls)
         finish = "tool_calls"
     elif answer.logprob is not None:
         logprobs = _logprobs(_words(answer.text), answer.logprob)
@@ -355,20 +378,15 @@ def openai_completion(call: Call, answer: Answer, ident: str, created: int) -> d
 
 def anthropic_message(call: Call, answer: Answer, ident: str) -> dict[str, Any]:
     """A non-stream Anthropic `message` object."""
-    if answer.tool_name is not None:
-        content: dict[str, Any] = {
-            "type": "tool_use", "id": f"toolu_{ident}", "name": answer.tool_name,
-            "input": loads(answer.tool_args.encode()),
-        }  # fmt: skip
-        stop = "tool_use"
-    else:
-        content, stop = {"type": "text", "text": answer.text}, "end_turn"
+    text = [{"type": "text", "text": answer.text}] if answer.text or not answer.calls else []
+    content = text + anthropic_blocks(ident, answer.calls)
+    stop = "tool_use" if answer.calls else "end_turn"
     out: dict[str, Any] = {
         "id": f"msg_{ident}",
         "type": "message",
         "role": "assistant",
         "model": call.model,
-        "content": [content],
+        "content": content,
         "stop_reason": stop,
         "stop_sequence": None,
     }
@@ -414,20 +432,14 @@ def openai_stream(call: Call, answer: Answer, ident: str, created: int) -> Strea
         choice = {"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish}
         return _data({**base, "choices": [choice]})
 
-    if answer.tool_name is not None:
-        tc = _openai_tool_call(ident, answer)
-        tc["function"] = {"name": answer.tool_name, "arguments": ""}
-        head = [chunk({"role": "assistant", "content": None, "tool_calls": [{"index": 0, **tc}]})]
-        args = answer.tool_args
-        parts = [args[i : i + 4] for i in range(0, len(args), 4)]
-        content = [
-            chunk({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}) for p in parts
-        ]
-        finish = "tool_calls"
-    else:
-        head = [chunk({"role": "assistant", "content": ""})]
-        content = [_openai_text_chunk(chunk, p, answer.logprob) for p in _pieces(answer.text, 2)]
-        finish = "stop"
+    deltas = openai_deltas(ident, list(answer.calls))
+    opening: dict[str, Any] = {"role": "assistant", "content": None if deltas else ""}
+    if deltas and not answer.text:
+        opening.update(deltas.pop(0))
+    head = [chunk(opening)]
+    content = [_openai_text_chunk(chunk, p, answer.logprob) for p in _pieces(answer.text, 2)]
+    content += [chunk(d) for d in deltas]
+    finish = "tool_calls" if answer.calls else "stop"
     tail = [chunk({}, finish)]
     include = call.body.get("stream_options")
     if isinstance(include, dict) and include.get("include_usage") and usage_enabled(call):
@@ -444,39 +456,44 @@ def _openai_text_chunk(chunk: Callable[..., bytes], piece: str, logprob: float |
 def anthropic_stream(call: Call, answer: Answer, ident: str) -> StreamPlan:
     """Anthropic message stream events for a streamed answer."""
     message = anthropic_message(call, answer, ident)
-    block = message["content"][0]
+    has_text = message["content"][0]["type"] == "text"
     message.update(content=[], stop_reason=None)
     if "usage" in message:
         message["usage"]["output_tokens"] = 1
-    if answer.tool_name is not None:
-        start_block = {**block, "input": {}}
-        args = answer.tool_args
-        deltas = [{"type": "input_json_delta", "partial_json": args[i : i + 4]}
-                  for i in range(0, len(args), 4)]  # fmt: skip
-    else:
-        start_block = {"type": "text", "text": ""}
-        deltas = [{"type": "text_delta", "text": p} for p in _pieces(answer.text, 2)]
+    events = _text_events(answer.text) if has_text else []
+    events += anthropic_events(ident, list(answer.calls), 1 if has_text else 0)
     head = [
         _event("message_start", {"type": "message_start", "message": message}),
-        _event("content_block_start",
-               {"type": "content_block_start", "index": 0, "content_block": start_block}),
+        _event(*events[0]),
         _event("ping", {"type": "ping"}),
-    ]  # fmt: skip
-    content = [
-        _event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": d})
-        for d in deltas
     ]
-    stop = "tool_use" if answer.tool_name is not None else "end_turn"
+    content = [_event(*e) for e in events[1:-1]]
+    stop = "tool_use" if answer.calls else "end_turn"
     delta: dict[str, Any] = {"type": "message_delta",
                              "delta": {"stop_reason": stop, "stop_sequence": None}}  # fmt: skip
     if usage_enabled(call):
         delta["usage"] = {"output_tokens": answer.completion_tokens}
     tail = [
-        _event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        _event(*events[-1]),
         _event("message_delta", delta),
         _event("message_stop", {"type": "message_stop"}),
     ]
     return StreamPlan(head, content, tail)
+
+
+def _text_events(text: str) -> list[tuple[str, dict[str, Any]]]:
+    start = {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {"type": "text", "text": ""},
+    }
+    deltas = [
+        ("content_block_delta",
+         {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}})
+        for p in _pieces(text, 2)
+    ]  # fmt: skip
+    return [("content_block_start", start), *deltas,
+            ("content_block_stop", {"type": "content_block_stop", "index": 0})]  # fmt: skip
 
 
 def invalid_json_frame(wire: str) -> bytes:

@@ -1,10 +1,14 @@
 """Fake OpenAI- and Anthropic-compatible LLM upstream with fault injection.
 
-Endpoints: ``POST /v1/chat/completions``, ``POST /v1/messages``, ``GET /v1/models``.
+Endpoints: ``POST /v1/chat/completions``, ``POST /v1/messages``, ``GET /v1/models``,
+``POST /v1/embeddings`` (`_fake_embed`), and the Azure OpenAI, Gemini and Bedrock
+Converse paths (`_fake_dialects`).
 Faults come, in order of precedence, from `add_fault`, the ``x-fake-fault`` header,
 ``[[fault=NAME ...]]`` directives in the last user message, and `set_failure_rate`.
 `script` gives a model a fixed reply (and usage) to one prompt, e.g. to replay
-recorded answers.
+recorded answers; `script_tools` gives it tool calls (several: parallel calls) to
+answer any request that offers tools with. A conversation whose tool results do not
+pair with the tool calls before them is rejected with a 400, as the real APIs do.
 """
 
 from __future__ import annotations
@@ -25,8 +29,14 @@ from typing import Any
 
 from aiohttp import web
 
+from tierwise.testing import _fake_dialects as dialects
+from tierwise.testing import _fake_embed as embed
 from tierwise.testing import _fake_errors as errors
+from tierwise.testing import _fake_tools as tools
 from tierwise.testing import _fake_wire as wire
+from tierwise.testing._fake_azure import AZURE
+from tierwise.testing._fake_bedrock import BEDROCK
+from tierwise.testing._fake_gemini import GEMINI
 from tierwise.testing._fake_wire import ANTHROPIC, FAULTS, OPENAI, Call
 
 __all__ = ["FAULTS", "FakeUpstream", "ReceivedRequest"]
@@ -37,6 +47,9 @@ _ROUTES = {
     ("POST", "/v1/messages"): ANTHROPIC,
 }
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+_DIALECTS: list[dialects.Dialect] = [AZURE, GEMINI, BEDROCK]
+_BY_WIRE = {d.name: d for d in _DIALECTS}
+_KNOWN_FAULTS = FAULTS | dialects.EXTRA_FAULTS
 
 
 @dataclass(slots=True)
@@ -49,6 +62,9 @@ class ReceivedRequest:
     stream: bool
     body: dict[str, Any]
     headers: dict[str, str]
+    query: dict[str, str] = field(default_factory=dict)
+    raw_path: str = ""
+    raw_body: bytes = b""
 
 
 @dataclass(slots=True)
@@ -71,8 +87,8 @@ class _Queued:
 
 
 def _check_fault(name: str) -> None:
-    if name not in FAULTS:
-        raise ValueError(f"unknown fault {name!r}; known: {sorted(FAULTS)}")
+    if name not in _KNOWN_FAULTS:
+        raise ValueError(f"unknown fault {name!r}; known: {sorted(_KNOWN_FAULTS)}")
 
 
 def _seconds(value: float) -> str:
@@ -110,6 +126,7 @@ class FakeUpstream:
         self._queue: list[_Queued] = []
         self._rates: dict[str | None, tuple[float, str]] = {}
         self._scripts: dict[tuple[str, str], wire.Scripted] = {}
+        self._tool_scripts: dict[str, tools.ScriptedTools] = {}
         self._ids = itertools.count(1)
         self._runner: web.ServerRunner | None = None
         self._closing = asyncio.Event()
@@ -195,8 +212,17 @@ class FakeUpstream:
         `clear` keeps scripts."""
         self._scripts[(model, prompt)] = wire.Scripted(reply, prompt_tokens, completion_tokens)
 
+    def script_tools(
+        self, model: str, calls: Sequence[tuple[str, Mapping[str, Any]]], *, text: str = ""
+    ) -> None:
+        """Answer every request for `model` that offers tools (and does not rule them
+        out) with these `(name, arguments)` calls, in order, after `text`."""
+        specs = tuple(tools.ToolSpec(name, wire.dumps(dict(args)).decode()) for name, args in calls)
+        self._tool_scripts[model] = tools.ScriptedTools(specs, text)
+
     def _build(self, call: Call, fault: str | None) -> wire.Answer:
-        return wire.build_answer(call, fault, self._scripts.get((call.model, call.prompt)))
+        scripted = self._scripts.get((call.model, call.prompt))
+        return wire.build_answer(call, fault, scripted, self._tool_scripts.get(call.model))
 
     def clear(self) -> None:
         """Drop queued faults, failure rates and recorded requests; reseed."""
@@ -233,37 +259,62 @@ class FakeUpstream:
 
     @staticmethod
     def _directive_fault(name: str, params: Mapping[str, str]) -> _Fault | str:
-        return _Fault(name, params) if name in FAULTS else name
+        return _Fault(name, params) if name in _KNOWN_FAULTS else name
 
-    def _record(self, request: web.BaseRequest, call: Call | None, fault: str | None) -> None:
+    def _record(
+        self, request: web.BaseRequest, call: Call | None, fault: str | None, raw: bytes = b""
+    ) -> None:
         headers = {k.lower(): v for k, v in request.headers.items()}
-        if call is None:
-            self.requests.append(ReceivedRequest(request.path, None, fault, False, {}, headers))
-        else:
-            rec = ReceivedRequest(request.path, call.model, fault, call.stream, call.body, headers)
-            self.requests.append(rec)
+        model, stream = (None, False) if call is None else (call.model, call.stream)
+        body = {} if call is None else dialects.raw_body(call)
+        query = dict(request.query.items())
+        self.requests.append(
+            ReceivedRequest(
+                request.path, model, fault, stream, body, headers, query, request.raw_path, raw
+            )
+        )
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         kind = _ROUTES.get((request.method, request.path))
         if kind is not None:
             return await self._chat(request, kind)
+        if (request.method, request.path) == ("POST", "/v1/embeddings"):
+            return await self._embeddings(request)
+        routed = dialects.route(_DIALECTS, request.method, request.path)
+        if routed is not None:
+            return await self._chat(request, routed.dialect.name, routed)
         self._record(request, None, None)
         if request.method == "GET" and request.path == "/v1/models":
             return _json(200, wire.models_payload(self._models))
         msg = f"Unknown request URL: {request.method} {request.path}"
         return _json(404, errors.openai_error(msg, "invalid_request_error", None, "unknown_url"))
 
-    async def _chat(self, request: web.BaseRequest, kind: str) -> web.StreamResponse:
+    async def _chat(
+        self, request: web.BaseRequest, kind: str, routed: dialects.Routed | None = None
+    ) -> web.StreamResponse:
+        raw = await request.read()
+        refused = None if routed is None else routed.dialect.refuse(request)
+        if refused is not None:
+            self._record(request, None, None, raw)
+            return refused
         try:
-            call = wire.parse_call(kind, wire.loads(await request.read()))
+            body = wire.loads(raw)
+            if routed is None:
+                call = wire.parse_call(kind, body)
+            else:
+                call = routed.dialect.parse(routed.model, routed.stream, body)
         except ValueError as exc:
-            self._record(request, None, None)
+            self._record(request, None, None, raw)
             return self._bad_request(kind, str(exc))
+        problem = None if routed else tools.pairing_problem(kind == ANTHROPIC, call.body)
+        if problem is not None:
+            self._record(request, call, None, raw)
+            return self._bad_request(kind, f"fake upstream: {problem}")
         fault = self._pick_fault(call, request.headers)
         if isinstance(fault, str):
-            self._record(request, call, None)
+            self._record(request, call, None, raw)
             return self._bad_request(kind, f"fake upstream: unknown fault {fault!r}")
-        self._record(request, call, None if fault is None else fault.name)
+        self._record(request, call, None if fault is None else fault.name, raw)
         latency = call.option("latency")
         delay = self.latency_s if latency is None else wire.as_float(latency, 0.0)
         if delay > 0:
@@ -272,23 +323,53 @@ class FakeUpstream:
             return self._answer_response(call, self._build(call, None))
         return await self._faulted(request, call, fault or _Fault(""))
 
+    async def _embeddings(self, request: web.BaseRequest) -> web.StreamResponse:
+        """``POST /v1/embeddings`` (`_fake_embed`), with the chat endpoints' error
+        faults, `reset`, `hang` and `invalid_json`; other faults answer normally."""
+        try:
+            call = embed.parse_embedding_call(wire.loads(await request.read()))
+        except ValueError as exc:
+            self._record(request, None, None)
+            return self._bad_request(OPENAI, str(exc))
+        fault = self._pick_fault(call, request.headers)
+        if isinstance(fault, str):
+            self._record(request, call, None)
+            return self._bad_request(OPENAI, f"fake upstream: unknown fault {fault!r}")
+        self._record(request, call, None if fault is None else fault.name)
+        name = fault.name if fault is not None else ""
+        if fault is not None and errors.is_error_fault(name):
+            return self._error_response(call, fault)
+        if name == "reset":
+            return await self._abort(request, rst=True)
+        if name == "hang":
+            return await self._hang(request)
+        if name == "invalid_json":
+            return web.Response(body=wire.INVALID_JSON_BODY, content_type=_JSON)
+        return _json(200, embed.embedding_list(call, f"fake{next(self._ids):012d}"))
+
     @staticmethod
     def _bad_request(kind: str, message: str) -> web.Response:
+        if kind in _BY_WIRE:
+            return _BY_WIRE[kind].bad_request(message)
         if kind == ANTHROPIC:
             return _json(400, errors.anthropic_error("invalid_request_error", message))
         return _json(400, errors.openai_error(message, "invalid_request_error"))
 
-    def _answer_body(self, call: Call, answer: wire.Answer) -> bytes:
+    def _answer_body(self, call: Call, answer: wire.Answer, fault: str = "") -> bytes:
         ident = f"fake{next(self._ids):012d}"
+        if call.wire in _BY_WIRE:
+            return _BY_WIRE[call.wire].answer(call, answer, ident, fault)
         if call.wire == ANTHROPIC:
             return wire.dumps(wire.anthropic_message(call, answer, ident))
         return wire.dumps(wire.openai_completion(call, answer, ident, int(time.time())))
 
-    def _answer_response(self, call: Call, answer: wire.Answer) -> web.Response:
-        return web.Response(body=self._answer_body(call, answer), content_type=_JSON)
+    def _answer_response(self, call: Call, answer: wire.Answer, fault: str = "") -> web.Response:
+        return web.Response(body=self._answer_body(call, answer, fault), content_type=_JSON)
 
     def _error_response(self, call: Call, fault: _Fault) -> web.Response:
         retry = _seconds(fault.num("retry_after", self.retry_after_s))
+        if call.wire in _BY_WIRE:
+            return _BY_WIRE[call.wire].error(call, fault.name, retry)
         status, payload = errors.error_payload(call.wire, fault.name, call.model, retry)
         headers = {"Retry-After": retry} if fault.name == "429" else None
         return _json(status, payload, headers)
@@ -312,7 +393,7 @@ class FakeUpstream:
         answer = self._build(call, name)
         if name == "cut":
             return await self._cut_body(request, self._answer_body(call, answer))
-        return self._answer_response(call, answer)
+        return self._answer_response(call, answer, name)
 
     async def _abort(self, request: web.BaseRequest, *, rst: bool) -> web.StreamResponse:
         transport = request.transport
@@ -336,8 +417,10 @@ class FakeUpstream:
         await resp.write(body[: len(body) // 2])
         return await self._abort(request, rst=False)
 
-    def _plan(self, call: Call, answer: wire.Answer) -> wire.StreamPlan:
+    def _plan(self, call: Call, answer: wire.Answer, fault: str) -> wire.StreamPlan:
         ident = f"fake{next(self._ids):012d}"
+        if call.wire in _BY_WIRE:
+            return _BY_WIRE[call.wire].stream(call, answer, ident, fault)
         if call.wire == ANTHROPIC:
             return wire.anthropic_stream(call, answer, ident)
         return wire.openai_stream(call, answer, ident, int(time.time()))
@@ -345,13 +428,19 @@ class FakeUpstream:
     async def _stream(
         self, request: web.BaseRequest, call: Call, fault: _Fault
     ) -> web.StreamResponse:
-        plan = self._plan(call, self._build(call, fault.name or None))
-        resp = web.StreamResponse(headers=_SSE_HEADERS)
+        plan = self._plan(call, self._build(call, fault.name or None), fault.name)
+        dialect = _BY_WIRE.get(call.wire)
+        resp = web.StreamResponse(
+            headers=_SSE_HEADERS if dialect is None else dialect.stream_headers
+        )
         await resp.prepare(request)
         if fault.name == "slow_first_token":
             await asyncio.sleep(fault.num("delay", 1.0))
         if fault.name == "invalid_json":
-            plan.content = [wire.invalid_json_frame(call.wire)]
+            frame = (
+                wire.invalid_json_frame(call.wire) if dialect is None else dialect.invalid_frame()
+            )
+            plan.content = [frame]
         if fault.name == "cut":
             for frame in [*plan.head, *plan.content[: int(fault.num("after", 2))]]:
                 await resp.write(frame)
