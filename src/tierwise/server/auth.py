@@ -1,4 +1,6 @@
-"""API keys: kept only as SHA-256 digests, compared in constant time."""
+"""API keys: kept only as SHA-256 digests. Config keys are compared in constant
+time; virtual keys (kept in the store, refreshed into `KeyRing.virtual` on every
+replica) are found by their digest, after the config keys."""
 
 from __future__ import annotations
 
@@ -23,13 +25,22 @@ class ApiKey:
     sha256: bytes
     models: frozenset[str] | None
     team: str | None = None
+    user: str | None = None
+    routes: frozenset[str] | None = None
+    virtual: bool = False
 
 
 class KeyRing:
-    """The configured keys; empty means requests need no key."""
+    """The configured keys and the store's virtual keys; with neither, requests
+    need no key."""
 
     def __init__(self, keys: list[ApiKey]) -> None:
         self.keys = keys
+        self.virtual: dict[bytes, ApiKey] = {}
+
+    def replace_virtual(self, keys: Mapping[bytes, ApiKey]) -> None:
+        """Swap in the current virtual keys (by digest) in one assignment."""
+        self.virtual = dict(keys)
 
     @classmethod
     def from_config(cls, config: ServerConfig, environ: Mapping[str, str] | None = None) -> KeyRing:
@@ -59,7 +70,7 @@ class KeyRing:
 
     def authenticate(self, headers: Mapping[str, str]) -> ApiKey | None:
         """The caller's key (None when no keys are configured); raises AccessError."""
-        if not self.keys:
+        if not self.keys and not self.virtual:
             return None
         presented = _presented(headers)
         if presented is None:
@@ -69,6 +80,8 @@ class KeyRing:
         for key in self.keys:
             if hmac.compare_digest(key.sha256, wanted):
                 match = key
+        if match is None:
+            match = self.virtual.get(wanted)
         if match is None:
             raise AccessError("invalid API key")
         return match
@@ -82,5 +95,9 @@ def _presented(headers: Mapping[str, str]) -> str | None:
 
 
 def check_model(key: ApiKey | None, model: str) -> None:
-    if key is not None and key.models is not None and model not in key.models:
+    """403 unless the key may name `model` (a route, tier or deployment): keys
+    limited by `models` and/or `routes` may use the names in either."""
+    if key is None or (key.models is None and key.routes is None):
+        return
+    if model not in (key.models or frozenset()) | (key.routes or frozenset()):
         raise AccessError(f"API key {key.name!r} may not use model {model!r}", status=403)

@@ -1,0 +1,106 @@
+"""Virtual keys' own budgets and rate limits, kept as `key:<name>` scopes in the
+gateway's budget and rate limiter, so the same code paths enforce them as enforce
+configured scopes. A scope set in config (`budgets`, `rate_limits`) wins."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from tierwise.gateway import Gateway
+from tierwise.state.budget import Budget, BudgetLimit, MemoryBudget, Period
+from tierwise.state.ratelimit import MemoryRateLimiter, RateLimit, RateLimiter
+from tierwise.store.keys import VirtualKeyRow
+
+
+def wanted_budgets(rows: Iterable[VirtualKeyRow]) -> dict[str, BudgetLimit]:
+    return {
+        f"key:{r['name']}": BudgetLimit(Decimal(r["budget_usd"]), Period(r["budget_period"]))
+        for r in rows
+        if r["budget_usd"] is not None and r["budget_period"] is not None
+    }
+
+
+def wanted_rates(rows: Iterable[VirtualKeyRow]) -> dict[str, RateLimit]:
+    return {
+        f"key:{r['name']}": RateLimit(r["rpm"], r["tpm"])
+        for r in rows
+        if r["rpm"] is not None or r["tpm"] is not None
+    }
+
+
+def limit_maps(holder: object) -> list[dict[str, Any]]:
+    """The scope -> limit dicts a budget or limiter checks (its own, and the
+    in-process fallback of a Redis one)."""
+    maps: list[dict[str, Any]] = []
+    for part in (holder, getattr(holder, "local", None)):
+        limits = getattr(part, "limits", None)
+        if isinstance(limits, dict) and all(limits is not m for m in maps):
+            maps.append(limits)
+    return maps
+
+
+def sync(maps: list[dict[str, Any]], wanted: Mapping[str, Any], mine: set[str]) -> set[str]:
+    """Set `wanted` scopes in every map, drop scopes this object set before and no
+    longer wants, leave every other scope alone; the scopes now set."""
+    for limits in maps:
+        for scope in mine - set(wanted):
+            limits.pop(scope, None)
+        limits.update(wanted)
+    return set(wanted)
+
+
+class KeyLimits:
+    """Applies the live virtual keys' limits to the shared state of the gateway
+    `current()` returns (the serving one, also after a config reload)."""
+
+    def __init__(self, current: Callable[[], Gateway]) -> None:
+        self.current = current
+        self.budget_scopes: set[str] = set()
+        self.rate_scopes: set[str] = set()
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.current()
+
+    def apply(self, rows: list[VirtualKeyRow]) -> None:
+        config = self.gateway.config
+        budgets = {s: v for s, v in wanted_budgets(rows).items() if s not in config.budgets}
+        rates = {s: v for s, v in wanted_rates(rows).items() if s not in config.rate_limits}
+        state = self.gateway.state
+        if budgets and state.budget is None:
+            state.budget = self._new_budget()
+            self.gateway.executor.budget = state.budget
+        if rates and state.limiter is None:
+            state.limiter = self._new_limiter()
+        if state.budget is not None:
+            self.budget_scopes = sync(limit_maps(state.budget), budgets, self.budget_scopes)
+        if state.limiter is not None:
+            self.rate_scopes = sync(limit_maps(state.limiter), rates, self.rate_scopes)
+
+    def _new_budget(self) -> Budget:
+        config = self.gateway.config.state
+        if config.backend == "memory":
+            return MemoryBudget({})
+        from tierwise.state.redis import RedisOptions, redis_client
+        from tierwise.state.redis_budget import RedisBudget
+
+        client = redis_client(config.redis_url)
+        options = RedisOptions(namespace=config.namespace, on_unavailable=config.on_unavailable)
+        budget = RedisBudget(client, {}, options)
+        self.gateway.state.closers += [budget.aclose, client.aclose]
+        return budget
+
+    def _new_limiter(self) -> RateLimiter:
+        config = self.gateway.config.state
+        if config.backend == "memory":
+            return MemoryRateLimiter({})
+        from tierwise.state.redis import RedisOptions, redis_client
+        from tierwise.state.redis_ratelimit import RedisRateLimiter
+
+        client = redis_client(config.redis_url)
+        options = RedisOptions(namespace=config.namespace, on_unavailable=config.on_unavailable)
+        limiter = RedisRateLimiter(client, {}, options)
+        self.gateway.state.closers += [limiter.aclose, client.aclose]
+        return limiter

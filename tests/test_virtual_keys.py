@@ -1,0 +1,189 @@
+"""Virtual keys over real sockets, on SQLite and PostgreSQL: created by the CLI or the
+admin API, accepted by every replica on the same store within the refresh interval
+with no restart, revoked and rotated the same way, limited to their routes, models
+and budget like config keys, and never showing their secret after creation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from typer.testing import CliRunner
+
+from tests.helpers import eventually, gateway_data
+from tierwise import parse_config
+from tierwise.cli.main import app as cli
+from tierwise.server.run import Running, running
+from tierwise.testing import FakeUpstream
+
+CONFIG_KEY, ADMIN_KEY = "sk-config-key-1", "sk-admin-key-1"
+REFRESH_S = 0.3
+TINY = "0.000001"
+runner = CliRunner()
+
+
+def server_data(store_url: str, base_url: str) -> dict[str, Any]:
+    return gateway_data(
+        base_url,
+        server={
+            "api_keys": [{"name": "cfg", "key": CONFIG_KEY}],
+            "admin_keys": [{"name": "ops", "key": ADMIN_KEY}],
+            "key_refresh_s": REFRESH_S,
+        },
+        store={"url": store_url},
+    )
+
+
+@pytest.fixture
+async def replicas(
+    store_url: str, upstream: FakeUpstream, tmp_path: Path
+) -> AsyncIterator[tuple[Path, Running, Running]]:
+    """The config file (for the CLI) and two gateways sharing its store."""
+    data = server_data(store_url, upstream.base_url)
+    path = tmp_path / "tierwise.yaml"
+    path.write_text(json.dumps(data))
+    config = parse_config(data)
+    async with AsyncExitStack() as stack:
+        one = await stack.enter_async_context(running(config))
+        two = await stack.enter_async_context(running(config))
+        yield path, one, two
+
+
+async def keys_cli(path: Path, *args: str) -> str:
+    result = await asyncio.to_thread(
+        runner.invoke, cli, ["keys", *args, "--config", str(path)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+async def call(
+    live: Running, method: str, path: str, key: str | None, body: Any = None
+) -> tuple[int, Any]:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, live.base_url + path, json=body, headers=headers) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def chat(live: Running, key: str, model: str = "auto") -> tuple[int, Any]:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50}
+    return await call(live, "POST", "/v1/chat/completions", key, body)
+
+
+async def status_is(live: Running, key: str, wanted: int, model: str = "auto") -> None:
+    async def check() -> bool:
+        return (await chat(live, key, model))[0] == wanted
+
+    await eventually(check, REFRESH_S * 10 + 3, f"status {wanted} for {model}")
+
+
+async def test_cli_keys_work_on_every_replica_then_revoke_and_rotate(
+    replicas: tuple[Path, Running, Running], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    path, one, two = replicas
+    out = await keys_cli(path, "create", "alice", "--team", "red", "--user", "alice@x")
+    secret = out.split()[0]
+    assert secret.startswith("tw-") and len(secret) > 40
+    for live in (one, two):
+        await status_is(live, secret, 200)
+    assert (await chat(one, CONFIG_KEY))[0] == 200
+    listed = await keys_cli(path, "list", "--json")
+    (row,) = json.loads(listed)
+    assert row["name"] == "alice" and row["team"] == "red" and row["user"] == "alice@x"
+    assert secret not in listed and secret[8:20] not in listed
+
+    rotated = json.loads(await keys_cli(path, "rotate", "alice", "--json"))["key"]
+    assert rotated != secret
+    for live in (one, two):
+        await status_is(live, rotated, 200)
+        await status_is(live, secret, 401)
+
+    await keys_cli(path, "revoke", "alice")
+    for live in (one, two):
+        await status_is(live, rotated, 401)
+    assert (await chat(two, CONFIG_KEY))[0] == 200
+
+    status, audit = await call(one, "GET", "/admin/keys/events", ADMIN_KEY)
+    assert status == 200
+    assert [e["action"] for e in audit["data"]] == ["revoke", "rotate", "create"]
+    assert all(e["actor"].startswith("cli") and e["created_at"] > 0 for e in audit["data"])
+    cli_log = await keys_cli(path, "log")
+    for text in (json.dumps(audit), cli_log, caplog.text):
+        assert secret not in text and rotated not in text
+    assert json.loads(await keys_cli(path, "list", "--json")) == []
+    again = await asyncio.to_thread(
+        runner.invoke, cli, ["keys", "rotate", "alice", "--config", str(path)]
+    )
+    assert again.exit_code == 1 and "no live virtual key named 'alice'" in again.output
+
+
+async def test_admin_api_keys_are_limited_to_their_routes_and_models(
+    replicas: tuple[Path, Running, Running],
+) -> None:
+    _, one, two = replicas
+    body = {"name": "narrow", "routes": ["auto"], "models": ["cheap"]}
+    status, created = await call(one, "POST", "/admin/keys", ADMIN_KEY, body)
+    assert status == 201 and created["key"].startswith("tw-")
+    secret = created["key"]
+    assert (await chat(one, secret, "auto"))[0] == 200
+    assert (await chat(one, secret, "cheap"))[0] == 200
+    status, refused = await chat(one, secret, "strong")
+    assert status == 403 and "may not use model 'strong'" in refused["error"]["message"]
+    await status_is(two, secret, 403, model="big")
+    status, listed = await call(two, "GET", "/admin/keys", ADMIN_KEY)
+    assert status == 200 and listed["data"][0]["routes"] == ["auto"]
+    assert secret not in json.dumps(listed)
+
+    status, _ = await call(one, "POST", "/admin/keys", ADMIN_KEY, body)
+    assert status == 409
+    status, _ = await call(one, "POST", "/admin/keys", ADMIN_KEY, {"name": "cfg"})
+    assert status == 409
+    for user_key in (secret, CONFIG_KEY):
+        status, refused = await call(one, "GET", "/admin/keys", user_key)
+        assert status == 403 and refused["error"]["message"] == "an API key is not an admin key"
+        status, _ = await call(one, "POST", "/admin/keys/narrow/revoke", user_key)
+        assert status == 403
+    status, _ = await call(one, "POST", "/admin/keys/ghost/revoke", ADMIN_KEY)
+    assert status == 404
+
+
+async def test_an_exhausted_budget_refuses_a_virtual_key_as_it_does_a_config_key(
+    store_url: str, upstream: FakeUpstream
+) -> None:
+    data = server_data(store_url, upstream.base_url)
+    data["budgets"] = {"key:cfg": {"limit_usd": TINY, "period": "day"}}
+    async with running(parse_config(data)) as live:
+        body = {"name": "poor", "budget_usd": TINY, "budget_period": "day"}
+        status, created = await call(live, "POST", "/admin/keys", ADMIN_KEY, body)
+        assert status == 201
+        config_status, config_error = await chat(live, CONFIG_KEY)
+        virtual_status, virtual_error = await chat(live, created["key"])
+        status, rich = await call(live, "POST", "/admin/keys", ADMIN_KEY, {"name": "rich"})
+        assert (await chat(live, rich["key"]))[0] == 200
+    assert config_status == virtual_status == 402
+    assert config_error["error"]["type"] == virtual_error["error"]["type"]
+    assert "budget" in virtual_error["error"]["message"]
+    assert config_error["error"]["message"] == virtual_error["error"]["message"]
+
+
+async def test_a_virtual_keys_rate_limit_is_enforced(
+    store_url: str, upstream: FakeUpstream
+) -> None:
+    async with running(parse_config(server_data(store_url, upstream.base_url))) as live:
+        body = {"name": "slow", "rpm": 2}
+        status, created = await call(live, "POST", "/admin/keys", ADMIN_KEY, body)
+        assert status == 201
+        statuses = [(await chat(live, created["key"]))[0] for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        assert (await chat(live, CONFIG_KEY))[0] == 200
