@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
@@ -21,6 +22,7 @@ from tierwise.observability.tracing import RecordTracer, servers_of
 from tierwise.server.admin import add_admin_routes
 from tierwise.server.app import create_app
 from tierwise.server.auth import KeyRing
+from tierwise.server.reload import add_reload, reload_on_sighup
 from tierwise.store import Capture, RecordWriter, open_store
 
 OTLP_ENV = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -32,10 +34,14 @@ class Running:
     app: web.Application
 
 
-def build(config: GatewayConfig, host: str | None = None) -> web.Application:
+def build(
+    config: GatewayConfig, host: str | None = None, path: Path | None = None
+) -> web.Application:
+    """The app for `config`; `path` is the file a reload reads again."""
     server = config.server if host is None else config.server.model_copy(update={"host": host})
     keys = KeyRing.from_config(server)
     gateway = Gateway(config)
+    own_sinks = list(gateway.sinks)
     app = create_app(
         gateway,
         keys,
@@ -48,6 +54,7 @@ def build(config: GatewayConfig, host: str | None = None) -> web.Application:
         open_without_key=server.allow_unauthenticated_admin,
         monitor_interval_s=server.monitor_interval_s,
     )
+    add_reload(app, path, config, own_sinks)
     tracer = build_tracer(config)
     if tracer is not None:
         add_tracer(app, gateway, tracer)
@@ -98,10 +105,11 @@ def build_writer(config: StoreConfig) -> RecordWriter | None:
 
 @asynccontextmanager
 async def running(
-    config: GatewayConfig, host: str = "127.0.0.1", port: int = 0
+    config: GatewayConfig, host: str = "127.0.0.1", port: int = 0, path: Path | None = None
 ) -> AsyncIterator[Running]:
-    """The server on a real socket for the duration of the block (tests, embedding)."""
-    app = build(config, host)
+    """The server on a real socket for the duration of the block (tests, embedding);
+    `path` is the config file `POST /admin/reload` reads."""
+    app = build(config, host, path)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -121,15 +129,19 @@ def _install_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def serve(config: GatewayConfig, host: str, port: int, workers: int = 1) -> None:
-    """Serve until interrupted; `workers` > 1 runs processes sharing the port."""
+def serve(
+    config: GatewayConfig, host: str, port: int, workers: int = 1, path: Path | None = None
+) -> None:
+    """Serve until interrupted; `workers` > 1 runs processes sharing the port.
+    SIGHUP reloads `path` (in every worker)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if workers <= 1:
-        _serve_one(config, host, port, reuse_port=False)
+        _serve_one(config, host, port, False, path)
         return
     context = multiprocessing.get_context("spawn")
     processes = [
-        context.Process(target=_serve_one, args=(config, host, port, True)) for _ in range(workers)
+        context.Process(target=_serve_one, args=(config, host, port, True, path))
+        for _ in range(workers)
     ]
     for process in processes:
         process.start()
@@ -139,15 +151,26 @@ def serve(config: GatewayConfig, host: str, port: int, workers: int = 1) -> None
             if process.is_alive():
                 process.terminate()
 
+    def reload(signum: int, frame: object) -> None:
+        for process in processes:
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
     for process in processes:
         process.join()
 
 
-def _serve_one(config: GatewayConfig, host: str, port: int, reuse_port: bool) -> None:
+def _serve_one(
+    config: GatewayConfig, host: str, port: int, reuse_port: bool, path: Path | None = None
+) -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     _install_uvloop()
-    app = build(config, host)
+    app = build(config, host, path)
+    reload_on_sighup(app)
     names = ", ".join(app_names(config))
     print(
         f"tierwise gateway on http://{host}:{port} (models: {names})", file=sys.stderr, flush=True
