@@ -125,7 +125,7 @@ async def learn_route(
         why = "the candidate does not beat the route's router on held-out requests"
         return {**result, "status": "kept", "why": why + "; nothing changed"}
     summary = loop.summary(candidate, result["labelled"])
-    router_id = await _keep(store, route, now, candidate.models, candidate.encoded(), summary)
+    router_id = await keep_router(store, route, now, candidate.models, candidate.encoded(), summary)
     entry = await _audit(config, store, route, now, router_id, candidate.comparison, mode, actor)
     result.update(router_id=router_id, calibration_id=entry.calibration_id)
     if mode == "experiment":
@@ -134,7 +134,7 @@ async def learn_route(
     return {**result, "status": "applied" if mode == "apply" else "proposed"}
 
 
-async def _keep(
+async def keep_router(
     store: Store, route: str, now: float, models: dict[str, str], body: str, summary: str
 ) -> str:
     """Store a router file for every replica to load; its id."""
@@ -288,18 +288,24 @@ class Swapper:
         configured = self._configured.setdefault(route, self.gateway.targets.get(route))
         if router_id is None:
             return configured
-        row = await store.learned_router(router_id)
-        if row is None:
-            return None
-        path = self.directory / f"{router_id}.npz"
-        if not path.exists():
-            self.directory.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(f".{os.getpid()}.part")
-            partial.write_bytes(base64.b64decode(row["body"]))
-            os.replace(partial, path)
-        models = orjson.loads(row["models"])
-        router = await asyncio.to_thread(_load, path, models, router_id)
-        return replace(configured, router=router)
+        router = await load_router(store, router_id, self.directory)
+        return None if router is None else replace(configured, router=router)
+
+
+async def load_router(store: Store, router_id: str, directory: Path) -> Any:
+    """The stored learned router `router_id` (its file kept in `directory`); None
+    when the store has no such router."""
+    row = await store.learned_router(router_id)
+    if row is None:
+        return None
+    path = directory / f"{router_id}.npz"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.part")
+        partial.write_bytes(base64.b64decode(row["body"]))
+        os.replace(partial, path)
+    models = orjson.loads(row["models"])
+    return await asyncio.to_thread(_load, path, models, router_id)
 
 
 def _load(path: Path, models: dict[str, str], router_id: str) -> Any:
