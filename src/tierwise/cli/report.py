@@ -11,9 +11,10 @@ import orjson
 import typer
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.table import Table
 
-    from tierwise.observability.figures import Report
+    from tierwise.observability.figures import Report, Spend
 
 
 def report_command(
@@ -22,6 +23,12 @@ def report_command(
     ] = "7d",
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     failures: Annotated[int, typer.Option(min=0, help="Recent failed requests to list.")] = 10,
+    by: Annotated[
+        str, typer.Option(help="Group spend by key, team, user, route or model.")
+    ] = "route",
+    wide: Annotated[
+        bool, typer.Option("--wide", help="Every per-group column (needs a wide terminal).")
+    ] = False,
     config: Annotated[
         Path | None,
         typer.Option("--config", "-c", help="YAML config; default: $TIERWISE_CONFIG or embedded."),
@@ -30,36 +37,47 @@ def report_command(
     """Traffic, spend, savings, latency, fallbacks and failures from the request log."""
     from tierwise.cli.common import load_cli_config
     from tierwise.errors import TierwiseError
-    from tierwise.observability.report import parse_since
+    from tierwise.observability.report import GROUPINGS, parse_since
 
     try:
-        url = load_cli_config(config).store.resolved_url()
+        if by not in GROUPINGS:
+            raise ValueError(f"--by must be one of {', '.join(GROUPINGS)}, not {by!r}")
+        loaded = load_cli_config(config)
+        url = loaded.store.resolved_url()
+        teams = {k.name: k.team for k in loaded.server.api_keys}
         now = time.time()
         start = parse_since(since, now)
     except (TierwiseError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from None
-    report = asyncio.run(_load(url, start, now, failures))
+    report = asyncio.run(_load(url, (start, now), failures, by, teams))
     if json_output:
         typer.echo(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode())
     else:
-        print_report(report)
+        print_report(report, wide=wide)
 
 
-async def _load(url: str, since: float, until: float, failures: int) -> Report:
+async def _load(
+    url: str, window: tuple[float, float], failures: int, by: str, teams: dict[str, str | None]
+) -> Report:
     from tierwise.observability.report import summarize
     from tierwise.store import migrated
 
     async with migrated(url) as store:
-        return await summarize(store, since, until, failures=failures)
+        return await summarize(store, *window, failures=failures, by=(by,), teams=teams)
 
 
-def print_report(report: Report) -> None:
+def print_report(report: Report, wide: bool = False, console: Console | None = None) -> None:
+    """The report as tables: compact enough for 80 columns, or every per-group
+    column with `wide`."""
     from rich.console import Console
 
-    console = Console()
-    for table in (_totals(report), _groups(report), _triggers(report), _failures(report)):
-        console.print(table)
+    out = console or Console()
+    groups = _groups(report) if wide else _compact_groups(report)
+    failed = _failures(report) if wide else _compact_failures(report)
+    spend = [_spend(by, rows) for by, rows in report.spend.items()]
+    for table in (_totals(report), groups, *spend, _triggers(report), failed):
+        out.print(table)
 
 
 def _table(title: str, *columns: str, left: int = 2) -> Table:
@@ -67,7 +85,39 @@ def _table(title: str, *columns: str, left: int = 2) -> Table:
 
     table = Table(title=title, title_justify="left")
     for index, name in enumerate(columns):
-        table.add_column(name, justify="left" if index < left else "right")
+        table.add_column(name, justify="left" if index < left else "right", overflow="fold")
+    return table
+
+
+def _compact_groups(report: Report) -> Table:
+    from tierwise.observability.formatting import ms, usd_short
+
+    names = ("route / tier", "requests", "spend", "savings", "p50")
+    table = _table("routes and tiers (--wide: every column)", *names, left=1)
+    for g in report.groups:
+        table.add_row(
+            f"{g.route} / {g.tier or '(none)'}",
+            str(g.counts.requests),
+            usd_short(g.money.spend_usd),
+            usd_short(g.money.savings_usd),
+            ms(g.latency.p50_ms),
+        )
+    return table
+
+
+def _spend(by: str, rows: list[Spend]) -> Table:
+    from tierwise.observability.formatting import ms, usd_short
+
+    names = (by, "requests", "spend", "savings", "latency")
+    table = _table(f"spend by {by} (latency: mean)", *names, left=1)
+    for s in rows:
+        table.add_row(
+            s.name or "(none)",
+            str(s.requests),
+            usd_short(s.money.spend_usd),
+            usd_short(s.money.savings_usd),
+            ms(s.mean_latency_ms),
+        )
     return table
 
 
@@ -110,6 +160,26 @@ def _triggers(report: Report) -> Table:
         numbers = (t.attempts, t.fallbacks, t.escalations, t.unrecovered)
         table.add_row(t.trigger, *(str(n) for n in numbers))
     return table
+
+
+def _compact_failures(report: Report) -> Table:
+    names = ("request", "route", "status", "attempts")
+    table = _table("recent failed requests (--wide: times and deployments)", *names, left=4)
+    for f in report.failures:
+        steps = _runs([a.trigger or a.outcome for a in f.attempts])
+        table.add_row(f.request_id, f.route, f.status, steps)
+    return table
+
+
+def _runs(steps: list[str]) -> str:
+    """`a a a b` as `a x3, b`."""
+    runs: list[list[str | int]] = []
+    for step in steps:
+        if runs and runs[-1][0] == step:
+            runs[-1][1] = int(runs[-1][1]) + 1
+        else:
+            runs.append([step, 1])
+    return ", ".join(f"{name} x{n}" if n != 1 else str(name) for name, n in runs)
 
 
 def _failures(report: Report) -> Table:

@@ -311,6 +311,27 @@ class Failure:
 
 
 @dataclass(frozen=True, slots=True)
+class Spend:
+    """Requests, money and mean latency of one key, team, user, route or model;
+    `name` is None for requests without one."""
+
+    name: str | None
+    requests: int
+    money: Money
+    mean_latency_ms: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "requests": self.requests,
+            "spend_usd": usd_text(self.money.spend_usd),
+            "baseline_usd": usd_text(self.money.baseline_usd),
+            "savings_usd": usd_text(self.money.savings_usd),
+            "mean_latency_ms": self.mean_latency_ms,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     since: float
     until: float
@@ -321,6 +342,8 @@ class Report:
     failures: list[Failure]
     latency: Latency
     latency_cap: int = LATENCY_CAP
+    spend: dict[str, list[Spend]] = field(default_factory=dict)
+    """Spend per key, team, user, route or model, for each grouping asked for."""
 
     @property
     def counts(self) -> Counts:
@@ -361,4 +384,5 @@ class Report:
             "buckets": [b.to_json() for b in self.buckets],
             "failures": [f.to_json() for f in self.failures],
             "latency_cap": self.latency_cap,
+            "spend": {by: [s.to_json() for s in rows] for by, rows in self.spend.items()},
         }

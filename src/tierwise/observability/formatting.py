@@ -28,6 +28,17 @@ def usd(value: Decimal) -> str:
     return f"{sign}${text}"
 
 
+def usd_short(value: Decimal) -> str:
+    """Cents from a dollar up, four significant digits below, always in plain
+    notation (`$0.0123`, `$0.00002812`)."""
+    sign, size = ("-" if value < 0 else ""), abs(value)
+    if size >= 1 or size == 0:
+        return usd(value)
+    digits = max(4 - size.adjusted() - 1, 0)
+    text = format(size.quantize(Decimal(1).scaleb(-digits)).normalize(), "f")
+    return f"{sign}${text}"
+
+
 def pct(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f}%"
 

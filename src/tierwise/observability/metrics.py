@@ -1,12 +1,13 @@
 """Prometheus metrics fed from request records, off the request path's logic.
 
-Label values come only from configured names (routes, tiers, deployments) and
-closed sets (statuses, triggers), so cardinality stays bounded.
+Label values come only from configured names (routes, tiers, deployments,
+teams of configured API keys) and closed sets (statuses, triggers), so
+cardinality stays bounded: no label names a user or an API key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -21,11 +22,36 @@ BREAKER_VALUES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 class Metrics:
     """One registry per gateway process; `observe` is a record sink."""
 
-    def __init__(self) -> None:
+    def __init__(self, teams: Mapping[str, str | None] | None = None) -> None:
+        """`teams` maps API key names to their team; other keys count as team `none`."""
+        self.teams = dict(teams or {})
         self.registry = CollectorRegistry(auto_describe=False)
         self._traffic(self.registry)
         self._money(self.registry)
         self._timing(self.registry)
+        self._teams(self.registry)
+
+    def _teams(self, r: CollectorRegistry) -> None:
+        labels = ["route", "model", "team"]
+        self.team_requests = Counter(
+            "tierwise_team_requests", "Requests by route, model and team.", labels, registry=r
+        )
+        self.team_spend = Counter(
+            "tierwise_team_spend_usd", "Spend in USD by route, model and team.", labels, registry=r
+        )
+        self.team_savings = Gauge(
+            "tierwise_team_savings_usd",
+            "Baseline minus spend by route, model and team, cumulative.",
+            labels,
+            registry=r,
+        )
+
+    def _observe_team(self, record: RequestRecord, model: str) -> None:
+        team = self.teams.get(record.api_key or "") or "none"
+        labels = (record.route, model, team)
+        self.team_requests.labels(*labels).inc()
+        self.team_spend.labels(*labels).inc(float(record.cost.total_usd))
+        self.team_savings.labels(*labels).inc(float(record.cost.savings_usd))
 
     def _traffic(self, r: CollectorRegistry) -> None:
         self.requests = Counter(
@@ -162,6 +188,7 @@ class Metrics:
         route, tier = record.route, record.final_tier or "none"
         model = record.final_deployment or "none"
         self.requests.labels(route, tier, model, record.status).inc()
+        self._observe_team(record, model)
         if record.cache is not None:
             self.cache.labels(route, record.cache).inc()
         self._attempts(record)

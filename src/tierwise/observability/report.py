@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from tierwise.observability.figures import (
@@ -23,13 +24,23 @@ from tierwise.observability.figures import (
     Money,
     Report,
     Satisfaction,
+    Spend,
     TriggerCount,
     ratio,
 )
 from tierwise.store import Store, from_pusd
-from tierwise.store.reports import AttemptSummary, FailedRequest, LatencySample
+from tierwise.store.reports import (
+    EVERYTHING,
+    AttemptSummary,
+    FailedRequest,
+    LatencySample,
+    RequestFilter,
+)
 
-__all__ = ["Report", "auto_bucket", "parse_since", "redact", "summarize"]
+__all__ = ["GROUPINGS", "Report", "auto_bucket", "parse_since", "redact", "spend_by", "summarize"]
+
+GROUPINGS = ("key", "team", "user", "route", "model")
+NO_TEAM = "(no team)"
 
 BUCKET_STEPS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400)
 MAX_BUCKETS = 1000
@@ -89,35 +100,73 @@ async def summarize(
     *,
     failures: int = 20,
     latency_cap: int = LATENCY_CAP,
+    where: RequestFilter = EVERYTHING,
+    by: Sequence[str] = ("route",),
+    teams: Mapping[str, str | None] | None = None,
 ) -> Report:
-    """Everything the request log holds about requests started in [since, until)."""
+    """Everything the request log holds about requests started in [since, until)
+    that match `where`, with spend grouped `by` each of the `GROUPINGS` given
+    (`teams` maps API key names to their team)."""
     until = time.time() if until is None else until
     span = max(until - since, 1.0)
     step = bucket_s or auto_bucket(span)
     step = max(step, math.ceil(span / MAX_BUCKETS))
     window = (float(since), float(until))
-    latencies = await store.report_latencies(*window, latency_cap)
-    groups = await _groups(store, window, latencies)
+    latencies = await store.report_latencies(*window, latency_cap, where)
+    groups = await _groups(store, window, latencies, where)
     return Report(
         since=window[0],
         until=window[1],
         bucket_s=step,
         groups=groups,
-        triggers=await _triggers(store, window),
-        buckets=await _buckets(store, window, step),
-        failures=await _failures(store, window, failures),
+        triggers=await _triggers(store, window, where),
+        buckets=await _buckets(store, window, step, where),
+        failures=await _failures(store, window, failures, where),
         latency=_overall_latency(groups, latencies),
         latency_cap=latency_cap,
+        spend={b: await spend_by(store, window, b, teams or {}, where) for b in by},
     )
 
 
+async def spend_by(
+    store: Store,
+    window: tuple[float, float],
+    by: str,
+    teams: Mapping[str, str | None],
+    where: RequestFilter = EVERYTHING,
+) -> list[Spend]:
+    """Spend per key, team, user, route or model, biggest spend first; a team is
+    the sum of its keys (`NO_TEAM` for keys without one)."""
+    if by not in GROUPINGS:
+        raise ValueError(f"cannot group spend by {by!r}: use one of {', '.join(GROUPINGS)}")
+    rows = await store.report_spend(*window, "key" if by == "team" else by, where)
+    merged: dict[str | None, list[float]] = {}
+    for row in rows:
+        name = (teams.get(row["name"] or "") or NO_TEAM) if by == "team" else row["name"]
+        totals = merged.setdefault(name, [0, 0, 0, 0, 0.0, 0])
+        values = (row["n"], row["spend"], row["baseline"], row["savings"])
+        for i, value in enumerate((*values, row["lat_sum"], row["lat_n"])):
+            totals[i] += value
+    found = [_spend(name, totals) for name, totals in merged.items()]
+    return sorted(found, key=lambda s: (-s.money.spend_usd, -s.requests, s.name or ""))
+
+
+def _spend(name: str | None, totals: list[float]) -> Spend:
+    n, spend, baseline, savings, lat_sum, lat_n = totals
+    money = Money(from_pusd(int(spend)), from_pusd(int(baseline)), from_pusd(int(savings)))
+    return Spend(name, int(n), money, lat_sum / lat_n if lat_n else None)
+
+
 async def _groups(
-    store: Store, window: tuple[float, float], latencies: list[LatencySample]
+    store: Store,
+    window: tuple[float, float],
+    latencies: list[LatencySample],
+    where: RequestFilter = EVERYTHING,
 ) -> list[Group]:
-    rows = await store.report_groups(*window)
+    rows = await store.report_groups(*window, where)
     scores = {
         (r["route"], r["tier"]): Satisfaction(r["total"], r["n"])
-        for r in await store.report_feedback(*window)
+        for r in await store.report_feedback(*window, where)
     }
     samples: dict[Key, list[float]] = {}
     for sample in latencies:
@@ -146,17 +195,21 @@ def _overall_latency(groups: list[Group], latencies: list[LatencySample]) -> Lat
     return Latency.of(counts.mean_latency_ms, (r["ms"] for r in latencies))
 
 
-async def _triggers(store: Store, window: tuple[float, float]) -> list[TriggerCount]:
+async def _triggers(
+    store: Store, window: tuple[float, float], where: RequestFilter = EVERYTHING
+) -> list[TriggerCount]:
     found = [
         TriggerCount(r["trigger"], r["n"], r["fallbacks"], r["escalations"])
-        for r in await store.report_triggers(*window)
+        for r in await store.report_triggers(*window, where)
     ]
     return sorted(found, key=lambda t: (-t.attempts, t.trigger))
 
 
-async def _buckets(store: Store, window: tuple[float, float], step: int) -> list[Bucket]:
+async def _buckets(
+    store: Store, window: tuple[float, float], step: int, where: RequestFilter = EVERYTHING
+) -> list[Bucket]:
     since, until = window
-    found = {r["bucket"]: r for r in await store.report_buckets(since, until, step)}
+    found = {r["bucket"]: r for r in await store.report_buckets(since, until, step, where)}
     count = max(math.ceil(round((until - since) / step, 6)), 1)
     buckets = []
     for index in range(count):
@@ -166,10 +219,12 @@ async def _buckets(store: Store, window: tuple[float, float], step: int) -> list
     return buckets
 
 
-async def _failures(store: Store, window: tuple[float, float], limit: int) -> list[Failure]:
+async def _failures(
+    store: Store, window: tuple[float, float], limit: int, where: RequestFilter = EVERYTHING
+) -> list[Failure]:
     if limit <= 0:
         return []
-    rows = await store.report_failures(*window, limit)
+    rows = await store.report_failures(*window, limit, where)
     attempts: dict[str, list[Attempt]] = {}
     for a in await store.attempts_of([r["request_id"] for r in rows]):
         attempts.setdefault(a["request_id"], []).append(_attempt(a))

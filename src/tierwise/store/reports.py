@@ -5,6 +5,7 @@ latency samples and recent failures. Money is in integer pico-dollars."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, TypedDict, cast
 
 from tierwise.store.sql import Bind, Engine, maybe, real, whole
@@ -111,12 +112,130 @@ class AttemptSummary(TypedDict):
     cost_pusd: int
 
 
-def _in_range(q: Bind, since: float, until: float) -> str:
-    return f"r.created_at >= {q(since)} AND r.created_at < {q(until)}"
+@dataclass(frozen=True, slots=True)
+class RequestFilter:
+    """Which requests a view shows: one route, one final model, and the API key
+    names of one team (an empty tuple matches no request); None matches all."""
+
+    route: str | None = None
+    model: str | None = None
+    api_keys: tuple[str, ...] | None = None
+
+
+EVERYTHING = RequestFilter()
+
+
+class RequestRow(TypedDict):
+    """One request as the explorer lists it."""
+
+    request_id: str
+    created_at: float
+    route: str
+    final_tier: str | None
+    final_model: str | None
+    status: str
+    calls: int
+    latency_ms: float | None
+    cost_pusd: int
+    savings_pusd: int
+    api_key: str | None
+
+
+class RequestDetail(TypedDict):
+    """One request with its routing decision, money, prompt and answer."""
+
+    request_id: str
+    created_at: float
+    route: str
+    router: str | None
+    decision_target: str | None
+    decision_reason: str | None
+    decision_scores: str | None
+    final_deployment: str | None
+    final_tier: str | None
+    final_model: str | None
+    status: str
+    error: str | None
+    calls: int
+    escalated: bool
+    latency_ms: float | None
+    input_tokens: int
+    output_tokens: int
+    cost_pusd: int
+    attempts_pusd: int
+    checks_pusd: int
+    router_pusd: int
+    baseline_pusd: int
+    savings_pusd: int
+    api_key: str | None
+    prompt: str | None
+    answer: str | None
+
+
+class SpendTotals(TypedDict):
+    """One value of a grouping column (None when the request had none): requests,
+    money in pico-dollars, and the latency sum and count."""
+
+    name: str | None
+    n: int
+    spend: int
+    baseline: int
+    savings: int
+    lat_sum: float
+    lat_n: int
+
+
+SPEND_COLUMNS = {
+    "key": "r.api_key",
+    "user": "r.user_id",
+    "route": "r.route",
+    "model": "r.final_model",
+}
+
+
+class FilterChoices(TypedDict):
+    """The routes and final models that requests in a range used."""
+
+    routes: list[str]
+    models: list[str]
+
+
+LISTED = (
+    "r.request_id, r.created_at, r.route, r.final_tier, r.final_model, r.status, r.calls, "
+    "r.latency_ms, r.cost_pusd, r.savings_pusd, r.api_key"
+)
+DETAILED = (
+    "r.request_id, r.created_at, r.route, r.router, r.decision_target, r.decision_reason, "
+    "r.decision_scores, r.final_deployment, r.final_tier, r.final_model, r.status, r.error, "
+    "r.calls, r.escalated, r.latency_ms, r.input_tokens, r.output_tokens, r.cost_pusd, "
+    "r.attempts_pusd, r.checks_pusd, r.router_pusd, r.baseline_pusd, r.savings_pusd, "
+    "r.api_key, r.prompt, r.answer"
+)
+
+
+def _matching(q: Bind, where: RequestFilter) -> str:
+    """` AND ...` conditions for `where` (empty when it matches everything)."""
+    parts = []
+    if where.route is not None:
+        parts.append(f"r.route = {q(where.route)}")
+    if where.model is not None:
+        parts.append(f"r.final_model = {q(where.model)}")
+    if where.api_keys is not None:
+        keys = f"r.api_key IN ({q.many(where.api_keys)})" if where.api_keys else "1 = 0"
+        parts.append(keys)
+    return "".join(f" AND {p}" for p in parts)
+
+
+def _in_range(q: Bind, since: float, until: float, where: RequestFilter | None = None) -> str:
+    """Requests started in [since, until) that match `where` (all when None)."""
+    found = f"r.created_at >= {q(since)} AND r.created_at < {q(until)}"
+    return found if where is None else found + _matching(q, where)
 
 
 class ReportReads(Engine):
-    async def report_groups(self, since: float, until: float) -> list[GroupTotals]:
+    async def report_groups(
+        self, since: float, until: float, where: RequestFilter = EVERYTHING
+    ) -> list[GroupTotals]:
         q = self.bind()
         statement = f"""SELECT r.route AS route, r.final_tier AS tier, COUNT(*) AS n,
             SUM(CASE WHEN r.status = 'error' THEN 1 ELSE 0 END) AS errors,
@@ -128,32 +247,56 @@ class ReportReads(Engine):
             SUM(r.latency_ms) AS lat_sum, COUNT(r.latency_ms) AS lat_n,
             SUM(r.first_token_ms) AS ttft_sum, COUNT(r.first_token_ms) AS ttft_n,
             {MONEY_SUMS}
-            FROM requests r WHERE {_in_range(q, since, until)} GROUP BY r.route, r.final_tier"""
+            FROM requests r WHERE {_in_range(q, since, until, where)}
+            GROUP BY r.route, r.final_tier"""
         return [_group(r) for r in await self._fetch(statement, q.values)]
 
-    async def report_latencies(self, since: float, until: float, limit: int) -> list[LatencySample]:
+    async def report_spend(
+        self, since: float, until: float, by: str, where: RequestFilter = RequestFilter()
+    ) -> list[SpendTotals]:
+        """Requests, spend, baseline and savings per value of one of `SPEND_COLUMNS`
+        (`key`, `user`, `route`, `model`); raises ValueError for any other name."""
+        column = SPEND_COLUMNS.get(by)
+        if column is None:
+            raise ValueError(f"cannot group spend by {by!r}: use one of {sorted(SPEND_COLUMNS)}")
+        q = self.bind()
+        statement = f"""SELECT {column} AS name, COUNT(*) AS n, SUM(r.cost_pusd) AS spend,
+            SUM(r.baseline_pusd) AS baseline, SUM(r.savings_pusd) AS savings,
+            SUM(r.latency_ms) AS lat_sum, COUNT(r.latency_ms) AS lat_n
+            FROM requests r WHERE {_in_range(q, since, until)}{_matching(q, where)}
+            GROUP BY {column}"""
+        rows = await self._fetch(statement, q.values)
+        return [_spend(r) for r in rows]
+
+    async def report_latencies(
+        self, since: float, until: float, limit: int, where: RequestFilter = EVERYTHING
+    ) -> list[LatencySample]:
         """The latencies of the newest `limit` requests that have one."""
         q = self.bind()
         statement = f"""SELECT r.route AS route, r.final_tier AS tier, r.latency_ms AS ms
-            FROM requests r WHERE {_in_range(q, since, until)} AND r.latency_ms IS NOT NULL
+            FROM requests r WHERE {_in_range(q, since, until, where)} AND r.latency_ms IS NOT NULL
             ORDER BY r.created_at DESC LIMIT {q(int(limit))}"""
         rows = await self._fetch(statement, q.values)
         return [LatencySample(route=r["route"], tier=r["tier"], ms=real(r["ms"])) for r in rows]
 
-    async def report_feedback(self, since: float, until: float) -> list[FeedbackTotal]:
+    async def report_feedback(
+        self, since: float, until: float, where: RequestFilter = EVERYTHING
+    ) -> list[FeedbackTotal]:
         """Feedback on the requests in the range, per route and final tier."""
         q = self.bind()
         statement = f"""SELECT r.route AS route, r.final_tier AS tier, COUNT(*) AS n,
             SUM(f.score) AS total
             FROM feedback f JOIN requests r ON r.request_id = f.request_id
-            WHERE {_in_range(q, since, until)} GROUP BY r.route, r.final_tier"""
+            WHERE {_in_range(q, since, until, where)} GROUP BY r.route, r.final_tier"""
         rows = await self._fetch(statement, q.values)
         return [
             FeedbackTotal(route=r["route"], tier=r["tier"], n=whole(r["n"]), total=real(r["total"]))
             for r in rows
         ]
 
-    async def report_triggers(self, since: float, until: float) -> list[TriggerTotals]:
+    async def report_triggers(
+        self, since: float, until: float, where: RequestFilter = EVERYTHING
+    ) -> list[TriggerTotals]:
         q = self.bind()
         statement = f"""SELECT a.trigger AS trigger, COUNT(*) AS n,
             SUM(CASE WHEN b.seq IS NOT NULL AND COALESCE(b.tier, '') = COALESCE(a.tier, '')
@@ -162,7 +305,8 @@ class ReportReads(Engine):
                 THEN 1 ELSE 0 END) AS escalations
             FROM attempts a JOIN requests r ON r.request_id = a.request_id
             LEFT JOIN attempts b ON b.request_id = a.request_id AND b.seq = a.seq + 1
-            WHERE {_in_range(q, since, until)} AND a.trigger IS NOT NULL GROUP BY a.trigger"""
+            WHERE {_in_range(q, since, until, where)} AND a.trigger IS NOT NULL
+            GROUP BY a.trigger"""
         return [
             TriggerTotals(
                 trigger=r["trigger"],
@@ -173,7 +317,9 @@ class ReportReads(Engine):
             for r in await self._fetch(statement, q.values)
         ]
 
-    async def report_buckets(self, since: float, until: float, step: float) -> list[BucketTotals]:
+    async def report_buckets(
+        self, since: float, until: float, step: float, where: RequestFilter = EVERYTHING
+    ) -> list[BucketTotals]:
         """Per step of `step` seconds from `since` that has requests: its index (the
         floor of the offset over the step, on both engines) and totals."""
         q = self.bind()
@@ -189,17 +335,19 @@ class ReportReads(Engine):
             SUM(t.checks_pusd) AS checks, SUM(t.exploration_cost_usd) AS exploration
             FROM (SELECT {bucket} AS bucket, r.cost_pusd, r.baseline_pusd, r.savings_pusd,
                 r.router_pusd, r.checks_pusd, r.exploration_cost_usd FROM requests r
-                WHERE {_in_range(q, since, until)}) t
+                WHERE {_in_range(q, since, until, where)}) t
             GROUP BY t.bucket"""
         rows = await self._fetch(statement, q.values)
         return [cast(BucketTotals, _whole(r, ("bucket", "n", *MONEY))) for r in rows]
 
-    async def report_failures(self, since: float, until: float, limit: int) -> list[FailedRequest]:
+    async def report_failures(
+        self, since: float, until: float, limit: int, where: RequestFilter = EVERYTHING
+    ) -> list[FailedRequest]:
         """The newest `limit` requests that ended in an error, degraded or cancelled."""
         q = self.bind()
         statement = f"""SELECT r.request_id, r.created_at, r.route, r.final_tier, r.status,
             r.error, r.latency_ms, r.cost_pusd, r.api_key, r.prompt
-            FROM requests r WHERE {_in_range(q, since, until)} AND r.status IN {FAILED}
+            FROM requests r WHERE {_in_range(q, since, until, where)} AND r.status IN {FAILED}
             ORDER BY r.created_at DESC LIMIT {q(int(limit))}"""
         return [_failed(r) for r in await self._fetch(statement, q.values)]
 
@@ -213,6 +361,45 @@ class ReportReads(Engine):
             WHERE request_id IN ({q.many(request_ids)}) ORDER BY request_id, seq"""
         return [_attempt(r) for r in await self._fetch(statement, q.values)]
 
+    async def recent_requests(
+        self, since: float, until: float, where: RequestFilter, limit: int, offset: int = 0
+    ) -> list[RequestRow]:
+        """Requests in the range that match `where`, newest first, a page at a time."""
+        q = self.bind()
+        statement = f"""SELECT {LISTED} FROM requests r
+            WHERE {_in_range(q, since, until, where)}
+            ORDER BY r.created_at DESC, r.request_id DESC
+            LIMIT {q(int(limit))} OFFSET {q(int(offset))}"""
+        return [_listed(r) for r in await self._fetch(statement, q.values)]
+
+    async def count_matching(self, since: float, until: float, where: RequestFilter) -> int:
+        """How many requests in the range match `where`."""
+        q = self.bind()
+        statement = f"""SELECT COUNT(*) AS n FROM requests r
+            WHERE {_in_range(q, since, until, where)}"""
+        return whole((await self._fetch(statement, q.values))[0]["n"])
+
+    async def request_detail(self, request_id: str) -> RequestDetail | None:
+        """One request's decision, money and text, or None when it is not logged."""
+        q = self.bind()
+        statement = f"SELECT {DETAILED} FROM requests r WHERE r.request_id = {q(request_id)}"
+        rows = await self._fetch(statement, q.values)
+        return _detail(rows[0]) if rows else None
+
+    async def filter_choices(
+        self, since: float, until: float, where: RequestFilter = EVERYTHING
+    ) -> FilterChoices:
+        """The distinct routes and final models of the requests in the range that
+        match `where`."""
+        found: dict[str, list[str]] = {}
+        for column in ("route", "final_model"):
+            q = self.bind()
+            statement = f"""SELECT DISTINCT r.{column} AS v FROM requests r
+                WHERE {_in_range(q, since, until)}{_matching(q, where)}
+                AND r.{column} IS NOT NULL ORDER BY v"""
+            found[column] = [str(r["v"]) for r in await self._fetch(statement, q.values)]
+        return FilterChoices(routes=found["route"], models=found["final_model"])
+
 
 def _whole(row: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
     return {**row, **{name: whole(row[name]) for name in names}}
@@ -221,6 +408,12 @@ def _whole(row: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
 def _group(row: dict[str, Any]) -> GroupTotals:
     counted = _whole(row, (*COUNTS, "lat_n", "ttft_n", *MONEY))
     return cast(GroupTotals, {**counted, **{name: real(row[name]) for name in SUMS}})
+
+
+def _spend(row: dict[str, Any]) -> SpendTotals:
+    counted = _whole(row, ("n", "spend", "baseline", "savings", "lat_n"))
+    name = row["name"]
+    return cast(SpendTotals, {**counted, "name": name, "lat_sum": real(row["lat_sum"])})
 
 
 def _failed(row: dict[str, Any]) -> FailedRequest:
@@ -252,3 +445,35 @@ def _attempt(row: dict[str, Any]) -> AttemptSummary:
         latency_ms=maybe(row["latency_ms"]),
         cost_pusd=whole(row["cost_pusd"]),
     )
+
+
+def _listed(row: dict[str, Any]) -> RequestRow:
+    return RequestRow(
+        request_id=row["request_id"],
+        created_at=float(row["created_at"]),
+        route=row["route"],
+        final_tier=row["final_tier"],
+        final_model=row["final_model"],
+        status=row["status"],
+        calls=whole(row["calls"]),
+        latency_ms=maybe(row["latency_ms"]),
+        cost_pusd=whole(row["cost_pusd"]),
+        savings_pusd=whole(row["savings_pusd"]),
+        api_key=row["api_key"],
+    )
+
+
+DETAIL_WHOLE = (
+    "calls", "input_tokens", "output_tokens", "cost_pusd", "attempts_pusd", "checks_pusd",
+    "router_pusd", "baseline_pusd", "savings_pusd",
+)  # fmt: skip
+
+
+def _detail(row: dict[str, Any]) -> RequestDetail:
+    fixed = {
+        **_whole(row, DETAIL_WHOLE),
+        "created_at": float(row["created_at"]),
+        "escalated": bool(row["escalated"]),
+        "latency_ms": maybe(row["latency_ms"]),
+    }
+    return cast(RequestDetail, fixed)

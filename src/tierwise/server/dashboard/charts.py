@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
+
+from tierwise.observability.formatting import usd
 
 WIDTH = 720
 LABEL_W = 170
@@ -207,15 +210,20 @@ def _bucket(c: Column, x: float, bar: float, zero: float, per: float) -> Bucket:
     )
 
 
+def money_tick(value: float) -> str:
+    """`value` dollars to four significant digits, in plain notation (`$0.00002908`)."""
+    return usd(Decimal(f"{value:.4g}"))
+
+
 def _money_ticks(
     left: float, top: float, h: float, high: float, low: float, zero: float
 ) -> list[Label]:
     out = [
-        Label(left - 4, top + 8, f"${high:.4g}", "tick", "end"),
+        Label(left - 4, top + 8, money_tick(high), "tick", "end"),
         Label(left - 4, zero + 4, "$0", "tick", "end"),
     ]
     if low < 0:
-        out.append(Label(left - 4, top + h, f"-${-low:.4g}", "tick", "end"))
+        out.append(Label(left - 4, top + h, money_tick(low), "tick", "end"))
     return out
 
 

@@ -23,7 +23,7 @@ from tierwise.errors import AccessError, RequestError
 from tierwise.experiments.state import Experiments
 from tierwise.experiments.status import experiment_report
 from tierwise.observability.report import Report, parse_since, summarize
-from tierwise.server.auth import KeyRing
+from tierwise.server.auth import ApiKey, KeyRing
 from tierwise.server.dashboard.access import (
     COOKIE,
     SESSION_S,
@@ -38,10 +38,20 @@ from tierwise.server.dashboard.experiments import (
     calibration_view,
     experiment_view,
 )
+from tierwise.server.dashboard.explorer_handlers import add_explorer_routes
+from tierwise.server.dashboard.filters import Filters, load_filters
 from tierwise.server.dashboard.render import CSP, dashboard_page, login_page, message_page
+from tierwise.server.dashboard.scope import (
+    groupings,
+    is_admin,
+    key_teams,
+    scoped,
+    visible_ring,
+)
 from tierwise.server.dashboard.views import page as dashboard_view
 from tierwise.store import Store
 from tierwise.store.guard import guarded_store
+from tierwise.store.reports import EVERYTHING
 from tierwise.store.writer import RecordWriter
 
 DEFAULT_SINCE = "24h"
@@ -74,6 +84,7 @@ def add_dashboard_routes(app: web.Application, state: DashboardState) -> None:
     app.router.add_get("/dashboard/data.json", dashboard.data_json)
     app.router.add_post("/dashboard/login", dashboard.login)
     app.router.add_post("/dashboard/logout", dashboard.logout)
+    add_explorer_routes(app, state)
 
 
 def _html(body: str, status: int = 200) -> web.Response:
@@ -97,14 +108,33 @@ class Dashboard:
         now = self.state.clock()
         return viewer(self.state.keys, request.headers, request.cookies, now)[1]
 
+    def _key(self, request: web.Request) -> ApiKey | None:
+        """The viewer's key (None when no keys are configured); raises AccessError."""
+        return viewer(self.state.keys, request.headers, request.cookies, self.state.clock())[0]
+
     def _store(self) -> Store:
         return guarded_store(self.state.writer, "the dashboard")
 
-    async def _report(self, request: web.Request, store: Store, since: float, now: float) -> Report:
+    async def _report(
+        self, request: web.Request, store: Store, since: float, now: float, filters: Filters
+    ) -> Report:
         bucket = request.query.get("bucket_s", "")
         bucket_s = int(bucket) if BUCKET.fullmatch(bucket) and int(bucket) > 0 else None
+        key = self._key(request)
+        where = scoped(filters.where, key, self.state.keys)
+        teams, by = key_teams(self.state.keys), groupings(key)
         async with self.state.gate:
-            return await summarize(store, since, now, bucket_s)
+            return await summarize(store, since, now, bucket_s, where=where, by=by, teams=teams)
+
+    async def _filters(self, request: web.Request, store: Store, since_text: str) -> Filters:
+        """The route, team and model filters and refresh interval; raises RequestError."""
+        now = self.state.clock()
+        key = self._key(request)
+        ring = visible_ring(self.state.keys, key)
+        async with self.state.gate:
+            return await load_filters(
+                store, request.query, since_text, ring, now, scoped(EVERYTHING, key, ring)
+            )
 
     async def page(self, request: web.Request) -> web.Response:
         """The HTML dashboard; a sign-in form when a key is needed."""
@@ -123,12 +153,15 @@ class Dashboard:
             return _html(message_page(str(exc)), 400)
         try:
             store = self._store()
-            report = await self._report(request, store, since, now)
+            filters = await self._filters(request, store, since_text)
+            report = await self._report(request, store, since, now, filters)
             experiments, calibrations = await self._experiments(store, now)
+            admin = is_admin(self._key(request))
         except RequestError as exc:
             return _html(message_page(exc.message), exc.status)
-        page = dashboard_view(report, since_text, signed_in, experiments, calibrations)
-        return _html(dashboard_page(page))
+        shown = (experiments, calibrations) if admin else (None, None)
+        page = dashboard_view(report, since_text, signed_in, *shown)
+        return _html(dashboard_page(page, filters))
 
     async def _experiments(
         self, store: Store, now: float
@@ -148,7 +181,9 @@ class Dashboard:
             since = parse_since(request.query.get("since", DEFAULT_SINCE), now)
         except ValueError as exc:
             raise RequestError(str(exc), param="since") from None
-        report = await self._report(request, self._store(), since, now)
+        store = self._store()
+        filters = await self._filters(request, store, request.query.get("since", DEFAULT_SINCE))
+        report = await self._report(request, store, since, now, filters)
         return web.Response(
             body=orjson.dumps(report.to_json()),
             content_type="application/json",

@@ -19,6 +19,8 @@ from markupsafe import Markup
 from tierwise.observability.formatting import ms, usd, when
 from tierwise.server.dashboard.charts import px
 from tierwise.server.dashboard.experiments import CALIBRATION_COLUMNS, VARIANT_COLUMNS
+from tierwise.server.dashboard.explorer import DetailView, RequestLine
+from tierwise.server.dashboard.filters import REFRESH_S, Filters
 from tierwise.server.dashboard.views import RANGES, Page
 
 PROMPT_CHARS = 500
@@ -46,6 +48,7 @@ def environment() -> Environment:
         prompt_chars=PROMPT_CHARS,
         variant_columns=VARIANT_COLUMNS,
         calibration_columns=CALIBRATION_COLUMNS,
+        refresh_choices=REFRESH_S,
     )
     return env
 
@@ -63,5 +66,25 @@ def message_page(text: str) -> str:
     return _render("message.html", message=text)
 
 
-def dashboard_page(page: Page) -> str:
-    return _render("dashboard.html", page=page)
+def dashboard_page(page: Page, filters: Filters | None = None) -> str:
+    return _render("dashboard.html", page=page, filters=filters)
+
+
+def requests_page(
+    filters: Filters, lines: list[RequestLine], total: int, limit: int, offset: int, more: bool
+) -> str:
+    """A page of the request explorer's list."""
+    return _render(
+        "requests.html",
+        filters=filters,
+        lines=lines,
+        total=total,
+        limit=limit,
+        offset=offset,
+        more=more,
+    )
+
+
+def request_page(detail: DetailView) -> str:
+    """One request in the explorer."""
+    return _render("request.html", detail=detail, filters=None)

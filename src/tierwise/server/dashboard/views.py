@@ -3,9 +3,9 @@ rows, table cells. The templates lay these out and compute nothing."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from tierwise.observability.figures import Group, Report, TriggerCount
+from tierwise.observability.figures import Group, Report, Spend, TriggerCount
 from tierwise.observability.formatting import (
     GROUP_COLUMNS,
     group_cells,
@@ -52,6 +52,19 @@ class GroupRow:
     cells: list[Cell]
 
 
+SPEND_COLUMNS = ("requests", "spend", "savings", "mean latency")
+
+
+@dataclass(frozen=True, slots=True)
+class SpendTable:
+    """Spend per team or per key: `rows` are (name, cells)."""
+
+    by: str
+    testid: str
+    rows: list[tuple[str, list[Cell]]]
+    columns: tuple[str, ...] = SPEND_COLUMNS
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     """Everything the dashboard template lays out."""
@@ -70,6 +83,7 @@ class Page:
     groups: list[GroupRow]
     experiments: list[ExperimentView] | None = None
     calibrations: list[CalibrationView] | None = None
+    spend_tables: list[SpendTable] = field(default_factory=list)
 
     @property
     def range_text(self) -> str:
@@ -99,7 +113,20 @@ def page(
         group_rows(report),
         experiments,
         calibrations,
+        [spend_table(by, rows) for by, rows in report.spend.items()],
     )
+
+
+def spend_table(by: str, rows: list[Spend]) -> SpendTable:
+    out = []
+    for s in rows:
+        name = s.name or "(none)"
+        texts = (str(s.requests), usd(s.money.spend_usd), usd(s.money.savings_usd))
+        values = (*texts, ms(s.mean_latency_ms))
+        prefix = f"spend-{by}-{slug(name)}"
+        cells = [Cell(f"{prefix}-{slug(c)}", t) for c, t in zip(SPEND_COLUMNS, values, strict=True)]
+        out.append((name, cells))
+    return SpendTable(by, f"table-spend-{by}", out)
 
 
 def kpis(report: Report) -> list[Kpi]:
