@@ -125,12 +125,15 @@ class Gateway:
             if isinstance(router, WarmUp):
                 await asyncio.to_thread(router.warm_up)
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, keep_state: bool = False) -> None:
+        """Close everything; `keep_state` leaves the shared state open for another
+        Gateway built on it."""
         await self.exploration.aclose()
         for deployment in self.deployments.values():
             await deployment.provider.aclose()
         await self._http.aclose()
-        await self.state.aclose()
+        if not keep_state:
+            await self.state.aclose()
         if self.cache is not None:
             await self.cache.aclose()
 

@@ -34,6 +34,15 @@ def learn_command(
     rollback: Annotated[
         str | None, typer.Option(help="Return this route to its configured router.")
     ] = None,
+    shadow: Annotated[
+        bool, typer.Option("--shadow", help="Run the candidate beside the live router.")
+    ] = False,
+    shadow_report: Annotated[
+        bool, typer.Option("--shadow-report", help="Compare the route's shadow with it.")
+    ] = False,
+    shadow_stop: Annotated[
+        str | None, typer.Option(help="Remove this route's shadow router.")
+    ] = None,
     min_labelled: Annotated[int, typer.Option(help="Least labelled requests.")] = 200,
     quality_target: Annotated[
         float, typer.Option(help="Share of the strong model's quality to reach, cheapest.")
@@ -47,12 +56,19 @@ def learn_command(
     """Build ROUTE's outcome table from the log, train and tune a router on it,
     compare it with the route's router on held-out requests (replay, 95% intervals)
     and propose the winner in the audit log; --apply also serves it on every
-    replica, --experiment starts an A/B experiment with guardrails instead."""
+    replica, --experiment starts an A/B experiment with guardrails instead.
+    --shadow runs the candidate beside the live router on live traffic (its
+    decisions logged, answers untouched), --shadow-report compares the two on the
+    shadowed requests, --shadow-stop R removes the shadow."""
     from tierwise.learning.serve import LearnOptions, Mode, learn_route
     from tierwise.learning.serve import rollback as roll_back
 
-    if apply and experiment:
-        raise fail("give --apply or --experiment, not both")
+    if sum((apply, experiment, shadow, shadow_report, shadow_stop is not None)) > 1:
+        raise fail("give one of --apply, --experiment, --shadow, --shadow-report, --shadow-stop")
+    if shadow_stop is not None:
+        if rollback is not None:
+            raise fail("give --rollback R or --shadow-stop R, not both")
+        rollback = shadow_stop
     if (route is None) == (rollback is None):
         raise fail("give --route R to learn, or --rollback R")
     if rollback is None:
@@ -64,6 +80,8 @@ def learn_command(
         name = rollback or route or ""
         if name not in loaded.routes:
             raise typer.BadParameter(f"unknown route {name!r}; routes: {sorted(loaded.routes)}")
+        if shadow or shadow_report or shadow_stop is not None:
+            return await _shadow_work(loaded, store, name, options, shadow, shadow_report)
         if rollback is not None:
             return await roll_back(loaded, store, rollback, time.time(), actor="cli")
         try:
@@ -72,6 +90,28 @@ def learn_command(
             raise fail(str(exc)) from None
 
     print_result(run_with_store(config, work), json_output, describe)
+
+
+async def _shadow_work(
+    config: GatewayConfig,
+    store: Store,
+    route: str,
+    options: Any,
+    start: bool,
+    report: bool,
+) -> dict[str, Any]:
+    from tierwise.learning.shadow import start_shadow, stop_shadow
+    from tierwise.learning.shadow_report import shadow_report
+
+    now = time.time()
+    if report:
+        return await shadow_report(config, store, route, now - options.since_s)
+    if not start:
+        return await stop_shadow(store, route, now, actor="cli")
+    try:
+        return await start_shadow(config, store, route, now, options, actor="cli")
+    except ValueError as exc:
+        raise fail(str(exc)) from None
 
 
 def _pct(value: float) -> str:
@@ -88,6 +128,8 @@ def _range(pair: list[float], fmt: Any) -> str:
 
 def describe(result: dict[str, Any]) -> str:
     """What `learn` did, the comparison first."""
+    if "agreement" in result:
+        return describe_report(result)
     lines = [
         f"route {result['route']}: {result['status']}"
         + (
@@ -100,7 +142,7 @@ def describe(result: dict[str, Any]) -> str:
     if c:
         ci = c["intervals"]
         lines += [
-            f"held-out logged requests: {c['held_out']} (trained on {c['trained_on']})",
+            f"held-out logged requests: {c['held_out']} (trained on {c.get('trained_on', '-')})",
             "| router | quality (95% CI) | cost per request | matched |",
             "| --- | --- | --- | --- |",
             f"| candidate | {_pct(c['candidate']['quality'])} ({_range(ci['candidate'], _pct)}) "
@@ -113,4 +155,34 @@ def describe(result: dict[str, Any]) -> str:
     for key in ("router_id", "calibration_id", "experiment", "why"):
         if result.get(key):
             lines.append(f"{key.replace('_', ' ')}: {result[key]}")
+    return "\n".join(lines)
+
+
+def describe_report(result: dict[str, Any]) -> str:
+    """A shadow report: agreement, then the replay comparison on labelled requests."""
+    a = result["agreement"]
+    lines = [
+        f"route {result['route']}: shadow router {result['router_id']}",
+        f"agreement with the live router: {_pct(a['rate'])} "
+        f"(95% Wilson CI {_range(a['interval'], _pct)}) on {a['requests']} requests "
+        f"({a['agree']} agreed)",
+        f"labelled shadowed requests used for cost and quality: {result['labelled']}",
+    ]
+    c = result.get("comparison")
+    if not c:
+        return "\n".join([*lines, f"why: {result['why']}"])
+    ci = c["intervals"]
+    diff_q = c["candidate"]["quality"] - c["current"]["quality"]
+    diff_c = c["candidate"]["cost_usd"] - c["current"]["cost_usd"]
+    lines += [
+        f"replay on {c['held_out']} shadowed requests with a known routing decision:",
+        "| router | quality (95% CI) | cost per request | matched |",
+        "| --- | --- | --- | --- |",
+        f"| shadow | {_pct(c['candidate']['quality'])} ({_range(ci['candidate'], _pct)}) "
+        f"| {_usd(c['candidate']['cost_usd'])} | {c['candidate']['matched']} |",
+        f"| live | {_pct(c['current']['quality'])} ({_range(ci['current'], _pct)}) "
+        f"| {_usd(c['current']['cost_usd'])} | {c['current']['matched']} |",
+        f"shadow minus live: quality {diff_q:+.1%} (95% CI {_range(ci['quality_diff'], _pct)}), "
+        f"cost {_usd(diff_c)} per request (95% CI {_range(ci['cost_diff'], _usd)})",
+    ]
     return "\n".join(lines)

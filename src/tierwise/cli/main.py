@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +15,7 @@ from tierwise.cli.common import ConfigOption, fail, load_cli_config
 from tierwise.cli.drift import drift_app
 from tierwise.cli.evaluation import calibrate_command, eval_command
 from tierwise.cli.experiments import experiment_app
+from tierwise.cli.keys import keys_app
 from tierwise.cli.learn import learn_command
 from tierwise.cli.learning import fit_examples_command, train_command
 from tierwise.cli.outcomes import export_outcomes_command
@@ -78,7 +80,10 @@ def serve(
 
     try:
         cfg = load_cli_config(config)
-        run_server(cfg, host or cfg.server.host, port or cfg.server.port, workers)
+        env_path = os.environ.get("TIERWISE_CONFIG")
+        path = config or (Path(env_path) if env_path else None)
+        path = path.resolve() if path else None
+        run_server(cfg, host or cfg.server.host, port or cfg.server.port, workers, path)
     except TierwiseError as exc:
         raise fail(exc) from None
 
@@ -127,6 +132,7 @@ app.command("export-outcomes")(export_outcomes_command)
 app.command("learn")(learn_command)
 app.add_typer(experiment_app, name="experiment")
 app.add_typer(drift_app, name="drift")
+app.add_typer(keys_app, name="keys")
 
 
 def main() -> None:

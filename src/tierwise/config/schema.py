@@ -331,6 +331,7 @@ class ServerConfig(_Model):
     allow_unauthenticated: bool = False
     allow_unauthenticated_admin: bool = False
     monitor_interval_s: float = Field(default=10.0, gt=0)
+    key_refresh_s: float = Field(default=2.0, gt=0, le=60)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
 

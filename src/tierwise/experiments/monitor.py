@@ -14,6 +14,7 @@ from tierwise.experiments.log import read_events, write_event
 from tierwise.experiments.state import Event
 from tierwise.experiments.status import guardrail_verdicts
 from tierwise.learning.serve import LearnOptions, Mode, Swapper, learn_route
+from tierwise.learning.shadow import Shadows
 from tierwise.store.base import Store
 from tierwise.store.guard import StoreUnavailableError
 
@@ -37,16 +38,25 @@ class Monitor:
         self.gateway, self.store, self.interval_s, self.clock = gateway, store, interval_s, clock
         self._next_drift = self._next_learn = 0.0
         self.learned = Swapper(gateway)
+        self.shadows = Shadows(gateway, store)
 
     async def tick(self) -> dict[str, Any]:
         now = self.clock()
         events = await read_events(self.store)
         swapped = await self.learned.sync(self.store, events)
         self.gateway.experiments.reset(events)
+        self.shadows.attach(self.gateway)
+        shadowed = await self.shadows.sync()
         stopped = await self.guardrails(now)
         drift = await self.drift(now)
         learned = await self.learn(now)
-        return {"stopped": stopped, "drift": drift, "swapped": swapped, "learned": learned}
+        return {
+            "stopped": stopped,
+            "drift": drift,
+            "swapped": swapped,
+            "shadowed": shadowed,
+            "learned": learned,
+        }
 
     async def guardrails(self, now: float) -> list[Event]:
         """Roll back every running experiment a guardrail fired for."""

@@ -1,4 +1,5 @@
-"""`/admin/...`: experiments and threshold calibrations, behind their own keys.
+"""`/admin/...`: experiments, threshold calibrations and config reloads, behind their
+own keys.
 
 Admin keys (`server.admin_keys`) are separate from API keys: an API key never opens
 an admin endpoint. Without admin keys the admin API is closed, wherever the caller
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from typing import Any
@@ -18,14 +20,26 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from tierwise.errors import AccessError, ConfigError, RequestError
+from tierwise.errors import AccessError, ConfigError, RequestError, TierwiseError
 from tierwise.experiments.judge import Judge
-from tierwise.experiments.log import write_event
+from tierwise.experiments.log import read_events, write_event
 from tierwise.experiments.monitor import Monitor
 from tierwise.experiments.spec import ExperimentConfig
 from tierwise.experiments.state import Event, Experiments, ExperimentState
+from tierwise.gateway import Gateway
 from tierwise.server.app import GATEWAY, KEYS, WRITER, json_response, read_body
 from tierwise.server.auth import KeyRing
+from tierwise.server.key_limits import KeyLimits
+from tierwise.server.reload import RELOADER, Reloader
+from tierwise.server.virtual_keys import (
+    KeyRefresher,
+    audit_json,
+    create_key,
+    public,
+    revoke_key,
+    rotate_key,
+    spec_from_body,
+)
 from tierwise.store.base import Store
 from tierwise.store.guard import GuardedStore, guarded_store
 
@@ -36,6 +50,8 @@ INTERVAL: web.AppKey[float] = web.AppKey("monitor_interval_s", float)
 MONITOR: web.AppKey[Monitor] = web.AppKey("monitor", Monitor)
 TASK: web.AppKey[asyncio.Task[None]] = web.AppKey("monitor_task", asyncio.Task)
 JUDGE: web.AppKey[Judge] = web.AppKey("judge", Judge)
+REFRESHER: web.AppKey[KeyRefresher] = web.AppKey("key_refresher", KeyRefresher)
+KEY_TASK: web.AppKey[asyncio.Task[None]] = web.AppKey("key_task", asyncio.Task)
 
 
 async def _start_monitor(app: web.Application) -> None:
@@ -48,14 +64,46 @@ async def _start_monitor(app: web.Application) -> None:
     app[JUDGE] = Judge(gateway, writer.store)
     gateway.sinks.append(app[JUDGE])
     app[TASK] = asyncio.get_running_loop().create_task(app[MONITOR].run())
+    reloader = app.get(RELOADER)
+    if reloader is not None:
+        reloader.on_swap.append(functools.partial(_follow, app))
+
+
+async def _follow(app: web.Application, gateway: Gateway) -> None:
+    """Point the monitor and the judge at a reloaded Gateway, serving the learned
+    routers and experiment events the store holds."""
+    from tierwise.learning.serve import Swapper
+
+    monitor, learned = app[MONITOR], Swapper(gateway)
+    try:
+        events = await read_events(monitor.store)
+        await learned.sync(monitor.store, events)
+        gateway.experiments.reset(events)
+    except TierwiseError as exc:
+        log.warning("reload: the store could not be read, the monitor catches up: %s", exc)
+    monitor.gateway, monitor.learned = gateway, learned
+    app[JUDGE].gateway = gateway
+
+
+async def _start_key_refresh(app: web.Application) -> None:
+    """Reload the store's virtual keys into the API key ring every
+    `server.key_refresh_s`, on every replica."""
+    writer = app[WRITER]
+    if writer is None:
+        return
+    interval = app[GATEWAY].config.server.key_refresh_s
+    refresher = KeyRefresher(app[KEYS], writer.store, interval, KeyLimits(lambda: app[GATEWAY]))
+    app[REFRESHER] = refresher
+    app[KEY_TASK] = asyncio.get_running_loop().create_task(refresher.run())
 
 
 async def _stop_monitor(app: web.Application) -> None:
-    task = app.get(TASK)
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    for key in (TASK, KEY_TASK):
+        task = app.get(key)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     judge = app.get(JUDGE)
     if judge is not None:
         await judge.aclose()
@@ -77,6 +125,7 @@ def add_admin_routes(
             "can reach this server can start experiments and change routing"
         )
     app.on_startup.append(_start_monitor)
+    app.on_startup.append(_start_key_refresh)
     app.on_shutdown.append(_stop_monitor)
     app.router.add_get("/admin/experiments", list_experiments)
     app.router.add_post("/admin/experiments", create_experiment)
@@ -85,6 +134,13 @@ def add_admin_routes(
     app.router.add_post("/admin/experiments/{name}/start", start_experiment)
     app.router.add_get("/admin/calibrations", list_calibrations)
     app.router.add_post("/admin/drift/{route}", check_drift)
+    app.router.add_get("/admin/keys", list_keys)
+    app.router.add_post("/admin/keys", create_virtual_key)
+    app.router.add_get("/admin/keys/events", key_events)
+    app.router.add_post("/admin/keys/{name}/revoke", revoke_virtual_key)
+    app.router.add_post("/admin/keys/{name}/rotate", rotate_virtual_key)
+    app.router.add_post("/admin/reload", reload_config)
+    app.router.add_get("/admin/config", config_status)
 
 
 def admin(request: web.Request) -> str:
@@ -233,3 +289,80 @@ async def check_drift(request: web.Request) -> web.Response:
         raise RequestError(f"route {route!r} has no drift settings (drift.routes)", status=404)
     result = await check_route(gateway, store_of(request), route, time.time(), actor=actor)
     return json_response(result)
+
+
+def _reloader(request: web.Request) -> Reloader:
+    reloader = request.app.get(RELOADER)
+    if reloader is None:
+        raise RequestError("this server does not reload its config", status=404)
+    return reloader
+
+
+async def config_status(request: web.Request) -> web.Response:
+    """The active config's hash, file, load time and the last reload's outcome."""
+    admin(request)
+    return json_response(_reloader(request).status())
+
+
+async def reload_config(request: web.Request) -> web.Response:
+    """Load, check and swap in the config file; 400 with the reason when it fails
+    (the old config keeps serving)."""
+    actor = admin(request)
+    outcome = await _reloader(request).reload(actor)
+    if outcome["status"] == "failed":
+        raise RequestError(
+            f"config reload failed, still serving config {outcome['config_hash']}: "
+            f"{outcome['error']}",
+            status=400,
+        )
+    return json_response(outcome)
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    """Virtual keys without secrets (`?revoked=true`: revoked ones too)."""
+    admin(request)
+    revoked = request.query.get("revoked", "").lower() in ("1", "true", "yes")
+    rows = await store_of(request).virtual_keys(revoked=revoked)
+    return json_response({"data": [public(r) for r in rows]})
+
+
+async def create_virtual_key(request: web.Request) -> web.Response:
+    """A new virtual key; its secret is in the answer's `key`, and nowhere else."""
+    actor = admin(request)
+    spec = spec_from_body(await read_body(request))
+    taken = {k.name for k in request.app[KEYS].keys}
+    secret, described = await create_key(store_of(request), spec, actor, time.time(), taken)
+    await _refresh_keys(request)
+    return json_response({**described, "key": secret}, status=201)
+
+
+async def revoke_virtual_key(request: web.Request) -> web.Response:
+    actor = admin(request)
+    name = request.match_info["name"]
+    await revoke_key(store_of(request), name, actor, time.time())
+    await _refresh_keys(request)
+    return json_response({"name": name, "revoked": True})
+
+
+async def rotate_virtual_key(request: web.Request) -> web.Response:
+    """A new secret for the key (in `key`); the old one stops working."""
+    actor = admin(request)
+    name = request.match_info["name"]
+    secret = await rotate_key(store_of(request), name, actor, time.time())
+    await _refresh_keys(request)
+    return json_response({"name": name, "key": secret, "prefix": secret[:8]})
+
+
+async def key_events(request: web.Request) -> web.Response:
+    """The key audit log, newest first (`?name=`: one key's)."""
+    admin(request)
+    rows = await store_of(request).key_events(request.query.get("name"))
+    return json_response({"data": [audit_json(r) for r in rows]})
+
+
+async def _refresh_keys(request: web.Request) -> None:
+    """Apply a change on this replica at once; others follow within their interval."""
+    refresher = request.app.get(REFRESHER)
+    if refresher is not None:
+        with contextlib.suppress(Exception):
+            await refresher.refresh()

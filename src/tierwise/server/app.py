@@ -55,7 +55,7 @@ def create_app(
 ) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes, middlewares=[errors_middleware])
     app[GATEWAY], app[KEYS], app[READY] = gateway, keys, asyncio.Event()
-    app[WRITER], app[METRICS] = writer, Metrics()
+    app[WRITER], app[METRICS] = writer, Metrics({k.name: k.team for k in keys.keys})
     gateway.sinks.append(app[METRICS].observe)
     if writer is not None:
         gateway.sinks.append(writer.submit)

@@ -213,8 +213,14 @@ SEE_DASHBOARD = {
 }
 
 
-def param(name: str, where: str, description: str) -> JSON:
-    return {"name": name, "in": where, "required": False, "description": description, "schema": STR}
+def param(name: str, where: str, description: str, *, required: bool = False) -> JSON:
+    return {
+        "name": name,
+        "in": where,
+        "required": required,
+        "description": description,
+        "schema": STR,
+    }
 
 
 def answer(description: str, content: JSON | None = None, **headers: JSON) -> JSON:
@@ -350,22 +356,59 @@ def login_operation() -> JSON:
     return login | {"security": OPEN, "requestBody": {"required": False, "content": body}}
 
 
+FILTERS = [
+    param("route", "query", "Only this route."),
+    param("team", "query", "Only requests made with this team's keys."),
+    param("model", "query", "Only requests this model answered."),
+    param("refresh", "query", "Reload the page every `30` or `60` seconds (default off)."),
+]
+
+
 def dashboard_paths() -> JSON:
     query = {
         "security": [*SECURED, {"session": []}],
         "parameters": [
             param("since", "query", "`30m`, `24h` (default), `7d`, `2w`, `90s` or an ISO date."),
             param("bucket_s", "query", "Bucket width in seconds, when a positive integer."),
+            *FILTERS,
         ],
     }
-    pages = {"200": html("The dashboard."), "400": html("Unreadable `since`.")}
+    pages = {"200": html("The dashboard."), "400": html("Unreadable `since` or filter.")}
     pages |= {"401": html("The sign-in form.")} | {str(s): html(ERRORS[s]) for s in (403, 409, 503)}
+    listing = {
+        **query,
+        "parameters": [
+            param("since", "query", "`30m`, `24h` (default), `7d`, `2w`, `90s` or an ISO date."),
+            *FILTERS,
+            param("limit", "query", "Requests per page (default 50, at most 500)."),
+            param("offset", "query", "Requests to skip, newest first."),
+        ],
+    }
+    detail = {
+        "security": query["security"],
+        "parameters": [
+            param("request_id", "path", "The gateway's request id.", required=True)
+            | {"schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,200}$"}}
+        ],
+    }
+    one = pages | {
+        "400": html("Not a request id."),
+        "404": html("No such request, or not one this key may see."),
+    }
     report = {"200": answer("The report.", json_content(ref("Report")))}
     report |= errors("OpenAI", 400, 401, 403, 409, 503)
     logout = {"303": SEE_DASHBOARD, **errors("OpenAI", 403)}
     return {
         "/dashboard": {"get": operation("dashboard", "Dashboard", pages, **query)},
         "/dashboard/data.json": {"get": operation("dashboardData", "Report", report, **query)},
+        "/dashboard/requests": {
+            "get": operation("dashboardRequests", "Recent requests", pages, **listing)
+        },
+        "/dashboard/requests/{request_id}": {
+            "get": operation(
+                "dashboardRequest", "One request: decision and attempts", one, **detail
+            )
+        },
         "/dashboard/login": {"post": login_operation()},
         "/dashboard/logout": {
             "post": operation("dashboardLogout", "Sign out", logout, security=OPEN)

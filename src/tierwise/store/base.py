@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from tierwise.record import RequestRecord
 from tierwise.store.experiments import ExperimentStats
+from tierwise.store.keys import VirtualKeys
 from tierwise.store.outcomes import OutcomeReads
 from tierwise.store.reports import ReportReads
 from tierwise.store.tables import Tables
@@ -26,7 +27,7 @@ class Feedback:
     api_key: str | None = None
 
 
-class Store(Tables, ExperimentStats, ReportReads, OutcomeReads):
+class Store(Tables, ExperimentStats, ReportReads, OutcomeReads, VirtualKeys):
     """Append-only request log, with the audit, experiment and judge tables beside it.
     Every read and write is a named method; the SQL of each, for SQLite and for
     PostgreSQL, stays in this package."""

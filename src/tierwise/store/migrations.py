@@ -129,4 +129,45 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         "m007_cache_hits",
         ["ALTER TABLE requests ADD COLUMN cache TEXT"],
     ),
+    (
+        "m009_virtual_keys",
+        [
+            """CREATE TABLE virtual_keys (
+            name TEXT PRIMARY KEY,
+            key_sha256 TEXT NOT NULL UNIQUE,
+            prefix TEXT NOT NULL,
+            team TEXT,
+            key_user TEXT,
+            routes TEXT,
+            models TEXT,
+            budget_usd TEXT,
+            budget_period TEXT,
+            rpm BIGINT,
+            tpm BIGINT,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            revoked_at DOUBLE PRECISION
+        )""",
+            """CREATE TABLE key_events (
+            event_id TEXT PRIMARY KEY,
+            created_at DOUBLE PRECISION NOT NULL,
+            name TEXT NOT NULL,
+            action TEXT NOT NULL,
+            actor TEXT,
+            detail TEXT
+        )""",
+        ],
+    ),
+    (
+        "m010_shadow_decisions",
+        [
+            """CREATE TABLE shadow_decisions (
+            request_id TEXT NOT NULL,
+            router_id TEXT NOT NULL,
+            target TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (request_id, router_id)
+        )""",
+        ],
+    ),
 ]

@@ -1,6 +1,7 @@
 """Named reads of what happened to each request since a time (its prompt, every
-attempt, the judge's verdict and the users' feedback), and the learned routers the
-gateway stores so that every replica can load them."""
+attempt, the judge's verdict and the users' feedback), the learned routers the
+gateway stores so that every replica can load them, and the decisions of a shadow
+router beside each route's live one."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any, TypedDict
 from tierwise.store.sql import Bind, Engine, insert, maybe, whole
 
 LEARNED_COLUMNS = ("router_id", "created_at", "route", "models", "body", "summary")
+SHADOW_COLUMNS = ("request_id", "router_id", "target", "created_at")
 OUTCOME_LIMIT = 200_000
 PROPENSITY = "decision_propensity"
 
@@ -52,6 +54,15 @@ class LearnedRouterRow(TypedDict):
     models: str
     body: str
     summary: str | None
+
+
+class ShadowPair(TypedDict):
+    """A logged request of a route that a shadow router decided on: the tier the
+    shadow picked and the one the live router picked (None when not logged)."""
+
+    request_id: str
+    shadow_target: str
+    live_target: str | None
 
 
 def _window(q: Bind, since: float, route: str | None, alias: str = "r") -> str:
@@ -122,6 +133,32 @@ class OutcomeReads(Engine):
         )
         rows = await self._fetch(statement, q.values)
         return _learned(rows[0]) if rows else None
+
+    async def add_shadow_decisions(self, rows: list[tuple[str, str, str, float]]) -> None:
+        """Keep shadow decisions (request id, router id, target, time); a second one
+        for the same request and router is ignored."""
+        statement = insert(self.dialect, "shadow_decisions", SHADOW_COLUMNS, skip_known=True)
+        for row in rows:
+            await self._run(statement, row)
+
+    async def shadow_pairs(self, route: str, router_id: str, since: float) -> list[ShadowPair]:
+        """`router_id`'s decisions on `route`'s logged requests since `since`, with
+        the live decision of each, oldest first."""
+        q = self.bind()
+        statement = f"""SELECT s.request_id AS request_id, s.target AS shadow_target,
+            r.decision_target AS live_target
+            FROM shadow_decisions s JOIN requests r ON r.request_id = s.request_id
+            WHERE s.router_id = {q(router_id)} AND r.route = {q(route)}
+            AND r.created_at >= {q(since)}
+            ORDER BY r.created_at, r.request_id"""
+        return [
+            ShadowPair(
+                request_id=str(r["request_id"]),
+                shadow_target=str(r["shadow_target"]),
+                live_target=r["live_target"],
+            )
+            for r in await self._fetch(statement, q.values)
+        ]
 
 
 def _request(row: dict[str, Any]) -> OutcomeRequest:
