@@ -42,9 +42,14 @@ class Monitor:
 
     async def tick(self) -> dict[str, Any]:
         now = self.clock()
-        events = await read_events(self.store)
-        swapped = await self.learned.sync(self.store, events)
-        self.gateway.experiments.reset(events)
+        experiments = self.gateway.experiments
+        for _ in range(3):
+            before = experiments.applied
+            events = await read_events(self.store)
+            swapped = await self.learned.sync(self.store, events)
+            if experiments.applied == before:
+                break
+        experiments.reset(events)
         self.shadows.attach(self.gateway)
         shadowed = await self.shadows.sync()
         stopped = await self.guardrails(now)

@@ -78,6 +78,8 @@ class Experiments:
         self._configs = dict(configs or {})
         self._states: dict[str, ExperimentState] = {}
         self._routes: dict[str, ExperimentState] = {}
+        self.applied = 0
+        """How many times `apply` ran: a monitor compares it across a store read."""
         self.reset([])
         self._check_routes()
 
@@ -138,6 +140,7 @@ class Experiments:
 
     def apply(self, events: Iterable[Event]) -> list[ExperimentState]:
         """Apply events in time order; returns the states that changed."""
+        self.applied += 1
         changed = []
         for event in sorted(events, key=lambda e: e.created_at):
             state = self._next(event)
