@@ -37,6 +37,7 @@ from tierwise.wire.anthropic.shapes import (
     tool_use_to_call,
 )
 from tierwise.wire.status import CONTEXT_MARKERS, POLICY_MARKERS, error_for_status
+from tierwise.wire.turns import merge_turns
 
 DEFAULT_MAX_TOKENS = 4096
 STATUS_KINDS: dict[int, type[ProviderError]] = {
@@ -94,17 +95,7 @@ def _json_instruction(response_format: JSON) -> str:
 def encode_messages(messages: list[Message]) -> list[JSON]:
     """OpenAI-shaped turns to Anthropic turns: tool results become user blocks,
     and consecutive turns of one role merge."""
-    out: list[JSON] = []
-    for message in messages:
-        if message.role in ("system", "developer"):
-            continue
-        role = "assistant" if message.role == "assistant" else "user"
-        blocks = _encode_blocks(message)
-        if out and out[-1]["role"] == role:
-            out[-1]["content"].extend(blocks)
-        else:
-            out.append({"role": role, "content": blocks})
-    return out
+    return merge_turns(messages, _encode_blocks)
 
 
 def _encode_blocks(message: Message) -> list[JSON]:

@@ -20,6 +20,7 @@ from tierwise.errors import (
 )
 from tierwise.types import JSON, ChatRequest, ChatResponse, Choice, Message, ToolCall, Usage
 from tierwise.wire.status import CONTEXT_MARKERS, error_for_status
+from tierwise.wire.turns import merge_turns
 
 STOP_REASONS = {
     "end_turn": "stop",
@@ -89,17 +90,7 @@ def encode_request(request: ChatRequest) -> JSON:
 def encode_messages(messages: list[Message]) -> list[JSON]:
     """OpenAI-shaped turns to Converse turns: tool results are `toolResult` blocks
     of a user turn, and consecutive turns of one role merge."""
-    out: list[JSON] = []
-    for message in messages:
-        if message.role in ("system", "developer"):
-            continue
-        role = "assistant" if message.role == "assistant" else "user"
-        blocks = _blocks(message)
-        if out and out[-1]["role"] == role:
-            out[-1]["content"].extend(blocks)
-        else:
-            out.append({"role": role, "content": blocks})
-    return out
+    return merge_turns(messages, _blocks)
 
 
 def _blocks(message: Message) -> list[JSON]:
