@@ -165,7 +165,7 @@ async def test_chain_asks_the_next_router_when_unsure() -> None:
 
 
 def classifier_routes(**options: object) -> dict[str, object]:
-    router = {"kind": "classifier", "deployment": "mini", "timeout_s": 0.5, **options}
+    router = {"kind": "classifier", "deployment": "mini", "timeout_s": 10.0, **options}
     return {"auto": {"router": router, "baseline": "big"}}
 
 
@@ -211,7 +211,7 @@ async def test_classifier_falls_back_to_the_heuristic(
     make_gateway: GatewayFactory, fault: str
 ) -> None:
     gateway = make_gateway(
-        routes=classifier_routes(), tiers={"cheap": ["mini-b"], "strong": ["big"]}
+        routes=classifier_routes(timeout_s=0.5), tiers={"cheap": ["mini-b"], "strong": ["big"]}
     )
     prompt = "Please analyze the tradeoffs of these two designs " + fault
     result = await gateway.chat(ChatRequest([Message("user", prompt)]))
