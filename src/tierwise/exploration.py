@@ -6,9 +6,14 @@ tier uniformly for a share of requests and logs each decision's propensity.
 background task asks another tier the same question, has the judge compare its
 answer with the served one, and logs the shadow call as a record of its own
 (router `explore:shadow`, explored, with its propensity and the verdict in its
-scores), never returned to anyone. Explored requests and shadow calls (with their
-judge) are billed on the `exploration` line, and each route's exploration stops
-for the day once that line reaches its budget or its share of the route's spend.
+scores), never returned to anyone. `random` with a `judge`: a share
+(`judge_share`) of the served answers is graded by the judge in background tasks
+(`tierwise.exploration_grade`); each judge call is logged as a record of its own
+(router `explore:grade`, explored, with no prompt) and its verdict is handed to
+`keep_verdict` as the served request's judgment, the label learning reads.
+Explored requests, shadow calls (with their judge) and judge grades are billed on
+the `exploration` line, and each route's exploration stops for the day once that
+line reaches its budget or its share of the route's spend.
 """
 
 from __future__ import annotations
@@ -26,15 +31,28 @@ from typing import TYPE_CHECKING
 from tierwise.accounting import bill
 from tierwise.config import GatewayConfig
 from tierwise.config.schema import ExploreConfig
-from tierwise.deployments import Deployment, Step
+from tierwise.deployments import Deployment
 from tierwise.executor import Answer, Executor, Outcome
 from tierwise.experiments.judge import judge_prompt, parse_verdict
+from tierwise.exploration_grade import (
+    JUDGE_PROMPT_TOKENS,
+    Grading,
+    KeepVerdict,
+    dearest,
+    grade_decision,
+    grade_estimate,
+    judge_request,
+    read_score,
+    verdict_row,
+)
+from tierwise.pricing import Price
 from tierwise.providers.base import Timeouts
 from tierwise.record import ZERO, AttemptRecord, CheckResult, Decision, RequestRecord
 from tierwise.routing.base import Router
 from tierwise.routing.explore import (
     COUNTER_LIMIT,
     SHADOW_ROUTER,
+    SIDE_ROUTERS,
     ExplorationBudget,
     ExploreRouter,
     pick_shadow,
@@ -50,8 +68,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tierwise.exploration")
 JUDGE_CHECK = "explore_judge"
-JUDGE_PROMPT_TOKENS = 100
-"""The judge's instructions and framing, in tokens, beside the question and answers."""
 Emit = Callable[[RequestRecord], None]
 
 
@@ -67,8 +83,10 @@ class _Shadow:
 
 
 class Exploration:
-    """The exploring routes of one gateway: their routers, budgets and shadow calls.
-    `observe` is a record sink; `after` is called with each closed record."""
+    """The exploring routes of one gateway: their routers, budgets, shadow calls and
+    judge grades. `observe` is a record sink; `after` is called with each closed
+    record. `keep_verdict` keeps a grade's verdict (None: answers are not graded);
+    `skipped` counts shadow calls and grades left out for want of a free slot."""
 
     def __init__(
         self,
@@ -93,7 +111,9 @@ class Exploration:
         self._routers: dict[tuple[str, int], ExploreRouter] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.shadows = 0
+        self.grading = 0
         self.skipped = 0
+        self.keep_verdict: KeepVerdict | None = None
 
     def __bool__(self) -> bool:
         return bool(self.configs)
@@ -147,27 +167,64 @@ class Exploration:
             self._spawn(budget.charge(cost.total_usd, cost.exploration_usd, self.wall()))
 
     def after(self, record: RequestRecord, request: ChatRequest, target: Target) -> None:
-        """Maybe start a shadow call for this closed request (never awaited here)."""
+        """Maybe start a shadow call or a grade for this closed request (never awaited
+        here)."""
         config = self.configs.get(record.route)
-        if config is None or config.mode != "shadow" or config.judge is None:
+        if config is None or config.judge is None:
             return
         if record.status != "ok" or not record.answer or record.final_tier is None:
             return
-        if record.decision is None or record.decision.router == SHADOW_ROUTER:
+        if record.decision is None or record.decision.router in SIDE_ROUTERS:
             return
-        if self.rng.random() >= config.share:
+        if config.mode == "random":
+            self._maybe_grade(record, request, target, config, config.judge)
+        else:
+            self._maybe_shadow(record, request, target, config, config.judge)
+
+    def _maybe_shadow(
+        self,
+        record: RequestRecord,
+        request: ChatRequest,
+        target: Target,
+        config: ExploreConfig,
+        judge: str,
+    ) -> None:
+        served = record.final_tier
+        if served is None or self.rng.random() >= config.share:
             return
         tiers = [s.tier for s in target.steps]
-        tier = pick_shadow(self.rng, tiers, record.final_tier)
+        tier = pick_shadow(self.rng, tiers, served)
         if tier is None:
             return
         if self.shadows >= self.concurrency:
             self.skipped += 1
             return
-        p = shadow_propensity(config.share, tiers, record.final_tier)
-        estimate = self._estimate(record, target, tier, config.judge)
+        p = shadow_propensity(config.share, tiers, served)
+        estimate = self._estimate(record, target, tier, judge)
         self.shadows += 1
-        self._spawn(self._shadow(_Shadow(target, request, record, tier, p, config.judge, estimate)))
+        self._spawn(self._shadow(_Shadow(target, request, record, tier, p, judge, estimate)))
+
+    def _maybe_grade(
+        self,
+        record: RequestRecord,
+        request: ChatRequest,
+        target: Target,
+        config: ExploreConfig,
+        judge: str,
+    ) -> None:
+        """Grade `judge_share` of the answered requests outside experiments (whose
+        judgments are the experiment judge's), while `keep_verdict` is set."""
+        if self.keep_verdict is None or record.experiment is not None:
+            return
+        if self.rng.random() >= config.judge_share:
+            return
+        if self.grading >= self.concurrency:
+            self.skipped += 1
+            return
+        estimate = grade_estimate(record, self.targets.get(judge))
+        self.grading += 1
+        grading = Grading(target, request, record, judge, estimate, config.judge_share)
+        self._spawn(self._grade(grading, self.keep_verdict))
 
     def _estimate(self, record: RequestRecord, target: Target, tier: str, judge: str) -> Decimal:
         """What a shadow call and its judge should cost: the served call's tokens on
@@ -180,7 +237,7 @@ class Exploration:
         judged = Usage(usage.input_tokens + 2 * usage.output_tokens + JUDGE_PROMPT_TOKENS, 8)
         shadow_step = next(s for s in target.steps if s.tier == tier)
         judge_step = self.targets.get(judge).steps[0]
-        return _dearest(shadow_step, same) + _dearest(judge_step, judged)
+        return dearest(shadow_step, same) + dearest(judge_step, judged)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.get_running_loop().create_task(self._guarded(work))
@@ -235,7 +292,8 @@ class Exploration:
         )
         _close(record, outcome)
         record.decision = decision
-        self._bill(record, shadow.target, decision)
+        baseline = shadow.target.baseline.price if shadow.target.baseline else None
+        self._bill(record, decision, baseline)
         self.emit(record)
 
     async def _judge(self, shadow: _Shadow, record: RequestRecord) -> tuple[float | None, str]:
@@ -259,20 +317,60 @@ class Exploration:
             last.checks.append(CheckResult(JUDGE_CHECK, score == 1.0, detail, cost))
         return score, detail
 
+    async def _grade(self, grading: Grading, keep: KeepVerdict) -> None:
+        try:
+            budget = self.budgets[grading.target.name]
+            if await budget.allowed(self.wall(), grading.estimate, known=True):
+                await self._grade_call(grading, keep)
+        finally:
+            self.grading -= 1
+
+    async def _grade_call(self, grading: Grading, keep: KeepVerdict) -> None:
+        """Ask the judge about the served answer, log the call as its own record
+        (no prompt: never an outcome row) and keep the verdict when there is one."""
+        served = grading.served
+        record = RequestRecord(
+            uuid.uuid4().hex,
+            grading.target.name,
+            started_at=time.time(),
+            user=served.user,
+            api_key=served.api_key,
+        )
+        judge = self.targets.get(grading.judge)
+        outcome = await self.executor.run(
+            judge_request(grading), judge.plan_from(""), judge.policy, _complete, record.attempts
+        )
+        score, detail = None, f"judge failed: {outcome.error}"
+        if outcome.answer is not None:
+            record.answer = outcome.answer.view.text()
+            score, detail = read_score(outcome.answer.value)
+        _close(record, outcome)
+        record.decision = grade_decision(grading, score, detail)
+        self._bill(record, record.decision, None)
+        self.emit(record)
+        if score is None:
+            return
+        try:
+            await keep(verdict_row(grading, score, record.cost.total_usd, detail))
+        except Exception:
+            log.exception("explore grade of request %s not kept", served.request_id)
+
     @staticmethod
-    def _bill(record: RequestRecord, target: Target, decision: Decision) -> None:
+    def _bill(record: RequestRecord, decision: Decision, baseline: Price | None) -> None:
+        """Close the bill of an exploration call; a judge grade has no baseline (no
+        request would have made it)."""
         record.latency_ms = (time.time() - record.started_at) * 1000
         final = next((a.usage for a in reversed(record.attempts) if a.usage), None)
-        baseline = target.baseline.price if target.baseline else None
         record.cost = bill(record.attempts, decision, baseline, final)
 
     async def drain(self) -> None:
-        """Wait for the shadow calls and charges started so far."""
+        """Wait for the shadow calls, grades and charges started so far."""
         while self.tasks:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
     async def aclose(self) -> None:
-        """Cancel the shadow calls and charges still running, then disconnect."""
+        """Cancel the shadow calls, grades and charges still running, then
+        disconnect."""
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -287,10 +385,6 @@ def _close(record: RequestRecord, outcome: Outcome[ChatResponse]) -> None:
     answered = outcome.answer is not None
     record.status = "error" if not answered else ("degraded" if outcome.degraded else "ok")
     record.error = None if record.status == "ok" else outcome.error
-
-
-def _dearest(step: Step, usage: Usage) -> Decimal:
-    return max((d.price.cost_usd(usage) for d in step.deployments), default=ZERO)
 
 
 async def _complete(

@@ -245,7 +245,15 @@ class RouterConfig(_Model):
 
 class ExploreConfig(_Model):
     """Exploration on a route: a share of requests starts at a tier drawn at random
-    (`random`), or gets a judged shadow call to another tier (`shadow`)."""
+    (`random`), or gets a judged shadow call to another tier (`shadow`).
+
+    `judge` names the deployment or tier that judges: in `shadow` mode (where it is
+    required) it compares each shadow answer with the served one; in `random` mode
+    (optional) it grades served answers, so the route's log carries labels to learn
+    from: `judge_share` of the route's answered requests (outside experiments) get
+    a verdict, P("Yes") to "is that answer correct?", kept as the request's
+    judgment. Judge calls are billed on the `exploration` line and count toward its
+    caps."""
 
     share: float = Field(default=0.0, ge=0, le=1)
     mode: Literal["random", "shadow"] = "random"
@@ -258,7 +266,17 @@ class ExploreConfig(_Model):
         "of the route's spend that day",
     )
     judge: str | None = Field(
-        default=None, description="the deployment or tier that judges shadow answers"
+        default=None,
+        description="the deployment or tier that judges: shadow answers against the "
+        "served ones (`shadow`, required), or served answers on their own so learning "
+        "has labels (`random`, optional)",
+    )
+    judge_share: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="in `random` mode with a judge: the share of the route's answered "
+        "requests whose answer the judge grades",
     )
 
     @model_validator(mode="after")

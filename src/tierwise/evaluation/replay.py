@@ -13,7 +13,8 @@ request is weighted by its inverse and the means are self-normalised (inverse
 propensity weighting), which removes that selection: the estimate converges to the
 candidate's true quality whenever every model it picks had a positive propensity.
 Each model's mean cost is weighted the same way. Rows without a propensity weigh 1,
-and shadow calls (router `explore:shadow`) are left out.
+and exploration's side calls (routers `explore:shadow` and `explore:grade`) are left
+out.
 
 The log becomes an outcome table of the requests with a served model and a captured
 prompt: a row's score is known only for its served model (NaN elsewhere, also when it
@@ -47,7 +48,7 @@ from tierwise.evaluation.runner import (
 from tierwise.evaluation.splits import fold_plan, separate_plan
 from tierwise.learning.models import choose, strong_win_rate
 from tierwise.learning.outcomes import OutcomeTable
-from tierwise.routing.explore import SHADOW_ROUTER
+from tierwise.routing.explore import SIDE_ROUTERS
 
 PICO = 1e12
 ESTIMATOR = (
@@ -115,7 +116,7 @@ def build_log(
     requests: Sequence[dict[str, Any]], feedback: dict[str, float], logged: int, source: str
 ) -> RequestLog:
     """The replay table of `requests` (those with a prompt) and the log's counts."""
-    requests = [r for r in requests if r.get("router") != SHADOW_ROUTER]
+    requests = [r for r in requests if r.get("router") not in SIDE_ROUTERS]
     models = sorted({str(r["final_model"]) for r in requests})
     if len(models) < 2:
         raise ValueError(f"the log's requests were served by {models}: replay needs two models")

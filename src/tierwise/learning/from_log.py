@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tierwise.routing.explore import SHADOW_ROUTER
+from tierwise.routing.explore import SIDE_ROUTERS
 from tierwise.store.base import Store
 from tierwise.store.outcomes import OutcomeAttempt, OutcomeRequest
 
@@ -34,8 +34,8 @@ ANSWERED = ("ok", "rejected")
 @dataclass(frozen=True, slots=True)
 class OutcomeRow:
     """One request: its scores and billed costs per model, and which model the
-    route's router started it on (`chosen`; None for a shadow call, or when that
-    tier is unknown)."""
+    route's router started it on (`chosen`; None for exploration's side calls, a
+    shadow call or a judge's grade, or when that tier is unknown)."""
 
     prompt_id: str
     prompt: str
@@ -89,7 +89,7 @@ def request_row(
         request["route"],
         scores,
         dict(costs),
-        None if request["router"] == SHADOW_ROUTER else chosen,
+        None if request["router"] in SIDE_ROUTERS else chosen,
         request["propensity"],
     )
 

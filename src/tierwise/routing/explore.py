@@ -24,6 +24,10 @@ from tierwise.state.budget import Budget, BudgetLimit, Period
 from tierwise.types import ChatRequest
 
 SHADOW_ROUTER = "explore:shadow"
+GRADE_ROUTER = "explore:grade"
+SIDE_ROUTERS = frozenset({SHADOW_ROUTER, GRADE_ROUTER})
+"""The routers of calls exploration makes beside a route's requests (a shadow call,
+a judge grading a served answer): logged on the route, never its decisions."""
 COUNTER_LIMIT = BudgetLimit(Decimal(10) ** 9, Period.DAY)
 """Exploration keeps its spend in day buckets of a `Budget` used as a counter; the
 caps are decided here, so the counters' own limit is never reached."""
@@ -99,11 +103,13 @@ class ExplorationBudget:
         """The most one request of the route has cost here: the room kept below each
         cap for the next explored request."""
 
-    async def allowed(self, now: float, estimate: Decimal = ZERO) -> bool:
+    async def allowed(self, now: float, estimate: Decimal = ZERO, *, known: bool = False) -> bool:
         """Whether a request may explore now (see `within_caps`), keeping room for
-        the dearest request seen or for `estimate`, what this one should cost."""
+        the dearest request seen or for `estimate`, what this one should cost; with
+        `known`, for `estimate` alone (a call whose cost is known in advance, such as
+        a judge's)."""
         await self._refresh(now)
-        room = max(self.largest, estimate)
+        room = estimate if known else max(self.largest, estimate)
         return within_caps(self.spent, self.route_spent, self.limit_usd, self.max_share, room)
 
     def count(self, route_usd: Decimal, exploration_usd: Decimal, now: float) -> None:

@@ -26,6 +26,7 @@ from tierwise.experiments.log import read_events, write_event
 from tierwise.experiments.monitor import Monitor
 from tierwise.experiments.spec import ExperimentConfig
 from tierwise.experiments.state import Event, Experiments, ExperimentState
+from tierwise.exploration_grade import keep_verdicts
 from tierwise.gateway import Gateway
 from tierwise.server.app import GATEWAY, KEYS, WRITER, json_response, read_body
 from tierwise.server.auth import KeyRing
@@ -63,6 +64,7 @@ async def _start_monitor(app: web.Application) -> None:
     app[MONITOR] = Monitor(gateway, store, interval_s=app[INTERVAL])
     app[JUDGE] = Judge(gateway, writer.store)
     gateway.sinks.append(app[JUDGE])
+    gateway.exploration.keep_verdict = keep_verdicts(writer.store)
     app[TASK] = asyncio.get_running_loop().create_task(app[MONITOR].run())
     reloader = app.get(RELOADER)
     if reloader is not None:
@@ -70,8 +72,8 @@ async def _start_monitor(app: web.Application) -> None:
 
 
 async def _follow(app: web.Application, gateway: Gateway) -> None:
-    """Point the monitor and the judge at a reloaded Gateway, serving the learned
-    routers and experiment events the store holds."""
+    """Point the monitor, the judge and exploration's verdicts at a reloaded Gateway,
+    serving the learned routers and experiment events the store holds."""
     from tierwise.learning.serve import Swapper
 
     monitor, learned = app[MONITOR], Swapper(gateway)
@@ -83,6 +85,7 @@ async def _follow(app: web.Application, gateway: Gateway) -> None:
         log.warning("reload: the store could not be read, the monitor catches up: %s", exc)
     monitor.gateway, monitor.learned = gateway, learned
     app[JUDGE].gateway = gateway
+    gateway.exploration.keep_verdict = keep_verdicts(app[JUDGE].store)
 
 
 async def _start_key_refresh(app: web.Application) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tierwise.testing.fake_upstream import FakeUpstream, ReceivedRequest
+    from tierwise.testing.fake_upstream import FakeUpstream, ReceivedRequest, Scripted
 
-__all__ = ["FakeUpstream", "ReceivedRequest"]
+__all__ = ["FakeUpstream", "ReceivedRequest", "Scripted"]
 
 
 def __getattr__(name: str) -> Any:

@@ -194,6 +194,8 @@ class Scripted:
     text: str
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    logprob: float | None = None
+    """The logprob of the reply's first token, sent when the request asks for logprobs."""
 
 
 def _forced_tool(choice: Any) -> str | None:
@@ -281,6 +283,8 @@ def build_answer(
 
 
 def _scripted_answer(scripted: Scripted, logprob: float | None) -> Answer:
+    if logprob is not None and scripted.logprob is not None:
+        logprob = scripted.logprob
     text = scripted.text
     tokens = scripted.completion_tokens
     completion = len(text) // 4 + 1 if tokens is None else tokens

@@ -6,9 +6,11 @@ Converse paths (`_fake_dialects`).
 Faults come, in order of precedence, from `add_fault`, the ``x-fake-fault`` header,
 ``[[fault=NAME ...]]`` directives in the last user message, and `set_failure_rate`.
 `script` gives a model a fixed reply (and usage) to one prompt, e.g. to replay
-recorded answers; `script_tools` gives it tool calls (several: parallel calls) to
-answer any request that offers tools with. A conversation whose tool results do not
-pair with the tool calls before them is rejected with a 400, as the real APIs do.
+recorded answers; `respond` lets a function reply for a model from the whole request
+(e.g. a judge that reads recorded scores); `script_tools` gives it tool calls (several:
+parallel calls) to answer any request that offers tools with. A conversation whose
+tool results do not pair with the tool calls before them is rejected with a 400, as the
+real APIs do.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import signal
 import socket
 import struct
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -37,10 +39,11 @@ from tierwise.testing import _fake_wire as wire
 from tierwise.testing._fake_azure import AZURE
 from tierwise.testing._fake_bedrock import BEDROCK
 from tierwise.testing._fake_gemini import GEMINI
-from tierwise.testing._fake_wire import ANTHROPIC, FAULTS, OPENAI, Call
+from tierwise.testing._fake_wire import ANTHROPIC, FAULTS, OPENAI, Call, Scripted
 
-__all__ = ["FAULTS", "FakeUpstream", "ReceivedRequest"]
+__all__ = ["FAULTS", "FakeUpstream", "ReceivedRequest", "Scripted"]
 
+Responder = Callable[[Sequence[Any]], Scripted | None]
 _JSON = "application/json"
 _ROUTES = {
     ("POST", "/v1/chat/completions"): OPENAI,
@@ -127,6 +130,7 @@ class FakeUpstream:
         self._rates: dict[str | None, tuple[float, str]] = {}
         self._scripts: dict[tuple[str, str], wire.Scripted] = {}
         self._tool_scripts: dict[str, tools.ScriptedTools] = {}
+        self._responders: dict[str, Responder] = {}
         self._ids = itertools.count(1)
         self._runner: web.ServerRunner | None = None
         self._closing = asyncio.Event()
@@ -220,8 +224,17 @@ class FakeUpstream:
         specs = tuple(tools.ToolSpec(name, wire.dumps(dict(args)).decode()) for name, args in calls)
         self._tool_scripts[model] = tools.ScriptedTools(specs, text)
 
+    def respond(self, model: str, responder: Responder) -> None:
+        """Let `responder` reply for `model`: it gets the request's parsed messages
+        (in the wire format sent) and returns the reply, or None to answer as usual.
+        Scripts for the exact prompt come first; faults still apply."""
+        self._responders[model] = responder
+
     def _build(self, call: Call, fault: str | None) -> wire.Answer:
         scripted = self._scripts.get((call.model, call.prompt))
+        responder = self._responders.get(call.model)
+        if scripted is None and responder is not None:
+            scripted = responder(call.body.get("messages") or [])
         return wire.build_answer(call, fault, scripted, self._tool_scripts.get(call.model))
 
     def clear(self) -> None:
