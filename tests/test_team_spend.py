@@ -22,8 +22,12 @@ from typer.testing import CliRunner
 
 from tests.helpers import gateway_config, gateway_data, settle
 from tierwise.cli.report import report_command
-from tierwise.observability.report import GROUPINGS, summarize
+from tierwise.observability.report import GROUPINGS, spend_by, summarize
+from tierwise.record import CostBreakdown, RequestRecord
 from tierwise.server.run import Running, running
+from tierwise.store import open_store, postgres, sqlite
+from tierwise.store.migrations import MIGRATIONS
+from tierwise.store.reports import RequestFilter
 from tierwise.testing import FakeUpstream
 
 RED, BLUE, ADMIN = "sk-tw-red-0123456789abcdef", "sk-tw-blue-0123456789abcdef", "sk-tw-admin-0123"
@@ -219,3 +223,218 @@ async def test_a_team_key_sees_only_its_team_on_the_dashboard(
     assert "blue-only prompt" in blue_page and "blue-only prompt" in admin_page
     assert 'data-testid="spend-key-red-app-spend"' in admin_page
     assert 'data-testid="experiments"' in admin_page
+
+
+# --- Virtual keys: the team logged with each request ------------------------------------
+
+OPS_ADMIN = "sk-tw-ops-admin-0123"
+TEAMS = ("green", "red", "blue")
+
+
+@dataclass
+class VirtualTraffic:
+    """Two virtual keys' secrets and the config traffic above, plus what each
+    virtual key was billed and the gateway's ids of its requests."""
+
+    secrets: dict[str, str] = field(default_factory=dict)
+    sent: Traffic = field(default_factory=Traffic)
+    ids: dict[str, list[str]] = field(default_factory=dict)
+
+
+async def _create_key(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> str:
+    headers = {"authorization": f"Bearer {OPS_ADMIN}"}
+    async with session.post(url + "/admin/keys", json=body, headers=headers) as response:
+        assert response.status == 201, await response.text()
+        return str((await response.json())["key"])
+
+
+async def send_virtual(base_url: str) -> VirtualTraffic:
+    """The config keys' traffic (`send`), then `green-bot` (team green, a team no
+    config key has) twice on `alpha` and `red-bot` (team red) once on `beta`."""
+    traffic = VirtualTraffic(sent=await send(base_url))
+    async with aiohttp.ClientSession() as session:
+        for name, team in (("green-bot", "green"), ("red-bot", "red")):
+            body = {"name": name, "team": team}
+            traffic.secrets[name] = await _create_key(session, base_url, body)
+        plan = [
+            ("green-bot", "alpha", "g1"),
+            ("green-bot", "alpha", "g2"),
+            ("red-bot", "beta", "r"),
+        ]
+        for name, route, prompt in plan:
+            secret = traffic.secrets[name]
+            headers = await _chat(session, base_url, secret, route, prompt, "dee")
+            traffic.sent.add(name, headers)
+            traffic.ids.setdefault(name, []).append(headers["x-tierwise-request-id"])
+    return traffic
+
+
+def virtual_config_data(base_url: str, store_url: str) -> dict[str, Any]:
+    data = config_data(base_url, store_url)
+    data["server"] = {**data["server"], "admin_keys": [{"name": "root", "key": OPS_ADMIN}]}
+    return data
+
+
+@pytest.fixture
+async def virtual(
+    upstream: FakeUpstream, store_url: str
+) -> AsyncIterator[tuple[Running, VirtualTraffic]]:
+    data = virtual_config_data(upstream.base_url, store_url)
+    overrides = {k: data[k] for k in ("store", "routes", "server")}
+    async with running(gateway_config(upstream.base_url, **overrides)) as server:
+        traffic = await send_virtual(server.base_url)
+        await settle(server, 8)
+        yield server, traffic
+
+
+async def _view(server: Running, key: str, path: str, **query: str) -> str:
+    async with (
+        aiohttp.ClientSession(headers={"x-api-key": key}) as session,
+        session.get(server.base_url + path, params={"since": "1h", **query}) as response,
+    ):
+        assert response.status == 200, await response.text()
+        return await response.text()
+
+
+async def test_a_virtual_keys_spend_counts_for_its_team_in_the_cli_report(
+    virtual: tuple[Running, VirtualTraffic],
+    store_url: str,
+    upstream: FakeUpstream,
+    tmp_path: Path,
+) -> None:
+    _, traffic = virtual
+    cost = traffic.sent.cost
+    config = tmp_path / "cli.yaml"
+    config.write_text(yaml.safe_dump(virtual_config_data(upstream.base_url, store_url)))
+    app = typer.Typer()
+    app.command()(report_command)
+    args = ["--since", "1h", "--by", "team", "-c", str(config)]
+    result = await asyncio.to_thread(CliRunner().invoke, app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in orjson.loads(result.stdout)["spend"]["team"]}
+    assert set(rows) == {"red", "blue", "green"}
+    assert rows["green"]["requests"] == 2
+    assert Decimal(rows["green"]["spend_usd"]) == cost["green-bot"] > 0
+    assert rows["red"]["requests"] == 4
+    assert Decimal(rows["red"]["spend_usd"]) == cost["red-app"] + cost["red-bot"]
+    text = await asyncio.to_thread(CliRunner().invoke, app, args)
+    assert text.exit_code == 0 and "green" in text.stdout and "(no team)" not in text.stdout
+
+
+async def test_a_virtual_keys_team_labels_its_metrics(
+    virtual: tuple[Running, VirtualTraffic],
+) -> None:
+    server, traffic = virtual
+    async with (
+        aiohttp.ClientSession(headers={"x-api-key": ADMIN}) as session,
+        session.get(server.base_url + "/metrics") as response,
+    ):
+        text = await response.text()
+    requests: dict[str, float] = {}
+    spend: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            team = sample.labels.get("team", "")
+            if sample.name == "tierwise_team_requests_total":
+                requests[team] = requests.get(team, 0) + sample.value
+            if sample.name == "tierwise_team_spend_usd_total":
+                spend[team] = spend.get(team, 0) + sample.value
+    assert requests == {"red": 4, "blue": 2, "green": 2}
+    assert spend["green"] == pytest.approx(float(traffic.sent.cost["green-bot"]))
+    red = traffic.sent.cost["red-app"] + traffic.sent.cost["red-bot"]
+    assert spend["red"] == pytest.approx(float(red))
+
+
+async def test_a_virtual_team_key_sees_only_its_team_on_the_dashboard(
+    virtual: tuple[Running, VirtualTraffic],
+) -> None:
+    server, traffic = virtual
+    green_key, cost = traffic.secrets["green-bot"], traffic.sent.cost
+    green = orjson.loads(await _dashboard(server, green_key))
+    assert green["totals"]["requests"] == 2
+    assert Decimal(green["totals"]["spend_usd"]) == cost["green-bot"]
+    assert [r["name"] for r in green["spend"]["team"]] == ["green"]
+    page = await _dashboard(server, green_key, "/dashboard")
+    assert "beta" not in page and 'data-testid="table-spend-team"' in page
+    red = orjson.loads(await _dashboard(server, RED))
+    assert red["totals"]["requests"] == 4
+    assert Decimal(red["totals"]["spend_usd"]) == cost["red-app"] + cost["red-bot"]
+    admin = orjson.loads(await _view(server, ADMIN, "/dashboard/data.json", team="green"))
+    assert admin["totals"]["requests"] == 2
+    teams = {r["name"]: r["requests"] for r in admin["spend"]["team"]}
+    assert teams == {"green": 2}
+    listing = await _dashboard(server, green_key, "/dashboard/requests")
+    assert all(rid in listing for rid in traffic.ids["green-bot"])
+    assert traffic.ids["red-bot"][0] not in listing
+    async with aiohttp.ClientSession(headers={"x-api-key": green_key}) as session:
+        for rid, wanted in ((traffic.ids["green-bot"][0], 200), (traffic.ids["red-bot"][0], 404)):
+            async with session.get(f"{server.base_url}/dashboard/requests/{rid}") as detail:
+                assert detail.status == wanted
+
+
+# --- The request log's team column, on a log older than it ------------------------------
+
+
+def logged(rid: str, key: str | None, team: str | None, cost: str) -> RequestRecord:
+    money = CostBreakdown(attempts_usd=Decimal(cost))
+    return RequestRecord(rid, "alpha", cost=money, started_at=1e9, api_key=key, team=team)
+
+
+async def test_an_upgraded_log_groups_by_the_logged_team_and_falls_back_for_rows_without(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    older = [m for m in MIGRATIONS if m[0] != "m008_request_team"]
+    for engine in (sqlite, postgres):
+        monkeypatch.setattr(engine, "MIGRATIONS", older)
+    before = open_store(store_url)
+    await before.migrate()
+    await before.close()
+    monkeypatch.undo()
+    store = open_store(store_url)
+    try:
+        await store.migrate()
+        await store.record(
+            [
+                logged("old-red", "red-app", None, "0.25"),
+                logged("new-red", "red-bot", "red", "0.5"),
+                logged("green", "green-bot", "green", "1"),
+                logged("old-unknown", "ghost", None, "0.125"),
+                logged("no-key", None, None, "0.0625"),
+            ]
+        )
+        teams = {"red-app": "red", "red-bot": None}
+        spend = await spend_by(store, (0, 4e9), "team", teams)
+        found = {s.name: (s.requests, s.money.spend_usd) for s in spend}
+        assert found == {
+            "green": (1, Decimal(1)),
+            "red": (2, Decimal("0.75")),
+            "(no team)": (2, Decimal("0.1875")),
+        }
+        red = RequestFilter(team="red", team_keys=("red-app", "red-bot"))
+        assert await store.count_matching(0, 4e9, red) == 2
+        assert await store.count_matching(0, 4e9, RequestFilter(team="red")) == 1
+        assert await store.logged_teams(0, 4e9) == ["green", "red"]
+        detail = await store.request_detail("green")
+        assert detail is not None and detail["team"] == "green"
+    finally:
+        await store.close()
+
+
+async def test_streamed_and_responses_api_requests_log_their_keys_team(
+    virtual: tuple[Running, VirtualTraffic],
+) -> None:
+    server, traffic = virtual
+    headers = {"authorization": f"Bearer {traffic.secrets['green-bot']}"}
+    messages = [{"role": "user", "content": "hi"}]
+    calls = [
+        ("/v1/chat/completions", {"model": "alpha", "stream": True, "messages": messages}),
+        ("/v1/responses", {"model": "alpha", "input": "hi"}),
+    ]
+    async with aiohttp.ClientSession(headers=headers) as session:
+        for path, body in calls:
+            async with session.post(server.base_url + path, json=body) as response:
+                assert response.status == 200, await response.text()
+                await response.read()
+    store = await settle(server, 10)
+    counts = {t: await store.count_matching(0, 4e9, RequestFilter(team=t)) for t in TEAMS}
+    assert counts == {"green": 4, "red": 4, "blue": 2}

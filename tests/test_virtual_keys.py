@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,12 @@ import aiohttp
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import eventually, gateway_data
+from tests.helpers import eventually, gateway_data, settle
 from tierwise import parse_config
 from tierwise.cli.main import app as cli
+from tierwise.server.dashboard import COOKIE
 from tierwise.server.run import Running, running
+from tierwise.state.redis import RedisOptions
 from tierwise.testing import FakeUpstream
 
 CONFIG_KEY, ADMIN_KEY = "sk-config-key-1", "sk-admin-key-1"
@@ -187,3 +190,141 @@ async def test_a_virtual_keys_rate_limit_is_enforced(
         statuses = [(await chat(live, created["key"]))[0] for _ in range(3)]
         assert statuses == [200, 200, 429]
         assert (await chat(live, CONFIG_KEY))[0] == 200
+
+
+async def user_chat(live: Running, key: str, user: str | None) -> tuple[int, Any]:
+    body: dict[str, Any] = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
+    if user is not None:
+        body["user"] = user
+    return await call(live, "POST", "/v1/chat/completions", key, body)
+
+
+async def test_a_virtual_keys_user_is_the_user_of_its_requests_that_name_none(
+    replicas: tuple[Path, Running, Running],
+) -> None:
+    path, one, two = replicas
+    body = {"name": "alice", "team": "red", "user": "alice@x"}
+    status, created = await call(one, "POST", "/admin/keys", ADMIN_KEY, body)
+    assert status == 201
+    secret = created["key"]
+    await status_is(two, secret, 200)
+    assert (await user_chat(one, secret, None))[0] == 200
+    assert (await user_chat(two, secret, "bob"))[0] == 200
+    assert (await user_chat(one, CONFIG_KEY, None))[0] == 200
+    await settle(one, 4)
+    result = await asyncio.to_thread(
+        runner.invoke, cli, ["report", "--by", "user", "--json", "--config", str(path)]
+    )
+    assert result.exit_code == 0, result.output
+    users = {r["name"]: r["requests"] for r in json.loads(result.stdout)["spend"]["user"]}
+    assert users == {"alice@x": 2, "bob": 1, None: 1}
+
+
+async def test_a_virtual_keys_user_spends_in_that_users_budget(
+    store_url: str, upstream: FakeUpstream
+) -> None:
+    data = server_data(store_url, upstream.base_url)
+    data["budgets"] = {"user:alice@x": {"limit_usd": TINY, "period": "day"}}
+    async with running(parse_config(data)) as live:
+        body = {"name": "alice", "user": "alice@x"}
+        status, created = await call(live, "POST", "/admin/keys", ADMIN_KEY, body)
+        assert status == 201
+        assert (await user_chat(live, created["key"], None))[0] == 402
+        assert (await user_chat(live, created["key"], "bob"))[0] == 200
+
+
+# --- Limits shared through Redis by two replicas ----------------------------------------
+
+
+@pytest.fixture
+async def redis_replicas(
+    upstream: FakeUpstream, tmp_path: Path, options: RedisOptions, redis_url: str
+) -> AsyncIterator[tuple[Running, Running]]:
+    """Two gateways sharing one store and one Redis namespace (their budgets and
+    rate limits), with no budget or rate limit in config."""
+    data = server_data(f"sqlite:///{tmp_path / 'keys.db'}", upstream.base_url)
+    data["state"] = {"backend": "redis", "redis_url": redis_url, "namespace": options.namespace}
+    config = parse_config(data)
+    async with running(config) as one, running(config) as two:
+        yield one, two
+
+
+async def known_everywhere(replicas: tuple[Running, ...], key: str) -> None:
+    """Wait until every replica accepts `key` (listing models spends no limit)."""
+    for live in replicas:
+
+        async def known(live: Running = live) -> bool:
+            return (await call(live, "GET", "/v1/models", key))[0] == 200
+
+        await eventually(known, REFRESH_S * 10 + 3, "the key on every replica")
+
+
+async def test_a_virtual_keys_rate_limit_holds_across_replicas_sharing_redis(
+    redis_replicas: tuple[Running, Running],
+) -> None:
+    one, two = redis_replicas
+    status, created = await call(one, "POST", "/admin/keys", ADMIN_KEY, {"name": "slow", "rpm": 3})
+    assert status == 201
+    secret = created["key"]
+    await known_everywhere((one, two), secret)
+    statuses = [(await chat(live, secret))[0] for live in (one, two, one, two, one)]
+    assert statuses == [200, 200, 200, 429, 429]
+    assert (await chat(two, CONFIG_KEY))[0] == 200
+
+
+async def billed_chat(live: Running, key: str) -> tuple[int, Decimal]:
+    """A chat's status and what it was billed (nothing when refused)."""
+    body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50}
+    headers = {"authorization": f"Bearer {key}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(live.base_url + "/v1/chat/completions", json=body, headers=headers) as r,
+    ):
+        await r.read()
+        return r.status, Decimal(r.headers.get("x-tierwise-cost-usd", "0"))
+
+
+async def test_a_virtual_keys_budget_holds_across_replicas_sharing_redis(
+    redis_replicas: tuple[Running, Running],
+) -> None:
+    one, two = redis_replicas
+    budget = Decimal("0.00006")
+    body = {"name": "capped", "budget_usd": str(budget), "budget_period": "day"}
+    status, created = await call(one, "POST", "/admin/keys", ADMIN_KEY, body)
+    assert status == 201
+    secret = created["key"]
+    await known_everywhere((one, two), secret)
+    spent, statuses = Decimal(0), []
+    for live in (two, *[one] * 40):
+        status, cost = await billed_chat(live, secret)
+        statuses.append(status)
+        spent += cost
+        if status == 402:
+            break
+    assert statuses[0] == 200 and statuses[-1] == 402 and statuses.count(200) >= 3
+    assert 0 < spent <= budget
+    assert (await chat(two, secret))[0] == 402
+    assert (await chat(two, CONFIG_KEY))[0] == 200
+
+
+async def test_the_dashboard_needs_a_key_once_only_virtual_keys_exist_and_signs_them_in(
+    store_url: str, upstream: FakeUpstream
+) -> None:
+    data = server_data(store_url, upstream.base_url)
+    data["server"] = {**data["server"], "api_keys": []}
+    async with running(parse_config(data)) as live:
+        body = {"name": "viewer", "team": "red"}
+        status, created = await call(live, "POST", "/admin/keys", ADMIN_KEY, body)
+        assert status == 201
+        dashboard = live.base_url + "/dashboard"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(dashboard + "/data.json") as anonymous:
+                assert anonymous.status == 401
+            form = {"key": created["key"]}
+            async with session.post(dashboard + "/login", data=form, allow_redirects=False) as r:
+                assert r.status == 303
+                token = r.cookies[COOKIE].value
+            cookie = {"cookie": f"{COOKIE}={token}"}
+            async with session.get(dashboard + "/data.json", headers=cookie) as signed_in:
+                assert signed_in.status == 200
+                assert list((await signed_in.json())["spend"]) == ["team"]

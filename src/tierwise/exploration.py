@@ -267,6 +267,7 @@ class Exploration:
             shadow.target.name,
             started_at=time.time(),
             user=served.user,
+            team=served.team,
             api_key=served.api_key,
             prompt=served.prompt,
         )
@@ -334,6 +335,7 @@ class Exploration:
             grading.target.name,
             started_at=time.time(),
             user=served.user,
+            team=served.team,
             api_key=served.api_key,
         )
         judge = self.targets.get(grading.judge)

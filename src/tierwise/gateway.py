@@ -61,6 +61,17 @@ class _Run(Generic[T]):
     outcome: Outcome[T]
 
 
+@dataclass(frozen=True, slots=True)
+class _Who:
+    """Whom a request is logged under: its API key's name and team, the key's user
+    (used when the request names none), and the id the client sent."""
+
+    caller: str | None = None
+    team: str | None = None
+    user: str | None = None
+    client_request_id: str | None = None
+
+
 @dataclass(slots=True)
 class ChatResult:
     response: ChatResponse
@@ -180,19 +191,21 @@ class Gateway:
         caller: str | None = None,
         scopes: Sequence[str] = (),
         client_request_id: str | None = None,
+        team: str | None = None,
+        user: str | None = None,
     ) -> ChatResult:
         """Answer `request`, falling back as the route's policy says; raises
         AllAttemptsFailedError (with every attempt) when nothing answered.
-        `caller` names the API key the request came with, and `client_request_id`
-        the id the client sent (not unique), for the record."""
+        `caller` names the API key the request came with and `team` its team,
+        `user` the key's user (logged when the request names none), and
+        `client_request_id` the id the client sent (not unique), for the record."""
+        who = _Who(caller, team, user, client_request_id)
         probe = await self._probe(request)
         if probe is not None and probe.hit is not None:
-            record = self._hit(request, probe.hit, request_id, caller, client_request_id)
+            record = self._hit(request, probe.hit, request_id, who)
             self._emit(record)
             return ChatResult(probe.hit.response, record)
-        run = await self._run(
-            request, request_id, caller, scopes, lambda target: _complete, client_request_id, probe
-        )
+        run = await self._run(request, request_id, who, scopes, lambda target: _complete, probe)
         if run.outcome.answer is None:
             raise AllAttemptsFailedError(run.record)
         self.exploration.after(run.record, run.request, run.target)
@@ -211,21 +224,19 @@ class Gateway:
         caller: str | None = None,
         scopes: Sequence[str] = (),
         client_request_id: str | None = None,
+        team: str | None = None,
+        user: str | None = None,
     ) -> ChatStream:
         """Run the plan until one stream commits (first tokens in hand and checks
-        passed on the held-back prefix); iterate the result for its deltas."""
+        passed on the held-back prefix); iterate the result for its deltas. The
+        caller's names are logged as for `chat`."""
+        who = _Who(caller, team, user, client_request_id)
         probe = await self._probe(request)
         if probe is not None and probe.hit is not None:
-            return self._replay(request, probe.hit, request_id, caller, client_request_id)
+            return self._replay(request, probe.hit, request_id, who)
         clock = self.executor.clock
         run = await self._run(
-            request,
-            request_id,
-            caller,
-            scopes,
-            lambda t: open_stream(t.hold_back, clock),
-            client_request_id,
-            probe,
+            request, request_id, who, scopes, lambda t: open_stream(t.hold_back, clock), probe
         )
         record, target, decision, outcome = run.record, run.target, run.decision, run.outcome
         if outcome.answer is None or outcome.deployment is None:
@@ -254,13 +265,15 @@ class Gateway:
         caller: str | None = None,
         scopes: Sequence[str] = (),
         client_request_id: str | None = None,
+        team: str | None = None,
+        user: str | None = None,
     ) -> EmbeddingResult:
         """Embed on the tier or deployment `request.model` names: balanced, retried
         and falling back as for chat (no router, no checks), priced and recorded."""
         target = self.targets.embedding(request.model)
         chat = request.as_chat()
-        record = self._new_record(chat, request_id, caller)
-        record.route, record.client_request_id = target.name, client_request_id
+        record = self._new_record(chat, request_id, _Who(caller, team, user, client_request_id))
+        record.route = target.name
         plan, call = target.plan_from(""), embedding_call(request)
         try:
             outcome = await self.executor.run(
@@ -278,16 +291,14 @@ class Gateway:
         self,
         request: ChatRequest,
         request_id: str | None,
-        caller: str | None,
+        who: _Who,
         scopes: Sequence[str],
         call_for: Callable[[Target], Call[T]],
-        client_request_id: str | None = None,
         probe: Probe | None = None,
     ) -> _Run[T]:
         """Record, route, plan and execute; the record is closed (or billed as
         cancelled) before this returns or raises."""
-        record = self._new_record(request, request_id, caller)
-        record.client_request_id = client_request_id
+        record = self._new_record(request, request_id, who)
         record.cache = probe.result if probe is not None else None
         target, decision = await self.decide(request, record)
         record.route, record.decision = target.name, decision
@@ -318,12 +329,11 @@ class Gateway:
         request: ChatRequest,
         hit: CachedAnswer,
         request_id: str | None,
-        caller: str | None,
-        client_request_id: str | None,
+        who: _Who,
     ) -> RequestRecord:
         target = self.targets.get(request.model)
-        record = self._new_record(request, request_id, caller)
-        record.route, record.client_request_id = target.name, client_request_id
+        record = self._new_record(request, request_id, who)
+        record.route = target.name
         fill_hit(record, hit, target.baseline.price if target.baseline else None)
         record.latency_ms = (time.time() - record.started_at) * 1000
         return record
@@ -333,11 +343,10 @@ class Gateway:
         request: ChatRequest,
         hit: CachedAnswer,
         request_id: str | None,
-        caller: str | None,
-        client_request_id: str | None,
+        who: _Who,
     ) -> ChatStream:
         """A cached answer as a stream; its record is emitted when the stream ends."""
-        record = self._hit(request, hit, request_id, caller, client_request_id)
+        record = self._hit(request, hit, request_id, who)
 
         async def finish() -> None:
             record.latency_ms = (time.time() - record.started_at) * 1000
@@ -346,17 +355,17 @@ class Gateway:
         deployment = self.deployments[hit.deployment]
         return ReplayStream(hit.response, request, record, deployment, finish)
 
-    def _new_record(
-        self, request: ChatRequest, request_id: str | None, caller: str | None
-    ) -> RequestRecord:
+    def _new_record(self, request: ChatRequest, request_id: str | None, who: _Who) -> RequestRecord:
         rid = request_id or new_request_id()
         return RequestRecord(
             rid,
             request.model,
             started_at=time.time(),
-            user=request.user,
-            api_key=caller,
+            user=request.user or who.user,
+            api_key=who.caller,
+            team=who.team,
             prompt=request.last_user_text(),
+            client_request_id=who.client_request_id,
         )
 
     def _close(

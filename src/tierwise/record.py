@@ -98,6 +98,9 @@ class RequestRecord:
     error: str | None = None
     user: str | None = None
     api_key: str | None = None
+    team: str | None = None
+    """The team of the API key the request came with (config or virtual), as it
+    was when the request was authenticated; None without a key or a team."""
     variant: str | None = None
     experiment: str | None = None
     unit_key: str | None = None

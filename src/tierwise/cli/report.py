@@ -60,11 +60,15 @@ def report_command(
 async def _load(
     url: str, window: tuple[float, float], failures: int, by: str, teams: dict[str, str | None]
 ) -> Report:
+    """The report; requests logged without a team count for their key's team, as the
+    config's keys and then the store's virtual keys (revoked ones too) name it."""
     from tierwise.observability.report import summarize
     from tierwise.store import migrated
 
     async with migrated(url) as store:
-        return await summarize(store, *window, failures=failures, by=(by,), teams=teams)
+        virtual = {k["name"]: k["team"] for k in await store.virtual_keys(revoked=True)}
+        known = {**virtual, **teams}
+        return await summarize(store, *window, failures=failures, by=(by,), teams=known)
 
 
 def print_report(report: Report, wide: bool = False, console: Console | None = None) -> None:

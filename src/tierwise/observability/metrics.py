@@ -1,8 +1,9 @@
 """Prometheus metrics fed from request records, off the request path's logic.
 
 Label values come only from configured names (routes, tiers, deployments,
-teams of configured API keys) and closed sets (statuses, triggers), so
-cardinality stays bounded: no label names a user or an API key.
+teams of configured and virtual API keys, which operators set) and closed sets
+(statuses, triggers), so cardinality stays bounded: no label names a user or an
+API key.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ class Metrics:
     """One registry per gateway process; `observe` is a record sink."""
 
     def __init__(self, teams: Mapping[str, str | None] | None = None) -> None:
-        """`teams` maps API key names to their team; other keys count as team `none`."""
+        """A request counts for the team logged on its record; `teams` maps API key
+        names to their team for records that carry none (team `none` otherwise)."""
         self.teams = dict(teams or {})
         self.registry = CollectorRegistry(auto_describe=False)
         self._traffic(self.registry)
@@ -47,7 +49,7 @@ class Metrics:
         )
 
     def _observe_team(self, record: RequestRecord, model: str) -> None:
-        team = self.teams.get(record.api_key or "") or "none"
+        team = record.team or self.teams.get(record.api_key or "") or "none"
         labels = (record.route, model, team)
         self.team_requests.labels(*labels).inc()
         self.team_spend.labels(*labels).inc(float(record.cost.total_usd))

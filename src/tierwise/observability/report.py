@@ -106,7 +106,7 @@ async def summarize(
 ) -> Report:
     """Everything the request log holds about requests started in [since, until)
     that match `where`, with spend grouped `by` each of the `GROUPINGS` given
-    (`teams` maps API key names to their team)."""
+    (`teams` maps API key names to their team, for requests logged without one)."""
     until = time.time() if until is None else until
     span = max(until - since, 1.0)
     step = bucket_s or auto_bucket(span)
@@ -135,14 +135,18 @@ async def spend_by(
     teams: Mapping[str, str | None],
     where: RequestFilter = EVERYTHING,
 ) -> list[Spend]:
-    """Spend per key, team, user, route or model, biggest spend first; a team is
-    the sum of its keys (`NO_TEAM` for keys without one)."""
+    """Spend per key, team, user, route or model, biggest spend first. A team is
+    the team logged with each request; a request logged without one (before teams
+    were logged, or made with a key without a team) counts for its key's team in
+    `teams`, else for `NO_TEAM`."""
     if by not in GROUPINGS:
         raise ValueError(f"cannot group spend by {by!r}: use one of {', '.join(GROUPINGS)}")
-    rows = await store.report_spend(*window, "key" if by == "team" else by, where)
+    rows = await store.report_spend(*window, by, where)
     merged: dict[str | None, list[float]] = {}
     for row in rows:
-        name = (teams.get(row["name"] or "") or NO_TEAM) if by == "team" else row["name"]
+        name = row["name"]
+        if by == "team":
+            name = name or teams.get(row["unteamed"] or "") or NO_TEAM
         totals = merged.setdefault(name, [0, 0, 0, 0, 0.0, 0])
         values = (row["n"], row["spend"], row["baseline"], row["savings"])
         for i, value in enumerate((*values, row["lat_sum"], row["lat_n"])):

@@ -16,21 +16,30 @@ CHARS_PER_TOKEN = 4
 
 @dataclass(frozen=True, slots=True)
 class Caller:
+    """The key's name and team, the user (the request's, else the key's), and the
+    scopes the request spends in."""
+
     name: str | None
     scopes: tuple[str, ...]
+    team: str | None = None
+    user: str | None = None
 
 
 def caller_of(key: ApiKey | None, request: ChatRequest) -> Caller:
     """Scopes a request spends in: `all`, `key:<name>`, `team:<team>`, `user:<user>`
-    (a deployment's `model:<name>` is added per attempt)."""
+    (a deployment's `model:<name>` is added per attempt); the user is the request's,
+    or the key's when the request names none."""
     scopes = ["all"]
     if key is not None:
         scopes.append(f"key:{key.name}")
         if key.team:
             scopes.append(f"team:{key.team}")
-    if request.user:
-        scopes.append(f"user:{request.user}")
-    return Caller(key.name if key else None, tuple(scopes))
+    user = request.user or (key.user if key is not None else None)
+    if user:
+        scopes.append(f"user:{user}")
+    if key is None:
+        return Caller(None, tuple(scopes), user=user)
+    return Caller(key.name, tuple(scopes), key.team, user)
 
 
 async def admit(limiter: RateLimiter | None, caller: Caller, request: ChatRequest) -> None:

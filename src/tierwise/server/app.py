@@ -266,6 +266,8 @@ async def _answer(request: web.Request, chat: ChatRequest, caller: Caller) -> Ch
         caller=caller.name,
         scopes=caller.scopes,
         client_request_id=request[CLIENT_RID],
+        team=caller.team,
+        user=caller.user,
     )
 
 

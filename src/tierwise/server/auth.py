@@ -42,6 +42,24 @@ class KeyRing:
         """Swap in the current virtual keys (by digest) in one assignment."""
         self.virtual = dict(keys)
 
+    def named(self) -> list[ApiKey]:
+        """Every key: the configured ones, then the virtual ones."""
+        return [*self.keys, *self.virtual.values()]
+
+    def teams(self) -> dict[str, str | None]:
+        """Key names to their team (a configured key's entry wins over a virtual one's)."""
+        return {k.name: k.team for k in reversed(self.named())}
+
+    def team_keys(self, team: str) -> tuple[str, ...]:
+        """The names of the keys, configured or virtual, of `team`."""
+        return tuple(sorted({k.name for k in self.named() if k.team == team}))
+
+    def of_team(self, team: str) -> KeyRing:
+        """A ring of only `team`'s keys, configured and virtual."""
+        ring = KeyRing([k for k in self.keys if k.team == team])
+        ring.replace_virtual({d: k for d, k in self.virtual.items() if k.team == team})
+        return ring
+
     @classmethod
     def from_config(cls, config: ServerConfig, environ: Mapping[str, str] | None = None) -> KeyRing:
         ring = cls.from_entries(config.api_keys, environ)

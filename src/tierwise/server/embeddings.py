@@ -31,6 +31,8 @@ async def answer(
         caller=caller.name,
         scopes=caller.scopes,
         client_request_id=request[CLIENT_RID],
+        team=caller.team,
+        user=caller.user,
     )
     deployment = gateway.deployments.get(result.record.final_deployment or "")
     model = deployment.model if deployment else result.response.model

@@ -96,6 +96,8 @@ async def answer(
             caller=caller.name,
             scopes=caller.scopes,
             client_request_id=request[CLIENT_RID],
+            team=caller.team,
+            user=caller.user,
         )
         return await _stream(request, stream, turn)
     result = await gateway.chat(
@@ -104,6 +106,8 @@ async def answer(
         caller=caller.name,
         scopes=caller.scopes,
         client_request_id=request[CLIENT_RID],
+        team=caller.team,
+        user=caller.user,
     )
     response_id, created = turn.response_id, turn.created
     deployment = gateway.deployments.get(result.record.final_deployment or "")

@@ -39,6 +39,8 @@ async def _open_stream(
         caller=caller.name,
         scopes=caller.scopes,
         client_request_id=request[CLIENT_RID],
+        team=caller.team,
+        user=caller.user,
     )
 
 

@@ -170,4 +170,11 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         )""",
         ],
     ),
+    (
+        "m008_request_team",
+        [
+            "ALTER TABLE requests ADD COLUMN team TEXT",
+            "CREATE INDEX requests_team ON requests (team, created_at)",
+        ],
+    ),
 ]

@@ -8,6 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict, cast
 
+from tierwise.store.request_rows import (
+    DETAILED,
+    LISTED,
+    RequestDetail,
+    RequestRow,
+    detailed,
+    listed,
+)
 from tierwise.store.sql import Bind, Engine, maybe, real, whole
 
 MONEY = ("spend", "baseline", "savings", "router", "checks", "exploration")
@@ -114,69 +122,28 @@ class AttemptSummary(TypedDict):
 
 @dataclass(frozen=True, slots=True)
 class RequestFilter:
-    """Which requests a view shows: one route, one final model, and the API key
-    names of one team (an empty tuple matches no request); None matches all."""
+    """Which requests a view shows: one route, one final model, some API key names
+    (an empty tuple matches no request), and one team: the requests logged with it,
+    and those logged without a team (before teams were logged) whose key is one of
+    `team_keys`; None matches all."""
 
     route: str | None = None
     model: str | None = None
     api_keys: tuple[str, ...] | None = None
+    team: str | None = None
+    team_keys: tuple[str, ...] = ()
 
 
 EVERYTHING = RequestFilter()
 
 
-class RequestRow(TypedDict):
-    """One request as the explorer lists it."""
-
-    request_id: str
-    created_at: float
-    route: str
-    final_tier: str | None
-    final_model: str | None
-    status: str
-    calls: int
-    latency_ms: float | None
-    cost_pusd: int
-    savings_pusd: int
-    api_key: str | None
-
-
-class RequestDetail(TypedDict):
-    """One request with its routing decision, money, prompt and answer."""
-
-    request_id: str
-    created_at: float
-    route: str
-    router: str | None
-    decision_target: str | None
-    decision_reason: str | None
-    decision_scores: str | None
-    final_deployment: str | None
-    final_tier: str | None
-    final_model: str | None
-    status: str
-    error: str | None
-    calls: int
-    escalated: bool
-    latency_ms: float | None
-    input_tokens: int
-    output_tokens: int
-    cost_pusd: int
-    attempts_pusd: int
-    checks_pusd: int
-    router_pusd: int
-    baseline_pusd: int
-    savings_pusd: int
-    api_key: str | None
-    prompt: str | None
-    answer: str | None
-
-
 class SpendTotals(TypedDict):
     """One value of a grouping column (None when the request had none): requests,
-    money in pico-dollars, and the latency sum and count."""
+    money in pico-dollars, and the latency sum and count. Grouped by team, requests
+    logged without a team are grouped by their key name, given as `unteamed`."""
 
     name: str | None
+    unteamed: str | None
     n: int
     spend: int
     baseline: int
@@ -187,10 +154,14 @@ class SpendTotals(TypedDict):
 
 SPEND_COLUMNS = {
     "key": "r.api_key",
+    "team": "r.team",
     "user": "r.user_id",
     "route": "r.route",
     "model": "r.final_model",
 }
+
+
+UNTEAMED = "CASE WHEN r.team IS NULL THEN r.api_key END"
 
 
 class FilterChoices(TypedDict):
@@ -198,19 +169,6 @@ class FilterChoices(TypedDict):
 
     routes: list[str]
     models: list[str]
-
-
-LISTED = (
-    "r.request_id, r.created_at, r.route, r.final_tier, r.final_model, r.status, r.calls, "
-    "r.latency_ms, r.cost_pusd, r.savings_pusd, r.api_key"
-)
-DETAILED = (
-    "r.request_id, r.created_at, r.route, r.router, r.decision_target, r.decision_reason, "
-    "r.decision_scores, r.final_deployment, r.final_tier, r.final_model, r.status, r.error, "
-    "r.calls, r.escalated, r.latency_ms, r.input_tokens, r.output_tokens, r.cost_pusd, "
-    "r.attempts_pusd, r.checks_pusd, r.router_pusd, r.baseline_pusd, r.savings_pusd, "
-    "r.api_key, r.prompt, r.answer"
-)
 
 
 def _matching(q: Bind, where: RequestFilter) -> str:
@@ -223,7 +181,16 @@ def _matching(q: Bind, where: RequestFilter) -> str:
     if where.api_keys is not None:
         keys = f"r.api_key IN ({q.many(where.api_keys)})" if where.api_keys else "1 = 0"
         parts.append(keys)
+    if where.team is not None:
+        parts.append(_of_team(q, where.team, where.team_keys))
     return "".join(f" AND {p}" for p in parts)
+
+
+def _of_team(q: Bind, team: str, keys: tuple[str, ...]) -> str:
+    logged = f"r.team = {q(team)}"
+    if not keys:
+        return logged
+    return f"({logged} OR (r.team IS NULL AND r.api_key IN ({q.many(keys)})))"
 
 
 def _in_range(q: Bind, since: float, until: float, where: RequestFilter | None = None) -> str:
@@ -255,16 +222,19 @@ class ReportReads(Engine):
         self, since: float, until: float, by: str, where: RequestFilter = RequestFilter()
     ) -> list[SpendTotals]:
         """Requests, spend, baseline and savings per value of one of `SPEND_COLUMNS`
-        (`key`, `user`, `route`, `model`); raises ValueError for any other name."""
+        (`key`, `team`, `user`, `route`, `model`); raises ValueError for any other
+        name. By team, requests logged without a team come per key (`unteamed`)."""
         column = SPEND_COLUMNS.get(by)
         if column is None:
             raise ValueError(f"cannot group spend by {by!r}: use one of {sorted(SPEND_COLUMNS)}")
+        unteamed, grouped = ("NULL", column) if by != "team" else (UNTEAMED, f"r.team, {UNTEAMED}")
         q = self.bind()
-        statement = f"""SELECT {column} AS name, COUNT(*) AS n, SUM(r.cost_pusd) AS spend,
-            SUM(r.baseline_pusd) AS baseline, SUM(r.savings_pusd) AS savings,
+        statement = f"""SELECT {column} AS name, {unteamed} AS unteamed, COUNT(*) AS n,
+            SUM(r.cost_pusd) AS spend, SUM(r.baseline_pusd) AS baseline,
+            SUM(r.savings_pusd) AS savings,
             SUM(r.latency_ms) AS lat_sum, COUNT(r.latency_ms) AS lat_n
             FROM requests r WHERE {_in_range(q, since, until)}{_matching(q, where)}
-            GROUP BY {column}"""
+            GROUP BY {grouped}"""
         rows = await self._fetch(statement, q.values)
         return [_spend(r) for r in rows]
 
@@ -370,7 +340,7 @@ class ReportReads(Engine):
             WHERE {_in_range(q, since, until, where)}
             ORDER BY r.created_at DESC, r.request_id DESC
             LIMIT {q(int(limit))} OFFSET {q(int(offset))}"""
-        return [_listed(r) for r in await self._fetch(statement, q.values)]
+        return [listed(r) for r in await self._fetch(statement, q.values)]
 
     async def count_matching(self, since: float, until: float, where: RequestFilter) -> int:
         """How many requests in the range match `where`."""
@@ -384,7 +354,7 @@ class ReportReads(Engine):
         q = self.bind()
         statement = f"SELECT {DETAILED} FROM requests r WHERE r.request_id = {q(request_id)}"
         rows = await self._fetch(statement, q.values)
-        return _detail(rows[0]) if rows else None
+        return detailed(rows[0]) if rows else None
 
     async def filter_choices(
         self, since: float, until: float, where: RequestFilter = EVERYTHING
@@ -400,6 +370,15 @@ class ReportReads(Engine):
             found[column] = [str(r["v"]) for r in await self._fetch(statement, q.values)]
         return FilterChoices(routes=found["route"], models=found["final_model"])
 
+    async def logged_teams(
+        self, since: float, until: float, where: RequestFilter = EVERYTHING
+    ) -> list[str]:
+        """The distinct teams logged with the requests in the range that match `where`."""
+        q = self.bind()
+        statement = f"""SELECT DISTINCT r.team AS v FROM requests r
+            WHERE {_in_range(q, since, until, where)} AND r.team IS NOT NULL ORDER BY v"""
+        return [str(r["v"]) for r in await self._fetch(statement, q.values)]
+
 
 def _whole(row: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
     return {**row, **{name: whole(row[name]) for name in names}}
@@ -412,8 +391,8 @@ def _group(row: dict[str, Any]) -> GroupTotals:
 
 def _spend(row: dict[str, Any]) -> SpendTotals:
     counted = _whole(row, ("n", "spend", "baseline", "savings", "lat_n"))
-    name = row["name"]
-    return cast(SpendTotals, {**counted, "name": name, "lat_sum": real(row["lat_sum"])})
+    named = {"name": row["name"], "unteamed": row["unteamed"]}
+    return cast(SpendTotals, {**counted, **named, "lat_sum": real(row["lat_sum"])})
 
 
 def _failed(row: dict[str, Any]) -> FailedRequest:
@@ -445,35 +424,3 @@ def _attempt(row: dict[str, Any]) -> AttemptSummary:
         latency_ms=maybe(row["latency_ms"]),
         cost_pusd=whole(row["cost_pusd"]),
     )
-
-
-def _listed(row: dict[str, Any]) -> RequestRow:
-    return RequestRow(
-        request_id=row["request_id"],
-        created_at=float(row["created_at"]),
-        route=row["route"],
-        final_tier=row["final_tier"],
-        final_model=row["final_model"],
-        status=row["status"],
-        calls=whole(row["calls"]),
-        latency_ms=maybe(row["latency_ms"]),
-        cost_pusd=whole(row["cost_pusd"]),
-        savings_pusd=whole(row["savings_pusd"]),
-        api_key=row["api_key"],
-    )
-
-
-DETAIL_WHOLE = (
-    "calls", "input_tokens", "output_tokens", "cost_pusd", "attempts_pusd", "checks_pusd",
-    "router_pusd", "baseline_pusd", "savings_pusd",
-)  # fmt: skip
-
-
-def _detail(row: dict[str, Any]) -> RequestDetail:
-    fixed = {
-        **_whole(row, DETAIL_WHOLE),
-        "created_at": float(row["created_at"]),
-        "escalated": bool(row["escalated"]),
-        "latency_ms": maybe(row["latency_ms"]),
-    }
-    return cast(RequestDetail, fixed)

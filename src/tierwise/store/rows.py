@@ -54,6 +54,7 @@ REQUEST_COLUMNS = (
     "decision_propensity",
     "explored",
     "exploration_cost_usd",
+    "team",
 )
 ATTEMPT_COLUMNS = (
     "request_id",
@@ -160,6 +161,7 @@ def request_row(record: RequestRecord, capture: Capture) -> tuple[Any, ...]:
         decision.propensity if decision else None,
         int(decision.explored) if decision else 0,
         to_pusd(cost.exploration_usd),
+        record.team,
     )
 
 

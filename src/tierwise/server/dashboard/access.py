@@ -35,7 +35,7 @@ def session_key(ring: KeyRing, token: str, now: float) -> ApiKey | None:
     if not expires_text.isdigit() or int(expires_text) < now:
         return None
     expires, match = int(expires_text), None
-    for key in ring.keys:
+    for key in ring.named():
         if hmac.compare_digest(_mac(key, expires), mac):
             match = key
     return match
@@ -44,8 +44,9 @@ def session_key(ring: KeyRing, token: str, now: float) -> ApiKey | None:
 def viewer(
     ring: KeyRing, headers: Mapping[str, str], cookies: Mapping[str, str], now: float
 ) -> tuple[ApiKey | None, bool]:
-    """(key, whether it came from the session cookie); raises AccessError."""
-    if not ring.keys:
+    """(key, whether it came from the session cookie); raises AccessError. Open
+    (no key) only while no key, configured or virtual, exists."""
+    if not ring.named():
         return None, False
     presented = "authorization" in headers or "x-api-key" in headers
     token = cookies.get(COOKIE)

@@ -12,7 +12,8 @@ import orjson
 from tierwise.observability.formatting import ms, usd, when
 from tierwise.observability.report import redact
 from tierwise.store import from_pusd
-from tierwise.store.reports import AttemptSummary, RequestDetail, RequestRow
+from tierwise.store.reports import AttemptSummary
+from tierwise.store.request_rows import RequestDetail, RequestRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +137,7 @@ def _decision(row: RequestDetail) -> list[Fact]:
         Fact("detail-reason", "reason", row["decision_reason"] or "-"),
         Fact("detail-final", "answered by", _final(row)),
         Fact("detail-key", "API key", row["api_key"] or "-"),
+        Fact("detail-team", "team", row["team"] or "-"),
     ]
 
 

@@ -22,9 +22,8 @@ from tierwise.server.dashboard.render import (
     request_page,
     requests_page,
 )
-from tierwise.server.dashboard.scope import scoped
+from tierwise.server.dashboard.scope import may_see, scoped
 from tierwise.store.guard import guarded_store
-from tierwise.store.reports import EVERYTHING
 
 if TYPE_CHECKING:
     from tierwise.server.dashboard.handlers import DashboardState
@@ -121,7 +120,7 @@ class Explorer:
                 attempts = await store.attempts_of([request_id]) if row else []
         except RequestError as exc:
             return _html(message_page(exc.message), exc.status)
-        visible = scoped(EVERYTHING, key, self.state.keys).api_keys
-        if row is None or (visible is not None and row["api_key"] not in visible):
+        ring = self.state.keys
+        if row is None or not may_see(key, ring, row["team"], row["api_key"]):
             return _html(message_page(f"no request {request_id} in the log"), 404)
         return _html(request_page(detail_view(row, attempts)))

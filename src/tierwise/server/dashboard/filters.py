@@ -1,7 +1,8 @@
 """The dashboard's filters: route, team and final model from the query string,
 checked against what the request log and the key ring hold, plus the
-auto-refresh interval. Teams come from the API keys: a team's requests are
-those made with any of its keys."""
+auto-refresh interval. Teams come from the API keys (configured and virtual)
+and from the log: a team's requests are those logged with it, and those logged
+before teams were that were made with one of its keys."""
 
 from __future__ import annotations
 
@@ -49,12 +50,9 @@ class Filters:
         return urlencode({k: v for k, v in values.items() if v not in (None, "", 0)})
 
 
-def team_keys(ring: KeyRing, team: str) -> tuple[str, ...]:
-    return tuple(sorted(k.name for k in ring.keys if k.team == team))
-
-
-def teams_of(ring: KeyRing) -> list[str]:
-    return sorted({k.team for k in ring.keys if k.team})
+def teams_of(ring: KeyRing, logged: list[str] | None = None) -> list[str]:
+    """The teams of the ring's keys and the `logged` teams."""
+    return sorted({k.team for k in ring.named() if k.team} | set(logged or ()))
 
 
 def _chosen(query: Mapping[str, str], name: str, allowed: list[str]) -> str | None:
@@ -74,14 +72,20 @@ def refresh_of(query: Mapping[str, str]) -> int:
 
 
 def read_filters(
-    query: Mapping[str, str], since_text: str, choices: FilterChoices, ring: KeyRing
+    query: Mapping[str, str],
+    since_text: str,
+    choices: FilterChoices,
+    ring: KeyRing,
+    logged: list[str] | None = None,
 ) -> Filters:
-    """The filters in `query`; raises RequestError for a value nothing has."""
-    teams = teams_of(ring)
+    """The filters in `query`, teams being the ring's and the `logged` ones; raises
+    RequestError for a value nothing has."""
+    teams = teams_of(ring, logged)
     route = _chosen(query, "route", choices["routes"])
     team = _chosen(query, "team", teams)
     model = _chosen(query, "model", choices["models"])
-    where = RequestFilter(route, model, None if team is None else team_keys(ring, team))
+    owned = () if team is None else ring.team_keys(team)
+    where = RequestFilter(route, model, team=team, team_keys=owned)
     return Filters(
         since_text,
         route,
@@ -103,7 +107,8 @@ async def load_filters(
     now: float,
     scope: RequestFilter = EVERYTHING,
 ) -> Filters:
-    """The filters in `query`, checked against the routes and models ever logged
-    by requests in `scope`."""
+    """The filters in `query`, checked against the routes, models and teams ever
+    logged by requests in `scope`."""
     choices = await store.filter_choices(0.0, now + 1.0, scope)
-    return read_filters(query, since_text, choices, ring)
+    logged = await store.logged_teams(0.0, now + 1.0, scope)
+    return read_filters(query, since_text, choices, ring, logged)

@@ -194,7 +194,7 @@ class Dashboard:
         """Check a key posted from the sign-in form and set the session cookie."""
         same_origin(request.headers.get("origin"), request.host)
         ring = self.state.keys
-        if not ring.keys:
+        if not ring.named():
             return _see_dashboard()
         try:
             presented = (await request.post()).get("key")

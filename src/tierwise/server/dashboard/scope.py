@@ -1,6 +1,7 @@
 """What a dashboard viewer may see. A key with a team sees only the requests
-made with its team's keys; a key without a team (an admin key), or any viewer
-when no keys are configured, sees every request."""
+logged with its team (and, for requests logged before teams were, those made
+with its team's keys); a key without a team (an admin key), or any viewer when
+no keys exist, sees every request."""
 
 from __future__ import annotations
 
@@ -15,24 +16,33 @@ def is_admin(key: ApiKey | None) -> bool:
 
 
 def scoped(where: RequestFilter, key: ApiKey | None, ring: KeyRing) -> RequestFilter:
-    """`where` narrowed to what `key` may see."""
-    if is_admin(key) or key is None:
+    """`where` narrowed to what `key` may see (nothing when it names another team)."""
+    if key is None or key.team is None:
         return where
-    own = tuple(sorted(k.name for k in ring.keys if k.team == key.team))
-    keys = own if where.api_keys is None else tuple(k for k in where.api_keys if k in own)
-    return replace(where, api_keys=keys)
+    if where.team is not None and where.team != key.team:
+        return replace(where, api_keys=())
+    return replace(where, team=key.team, team_keys=ring.team_keys(key.team))
+
+
+def may_see(key: ApiKey | None, ring: KeyRing, team: str | None, api_key: str | None) -> bool:
+    """Whether `key` may see one request, logged with `team` and `api_key`."""
+    if key is None or key.team is None:
+        return True
+    if team is not None:
+        return team == key.team
+    return api_key is not None and api_key in ring.team_keys(key.team)
 
 
 def visible_ring(ring: KeyRing, key: ApiKey | None) -> KeyRing:
     """The keys whose names and teams `key` may see: its team's, or all."""
-    if is_admin(key) or key is None:
+    if key is None or key.team is None:
         return ring
-    return KeyRing([k for k in ring.keys if k.team == key.team])
+    return ring.of_team(key.team)
 
 
 def key_teams(ring: KeyRing) -> dict[str, str | None]:
-    """API key names to their team."""
-    return {k.name: k.team for k in ring.keys}
+    """API key names (configured and virtual) to their team."""
+    return ring.teams()
 
 
 def groupings(key: ApiKey | None) -> tuple[str, ...]:
