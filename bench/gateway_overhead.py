@@ -7,6 +7,10 @@ Each client sends the same short chat request to the fake OpenAI-compatible upst
   raw aiohttp stream  the same request with `stream: true`, SSE lines parsed with orjson
   tierwise chat       Gateway.chat(): route `auto`, heuristic router, two tiers,
                       checks `empty` and `punt`, cost accounting and a record sink
+  tierwise chat exploring  the same route exploring at random (share 0.05) with a
+                      judge: the learning loop's request-path work (the exploring
+                      router's draw and propensity, the caps, the grading draw);
+                      grades are off the request path and not made here (no store)
   tierwise stream     Gateway.stream() on the same route, consumed to the end
   openai SDK          AsyncOpenAI(max_retries=0).chat.completions.create()
   litellm Router      Router.acompletion() with `openai/gpt-4o-mini` (--with-litellm;
@@ -49,6 +53,7 @@ CLIENTS = (
     "raw aiohttp stream",
     "tierwise chat",
     "tierwise chat in an experiment",
+    "tierwise chat exploring",
     "tierwise stream",
     "openai SDK",
 )
@@ -172,22 +177,33 @@ EXPERIMENT = {
 }
 
 
-def make_gateway(base: str, experiment: bool = False) -> tuple[Any, Callable[[], Any]]:
+EXPLORE = {"share": 0.05, "judge": "mini", "judge_share": 0.1}
+
+
+def make_gateway(
+    base: str, experiment: bool = False, explore: bool = False
+) -> tuple[Any, Callable[[], Any]]:
     from tierwise import ChatRequest, Gateway, Message, RequestRecord, parse_config
 
     def account(record: RequestRecord) -> None:
-        if record.status != "ok" or record.final_tier != "cheap" or not record.cost.total_usd:
+        explored = record.decision is not None and record.decision.explored
+        tier_ok = record.final_tier == "cheap" or (explore and explored)
+        if record.status != "ok" or not tier_ok or not record.cost.total_usd:
             raise RuntimeError(f"tierwise: unexpected record {record}")
         if experiment and record.variant not in ("a", "b"):
             raise RuntimeError(f"tierwise: request outside the experiment {record}")
 
     config = gateway_config(base) | ({"experiments": {"ab": EXPERIMENT}} if experiment else {})
+    if explore:
+        config["routes"]["auto"]["explore"] = EXPLORE
     gateway = Gateway(parse_config(config), sinks=[account])
     return gateway, lambda: ChatRequest([Message("user", PROMPT)], model="auto")
 
 
-async def tierwise_chat(base: str, experiment: bool = False) -> tuple[CallFn, CloseFn]:
-    gateway, request = make_gateway(base, experiment)
+async def tierwise_chat(
+    base: str, experiment: bool = False, explore: bool = False
+) -> tuple[CallFn, CloseFn]:
+    gateway, request = make_gateway(base, experiment, explore)
 
     async def call() -> None:
         result = await gateway.chat(request())
@@ -253,6 +269,7 @@ FACTORIES: dict[str, Callable[[str], Awaitable[tuple[CallFn, CloseFn]]]] = {
     "raw aiohttp stream": raw_aiohttp_stream,
     "tierwise chat": tierwise_chat,
     "tierwise chat in an experiment": lambda base: tierwise_chat(base, experiment=True),
+    "tierwise chat exploring": lambda base: tierwise_chat(base, explore=True),
     "tierwise stream": tierwise_stream,
     "openai SDK": openai_sdk,
     LITELLM: litellm_router,

@@ -190,6 +190,19 @@ async def test_a_reloaded_gateway_keeps_its_verdicts_too(
     assert set(kept) == {rid for rid, _ in after} and not set(kept) & {r for r, _ in before}
 
 
+@pytest.mark.parametrize(("share", "graded"), [(1.0, 6), (1e-9, 0)])
+async def test_explored_answers_are_always_graded_and_the_rest_at_judge_share(
+    upstream: FakeUpstream, tmp_path: Path, share: float, graded: int
+) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    explore = {"share": share, "max_spend_share": 1.0, "judge": "judge", "judge_share": 0.0}
+    async with serving(upstream, explore, url) as server:
+        await send(server, 6)
+        store = await settle(server, 6 + graded)
+        kept = await judgments(store)
+    assert len(kept) == graded
+
+
 # --- (b) billed on the exploration line, up to its cap -------------------------------------
 
 
@@ -199,7 +212,7 @@ async def test_judge_calls_are_exploration_spend_and_stop_at_the_cap(
     url = f"sqlite:///{tmp_path / 'log.db'}"
     # a share so small that no request is drawn at random: only the judge explores;
     # grading every answer would cost about a quarter of the route's spend
-    explore = {"share": 1e-9, "max_spend_share": 0.1, "judge": "judge"}
+    explore = {"share": 1e-9, "max_spend_share": 0.1, "judge": "judge", "judge_share": 1.0}
     async with serving(upstream, explore, url) as server:
         sent = await send(server, 30)
         store = await settle(server, 30 + upstream.count("judge-model"))
@@ -333,7 +346,7 @@ def test_config_accepts_a_judge_in_random_mode_and_checks_it() -> None:
     base = "http://127.0.0.1:9"
     explore = config(base, {"share": 0.1, "judge": "judge"}).routes["auto"].explore
     assert explore is not None and explore.mode == "random"
-    assert explore.judge == "judge" and explore.judge_share == 1.0
+    assert explore.judge == "judge" and explore.judge_share == 0.1
     tier = config(base, {"share": 0.1, "judge": "strong", "judge_share": 0.25})
     assert tier.routes["auto"].explore is not None
     assert tier.routes["auto"].explore.judge_share == 0.25

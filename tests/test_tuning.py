@@ -21,7 +21,7 @@ from tierwise.config import RouterConfig
 from tierwise.errors import ConfigError
 from tierwise.evaluation.operating import Outcomes, pick, threshold_curve, weight_curve
 from tierwise.evaluation.runner import eval_costs
-from tierwise.learning.command import Plan, problem_of
+from tierwise.learning.command import Plan, problem_of, run
 from tierwise.learning.models import choose, strong_win_rate
 from tierwise.learning.outcomes import OutcomeTable, parse_outcomes, read_outcomes
 from tierwise.learning.store import load_router, make_embedder
@@ -75,6 +75,15 @@ def random_problem(seed: int, n: int = 240, m: int = 4) -> tuple[Any, ...]:
     return p, scores, costs, groups, relative / relative.max(axis=1, keepdims=True)
 
 
+def choices_at(p: np.ndarray, groups: np.ndarray, relative: np.ndarray, w: float) -> np.ndarray:
+    """Each row's choice at cost weight `w`, decided with its group's relative costs."""
+    choice = np.zeros(len(p), dtype=np.intp)
+    for g in range(len(relative)):
+        at = groups == g
+        choice[at] = choose(p[at], relative[g], w)
+    return choice
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_weight_curve_is_exact_between_breakpoints(seed: int) -> None:
     p, scores, costs, groups, relative = random_problem(seed)
@@ -83,13 +92,37 @@ def test_weight_curve_is_exact_between_breakpoints(seed: int) -> None:
     assert (np.diff(c.low) > 0).all() and (c.low <= c.values).all() and (c.values < c.high).all()
     rows = np.arange(len(p))
     for i in range(len(c)):
-        choice = np.zeros(len(p), dtype=np.intp)
-        for g in range(3):
-            at = groups == g
-            choice[at] = choose(p[at], relative[g], c.values[i])
+        choice = choices_at(p, groups, relative, c.values[i])
         assert scores[rows, choice].mean() == pytest.approx(c.quality[i], abs=1e-12)
         assert costs[rows, choice].mean() == pytest.approx(c.cost[i], abs=1e-12)
         assert (choice == 0).mean() == pytest.approx(c.strong[i], abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_weight_curve_on_sparse_scores_is_the_replay_mean(seed: int) -> None:
+    p, scores, costs, groups, relative = random_problem(seed)
+    sparse = scores.copy()
+    sparse[np.random.default_rng(seed).random(scores.shape) < 0.7] = np.nan
+    c = weight_curve(p, groups, relative, Outcomes(sparse, costs, 0))
+    rows = np.arange(len(p))
+    for i in range(len(c)):
+        choice = choices_at(p, groups, relative, c.values[i])
+        got = sparse[rows, choice]
+        assert np.nanmean(got) == pytest.approx(c.quality[i], abs=1e-12)
+        assert costs[rows, choice].mean() == pytest.approx(c.cost[i], abs=1e-12)
+
+
+def test_a_log_with_one_label_per_prompt_trains_a_finite_router(home: Path) -> None:
+    table = read_outcomes(FIXTURE)
+    rng = np.random.default_rng(0)
+    keep = rng.integers(0, len(table.models), len(table))
+    scores = np.full_like(table.scores, np.nan)
+    scores[np.arange(len(table)), keep] = table.scores[np.arange(len(table)), keep]
+    sparse = replace(table, scores=scores)
+    plan = Plan(("knn",), ("hashing",), 0.95, 0, 3, None, None, None, 0)
+    router, selection, _ = run(sparse, replace(plan, partial=True))
+    assert np.isfinite(router.cost_weight) and np.isfinite(selection.chosen.quality_share)
+    assert selection.rows == len(table)
 
 
 def test_threshold_curve_and_pick() -> None:

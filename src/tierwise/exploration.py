@@ -6,8 +6,8 @@ tier uniformly for a share of requests and logs each decision's propensity.
 background task asks another tier the same question, has the judge compare its
 answer with the served one, and logs the shadow call as a record of its own
 (router `explore:shadow`, explored, with its propensity and the verdict in its
-scores), never returned to anyone. `random` with a `judge`: a share
-(`judge_share`) of the served answers is graded by the judge in background tasks
+scores), never returned to anyone. `random` with a `judge`: every explored answer
+and a share (`judge_share`) of the others is graded by the judge in background tasks
 (`tierwise.exploration_grade`); each judge call is logged as a record of its own
 (router `explore:grade`, explored, with no prompt) and its verdict is handed to
 `keep_verdict` as the served request's judgment, the label learning reads.
@@ -212,18 +212,21 @@ class Exploration:
         config: ExploreConfig,
         judge: str,
     ) -> None:
-        """Grade `judge_share` of the answered requests outside experiments (whose
-        judgments are the experiment judge's), while `keep_verdict` is set."""
+        """Grade every explored request and `judge_share` of the others, outside
+        experiments (whose judgments are the experiment judge's), while
+        `keep_verdict` is set: an explored answer nobody grades teaches nothing."""
         if self.keep_verdict is None or record.experiment is not None:
             return
-        if self.rng.random() >= config.judge_share:
+        explored = record.decision is not None and record.decision.explored
+        share = 1.0 if explored else config.judge_share
+        if share < 1.0 and self.rng.random() >= share:
             return
         if self.grading >= self.concurrency:
             self.skipped += 1
             return
         estimate = grade_estimate(record, self.targets.get(judge))
         self.grading += 1
-        grading = Grading(target, request, record, judge, estimate, config.judge_share)
+        grading = Grading(target, request, record, judge, estimate, share)
         self._spawn(self._grade(grading, self.keep_verdict))
 
     def _estimate(self, record: RequestRecord, target: Target, tier: str, judge: str) -> Decimal:

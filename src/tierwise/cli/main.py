@@ -20,6 +20,7 @@ from tierwise.cli.learn import learn_command
 from tierwise.cli.learning import fit_examples_command, train_command
 from tierwise.cli.outcomes import export_outcomes_command
 from tierwise.cli.report import report_command
+from tierwise.cli.simulate import simulate_command
 from tierwise.errors import TierwiseError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -129,6 +130,7 @@ app.command("eval")(eval_command)
 app.command("calibrate")(calibrate_command)
 app.command("eval-cascade")(eval_cascade_command)
 app.command("export-outcomes")(export_outcomes_command)
+app.command("simulate")(simulate_command)
 app.command("learn")(learn_command)
 app.add_typer(experiment_app, name="experiment")
 app.add_typer(drift_app, name="drift")

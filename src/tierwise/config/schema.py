@@ -250,10 +250,10 @@ class ExploreConfig(_Model):
     `judge` names the deployment or tier that judges: in `shadow` mode (where it is
     required) it compares each shadow answer with the served one; in `random` mode
     (optional) it grades served answers, so the route's log carries labels to learn
-    from: `judge_share` of the route's answered requests (outside experiments) get
-    a verdict, P("Yes") to "is that answer correct?", kept as the request's
-    judgment. Judge calls are billed on the `exploration` line and count toward its
-    caps."""
+    from: every explored request and `judge_share` of the other answered requests
+    (outside experiments) get a verdict, P("Yes") to "is that answer correct?",
+    kept as the request's judgment. Judge calls are billed on the `exploration`
+    line and count toward its caps."""
 
     share: float = Field(default=0.0, ge=0, le=1)
     mode: Literal["random", "shadow"] = "random"
@@ -272,11 +272,12 @@ class ExploreConfig(_Model):
         "has labels (`random`, optional)",
     )
     judge_share: float = Field(
-        default=1.0,
+        default=0.1,
         ge=0,
         le=1,
         description="in `random` mode with a judge: the share of the route's answered "
-        "requests whose answer the judge grades",
+        "requests that were not explored whose answer the judge grades (explored ones "
+        "are always graded)",
     )
 
     @model_validator(mode="after")

@@ -17,7 +17,7 @@ how stable the chosen point is. Breakpoints apart by float noise only count as o
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -41,9 +41,23 @@ class Curve:
     quality: Matrix
     cost: Matrix
     strong: Matrix
+    matched: Matrix | None = None
+    """Per candidate, how many prompts' chosen model has a score (the replay mean's
+    support); None when every prompt's does."""
 
     def __len__(self) -> int:
         return len(self.values)
+
+    def cautious(self, z: float = 1.0) -> Curve:
+        """This curve with each quality lowered by `z` standard errors of its replay
+        mean (binomial bound on [0, 1] scores): a point judged on few prompts must
+        clear the target by more."""
+        if self.matched is None:
+            return self
+        q = np.nan_to_num(self.quality, nan=0.0)
+        spread = np.sqrt(np.clip(q * (1.0 - q), 0.0, 0.25) / np.maximum(self.matched, 1.0))
+        lowered = np.where(self.matched > 0, self.quality - z * spread, np.nan)
+        return replace(self, quality=lowered)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,11 +143,15 @@ def _curve(
     first_value: float,
 ) -> Curve:
     """Means per interval between the sorted breakpoints, from the start choices and
-    the events (value, row, from, to) that change them."""
+    the events (value, row, from, to) that change them. Quality is the mean over the
+    rows whose chosen model has a score (every row, for a complete table)."""
     scores, costs, s = outcomes.scores, outcomes.costs, outcomes.strong
+    known = (~np.isnan(scores)).astype(np.float64)
+    scores = np.nan_to_num(scores, nan=0.0)
     n = max(len(start), 1)
     rows = np.arange(len(start))
     totals = [scores[rows, start].sum(), costs[rows, start].sum(), float((start == s).sum())]
+    totals.append(known[rows, start].sum())
     if parts:
         w = np.concatenate([x[0] for x in parts])
         r, a, b = (np.concatenate([x[i] for x in parts]) for i in (1, 2, 3))
@@ -143,13 +161,18 @@ def _curve(
         scores[r, b] - scores[r, a],
         costs[r, b] - costs[r, a],
         (b == s).astype(np.float64) - (a == s),
+        known[r, b] - known[r, a],
     ]
     points, inverse = _merged(w)
     sums = [np.bincount(inverse, d, len(points)) for d in deltas]
-    means = [np.concatenate([[t], t + np.cumsum(d)]) / n for t, d in zip(totals, sums, strict=True)]
+    running = [np.concatenate([[t], t + np.cumsum(d)]) for t, d in zip(totals, sums, strict=True)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        quality = np.where(running[3] > 0, running[0] / np.maximum(running[3], 1.0), np.nan)
     low = np.concatenate([[first_value if knob == "threshold" else 0.0], points])
     high = np.concatenate([points, [math.inf]])
-    return Curve(knob, _representatives(low, high, knob), low, high, *means)
+    values = _representatives(low, high, knob)
+    matched = None if bool((known > 0).all()) else running[3]
+    return Curve(knob, values, low, high, quality, running[1] / n, running[2] / n, matched)
 
 
 def _merged(values: Matrix) -> tuple[Matrix, Index]:
@@ -183,8 +206,9 @@ def _representatives(low: Matrix, high: Matrix, knob: str) -> Matrix:
 def pick(curve: Curve, floor: float) -> int:
     """The cheapest candidate with quality >= `floor` (ties: the better quality, then
     the smaller value); with none, the best quality."""
-    ok = curve.quality >= floor - 1e-12
+    quality = np.nan_to_num(curve.quality, nan=-np.inf)
+    ok = quality >= floor - 1e-12
     if not ok.any():
-        return int(np.argmax(curve.quality))
+        return int(np.argmax(quality))
     order = np.lexsort((curve.values, -curve.quality, np.where(ok, curve.cost, np.inf)))
     return int(order[0])

@@ -31,6 +31,8 @@ class Plan:
     cheap: str | None
     seed: int
     cost_weight: float | None = None
+    partial: bool = False
+    """Sparse scores (a request log): see `tuning.Problem.partial`."""
 
 
 def names(value: str, known: Sequence[str], what: str) -> tuple[str, ...]:
@@ -56,7 +58,17 @@ def problem_of(table: OutcomeTable, plan: Plan) -> tuple[Problem, dict[str, Embe
     embedders = {name: make_embedder(name) for name in plan.embedders}
     vectors = {name: table_vectors(table, e) for name, e in embedders.items()}
     problem = Problem(
-        table, vectors, costs, unit, s, c, plan.target, plan.methods, plan.inner_folds, plan.seed
+        table,
+        vectors,
+        costs,
+        unit,
+        s,
+        c,
+        plan.target,
+        plan.methods,
+        plan.inner_folds,
+        plan.seed,
+        plan.partial,
     )
     return problem, embedders
 

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from tierwise.evaluation.replay import replay_point
 from tierwise.learning.from_log import LogOutcomes, write_csv
 from tierwise.learning.outcomes import OutcomeTable
 from tierwise.learning.store import save_router
+
+if TYPE_CHECKING:
+    from tierwise.learning.command import Plan
 
 Index = np.ndarray[Any, np.dtype[np.intp]]
 Weights = np.ndarray[Any, np.dtype[np.float64]]
@@ -120,9 +123,29 @@ def merged(table: OutcomeTable) -> OutcomeTable:
     )
 
 
+def plan_for(settings: Settings, prompts: int) -> Plan:
+    """How a candidate is trained: kNN on `settings.embedder`, its k and cost weight
+    chosen by `train`'s cross-validation (up to 3 folds) on `prompts` distinct prompts,
+    judging each point on every labelled row (a log labels only the models it called)."""
+    from tierwise.learning.command import Plan
+
+    return Plan(
+        ("knn",),
+        (settings.embedder,),
+        settings.quality_target,
+        0,
+        min(3, prompts),
+        None,
+        None,
+        None,
+        settings.seed,
+        partial=True,
+    )
+
+
 def train_candidate(outcomes: LogOutcomes, settings: Settings) -> Candidate:
     """Train on the training part with `train`'s tuning, compare on the held-out part."""
-    from tierwise.learning.command import Plan, run
+    from tierwise.learning.command import run
     from tierwise.learning.prepare import load_table
 
     with tempfile.TemporaryDirectory(prefix="tierwise-learn-") as work:
@@ -130,18 +153,8 @@ def train_candidate(outcomes: LogOutcomes, settings: Settings) -> Candidate:
         write_csv(outcomes, path)
         table = load_table(path, score_scale="0-1")
         train_rows, held_rows = split_rows(table.texts, settings.held_out, settings.seed)
-        plan = Plan(
-            ("knn",),
-            (settings.embedder,),
-            settings.quality_target,
-            0,
-            min(3, len(set(table.subset(train_rows).texts))),
-            None,
-            None,
-            None,
-            settings.seed,
-        )
-        router, _, _ = run(merged(table.subset(train_rows)), plan)
+        training = merged(table.subset(train_rows))
+        router, _, _ = run(training, plan_for(settings, len(training)))
         router_file = Path(work) / "router.npz"
         save_router(router, router_file)
         tiers = {m: outcomes.tiers[m] for m in table.models if m in outcomes.tiers}

@@ -18,7 +18,7 @@ import base64
 import math
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -34,6 +34,7 @@ from tierwise.store.outcomes import LearnedRouterRow
 if TYPE_CHECKING:
     from tierwise.config import GatewayConfig
     from tierwise.gateway import Gateway
+    from tierwise.learning.loop import Candidate
     from tierwise.targets import Target
 
 Mode = Literal["propose", "apply", "experiment"]
@@ -93,8 +94,10 @@ async def learn_route(
     options: LearnOptions,
     mode: Mode = "propose",
     actor: str = "",
+    on_candidate: Callable[[Candidate], None] | None = None,
 ) -> dict[str, Any]:
-    """Learn on `route`'s last `options.since_s` of traffic; what happened, as data."""
+    """Learn on `route`'s last `options.since_s` of traffic; what happened, as data.
+    `on_candidate` sees every trained candidate, whether it wins or not."""
     from tierwise.learning import loop
     from tierwise.learning.from_log import collect
 
@@ -120,6 +123,8 @@ async def learn_route(
     if problem is not None:
         return {**result, "status": "too_little_data", "why": problem + "; nothing changed"}
     candidate = await asyncio.to_thread(loop.train_candidate, outcomes, settings)
+    if on_candidate is not None:
+        on_candidate(candidate)
     result["comparison"] = candidate.comparison
     if not candidate.wins:
         why = "the candidate does not beat the route's router on held-out requests"

@@ -72,6 +72,11 @@ class Problem:
     methods: tuple[str, ...]
     folds: int = 5
     seed: int = 0
+    partial: bool = False
+    """Scores are sparse by nature (a request log labels the models it called): an
+    operating point is judged on every row with a score, by the replay estimator
+    (the mean over the rows where the chosen model's score is known), not only on
+    rows where every model has one."""
 
     @property
     def knob(self) -> str:
@@ -171,7 +176,8 @@ def held_out(
         got = grid_predictions(method, grid, (x[tr], table.scores[tr]), x[te], seed)
         for p, q in zip(preds, got, strict=True):
             p[test] = q
-    keep = np.flatnonzero(~np.isnan(table.scores[rows]).any(axis=1))
+    known = ~np.isnan(table.scores[rows])
+    keep = np.flatnonzero(known.any(axis=1) if problem.partial else known.all(axis=1))
     return [p[keep] for p in preds], keep, fold_of[keep], relative
 
 
@@ -188,11 +194,14 @@ def curve(
 
 def point_of(problem: Problem, c: Curve, rows: Index, costs: Matrix, setting: Setting) -> Tried:
     """The cheapest point of `c` reaching the target, as shares of the strong model's."""
-    strong_q = float(problem.table.scores[rows, problem.strong].mean())
+    strong_scores = problem.table.scores[rows, problem.strong]
+    known = strong_scores[~np.isnan(strong_scores)]
+    strong_q = float(known.mean()) if known.size else float("nan")
     strong_c = float(costs[:, problem.strong].mean())
-    i = pick(c, problem.target * strong_q)
+    judged = c.cautious() if problem.partial else c
+    i = pick(judged, problem.target * strong_q)
     quality = float(c.quality[i]) / strong_q if strong_q else float("nan")
-    met = bool(c.quality[i] >= problem.target * strong_q - 1e-12)
+    met = bool(judged.quality[i] >= problem.target * strong_q - 1e-12)
     interval = (float(c.low[i]), float(c.high[i]))
     share = float(c.cost[i]) / strong_c if strong_c else float("nan")
     return Tried(setting, float(c.values[i]), interval, share, quality, met)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import random
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -35,12 +36,16 @@ class Running:
 
 
 def build(
-    config: GatewayConfig, host: str | None = None, path: Path | None = None
+    config: GatewayConfig,
+    host: str | None = None,
+    path: Path | None = None,
+    rng: random.Random | None = None,
 ) -> web.Application:
-    """The app for `config`; `path` is the file a reload reads again."""
+    """The app for `config`; `path` is the file a reload reads again; `rng` the
+    gateway's random source (exploration, balancing: seeded for reruns)."""
     server = config.server if host is None else config.server.model_copy(update={"host": host})
     keys = KeyRing.from_config(server)
-    gateway = Gateway(config)
+    gateway = Gateway(config, rng=rng)
     own_sinks = list(gateway.sinks)
     app = create_app(
         gateway,
@@ -105,11 +110,15 @@ def build_writer(config: StoreConfig) -> RecordWriter | None:
 
 @asynccontextmanager
 async def running(
-    config: GatewayConfig, host: str = "127.0.0.1", port: int = 0, path: Path | None = None
+    config: GatewayConfig,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    path: Path | None = None,
+    rng: random.Random | None = None,
 ) -> AsyncIterator[Running]:
     """The server on a real socket for the duration of the block (tests, embedding);
-    `path` is the config file `POST /admin/reload` reads."""
-    app = build(config, host, path)
+    `path` is the config file `POST /admin/reload` reads, `rng` as for `build`."""
+    app = build(config, host, path, rng)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

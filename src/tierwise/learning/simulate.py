@@ -1,0 +1,276 @@
+"""`tierwise simulate`: the learning loop run end to end on an outcome table, so that
+anyone can rerun it and check the router it ends with on other prompts.
+
+The table's prompts are split by text into a traffic pool and held-out test prompts
+(`test_share`, written as `test.csv`). A real gateway (`sim_world`) starts on the
+default router with random exploration and a judge that grades served answers by
+reading the recorded scores; `requests` prompts drawn from the pool (with
+replacement when there are more requests than prompts) go through it with the
+openai SDK. Every `every` requests the learn step runs on the request log as the
+`learn` block runs it (`learning.serve.learn_route`, mode apply: a candidate is
+served only when it beats the route's router on held-out logged requests), and the
+newest candidate is measured on the test prompts at its own operating point (chosen
+on its training data): its cost and quality as shares of the strong model's.
+The reference is the same router (`loop.plan_for`) trained offline on the whole pool
+with every model's score, measured the same way.
+
+Written to `out`: `learning_curve.csv`, `learning_curve.png`, `router.npz` (the last
+candidate), `offline_router.npz`, `test.csv`, `summary.json` and the gateway's
+SQLite request log `simulation.db`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tierwise.learning import loop
+from tierwise.learning.sim_report import Point, Result, write_curve, write_plot
+from tierwise.learning.sim_world import (
+    JUDGE,
+    ROUTE,
+    RecordedJudge,
+    World,
+    gateway_data,
+    script_answers,
+    world_of,
+    write_rows,
+)
+
+YEAR_S = 365 * 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    outcomes: Path
+    answers: Path
+    out: Path
+    requests: int = 3000
+    explore: float = 0.1
+    every: int = 250
+    models: tuple[str, ...] = ()
+    test_share: float = 0.2
+    quality_target: float = 0.95
+    judge_share: float = 0.1
+    max_spend_share: float = 0.05
+    router: str = "pretrained"
+    embedder: str = "hashing"
+    min_labelled: int = 200
+    concurrency: int = 1
+    seed: int = 0
+
+
+@dataclass(slots=True)
+class Tally:
+    """The route's spend and its exploration line, from every closed record."""
+
+    route_usd: Decimal = Decimal(0)
+    exploration_usd: Decimal = Decimal(0)
+    records: int = 0
+
+    def __call__(self, record: Any) -> None:
+        if record.route == ROUTE:
+            self.route_usd += record.cost.total_usd
+            self.exploration_usd += record.cost.exploration_usd
+            self.records += 1
+
+
+def measure(test: Any, router_file: Path, strong: str) -> tuple[float, float]:
+    """(cost share, quality share) of the strong model's on `test`, at the router
+    file's own operating point."""
+    from tierwise.evaluation.saved import evaluate_saved
+
+    result = evaluate_saved(test, str(router_file), strong, None, 0.0)
+    point, base = result.points[0], result.baselines[result.models.index(strong)]
+    return point.cost / base.cost, point.quality / base.quality
+
+
+def offline_reference(
+    pool: Any, test: Any, strong: str, spec: Spec, path: Path
+) -> dict[str, float]:
+    """The same router trained on the whole pool with every score, measured on `test`."""
+    from tierwise.learning.command import run
+    from tierwise.learning.store import save_router
+
+    settings = loop.Settings((), quality_target=spec.quality_target, embedder=spec.embedder)
+    training = loop.merged(pool)
+    router, _, _ = run(training, loop.plan_for(settings, len(training)))
+    save_router(router, path)
+    cost, quality = measure(test, path, strong)
+    return {"cost_share": cost, "quality_share": quality, "prompts": float(len(training))}
+
+
+async def simulate(spec: Spec) -> Result:
+    from tierwise.evaluation.answers import read_answers
+    from tierwise.evaluation.runner import pick_models
+    from tierwise.learning.prepare import load_table
+
+    table = load_table(spec.outcomes)
+    if spec.models:
+        table = table.with_models(list(spec.models))
+    answers = read_answers(spec.answers, table.prompt_ids, table.models)
+    pool_rows, test_rows = loop.split_rows(table.texts, spec.test_share, spec.seed)
+    test, pool = table.subset(test_rows), table.subset(pool_rows)
+    strong = table.models[pick_models(table, None, None)[0]]
+    spec.out.mkdir(parents=True, exist_ok=True)
+    write_rows(spec.outcomes, set(test.prompt_ids), table.models, spec.out / "test.csv")
+    offline = await asyncio.to_thread(
+        offline_reference, pool, test, strong, spec, spec.out / "offline_router.npz"
+    )
+    result = Result(_spec_json(spec), len(pool), len(test), strong, offline)
+    world = world_of(table)
+    judge = RecordedJudge(table, answers, pool_rows.tolist())
+    await _run(spec, table, answers, world, judge, pool_rows.tolist(), test, result)
+    result.judge = {"asked": judge.asked, "unknown": judge.unknown}
+    write_outputs(result, spec.out)
+    return result
+
+
+async def _run(
+    spec: Spec,
+    table: Any,
+    answers: Any,
+    world: World,
+    judge: RecordedJudge,
+    pool_rows: list[int],
+    test: Any,
+    result: Result,
+) -> None:
+    from tierwise.config import parse_config
+    from tierwise.server.app import GATEWAY
+    from tierwise.server.run import running
+    from tierwise.testing import FakeUpstream
+
+    database = spec.out / "simulation.db"
+    database.unlink(missing_ok=True)
+    async with FakeUpstream(models=[*world.models, JUDGE]) as fake:
+        script_answers(fake, world, table, answers, pool_rows)
+        fake.respond(JUDGE, judge)
+        explore = {
+            "share": spec.explore,
+            "judge_share": spec.judge_share,
+            "max_spend_share": spec.max_spend_share,
+        }
+        data = gateway_data(
+            world,
+            fake.base_url,
+            f"sqlite:///{database}",
+            router=spec.router,
+            explore=explore,
+            baseline=result.strong,
+        )
+        async with running(parse_config(data), rng=random.Random(spec.seed)) as live:
+            tally = Tally()
+            live.app[GATEWAY].sinks.append(tally)
+            draws = _draws(pool_rows, spec)
+            texts = [table.texts[i] for i in draws]
+            await _traffic(live, texts, spec, test, result, tally)
+        fake.clear()
+
+
+def _draws(pool_rows: list[int], spec: Spec) -> list[int]:
+    rng = np.random.default_rng(spec.seed)
+    many = spec.requests > len(pool_rows)
+    return [int(i) for i in rng.choice(pool_rows, size=spec.requests, replace=many)]
+
+
+async def _traffic(
+    live: Any, texts: list[str], spec: Spec, test: Any, result: Result, tally: Tally
+) -> None:
+    import openai
+
+    url = live.base_url + "/v1"
+    async with openai.AsyncOpenAI(base_url=url, api_key="unused", max_retries=0) as client:
+        for start in range(0, len(texts), spec.every):
+            batch = texts[start : start + spec.every]
+            await _send(client, batch, spec.concurrency)
+            await _settle(live)
+            point = await _checkpoint(live, start + len(batch), spec, test, result.strong)
+            point.route_usd = float(tally.route_usd)
+            point.exploration_usd = float(tally.exploration_usd)
+            total = float(tally.route_usd)
+            point.exploration_share = float(tally.exploration_usd) / total if total else 0.0
+            result.curve.append(point)
+
+
+async def _send(client: Any, texts: list[str], concurrency: int) -> None:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(text: str) -> None:
+        async with gate:
+            await client.chat.completions.create(
+                model=ROUTE, messages=[{"role": "user", "content": text}], temperature=0
+            )
+
+    await asyncio.gather(*(one(t) for t in texts))
+
+
+async def _settle(live: Any) -> None:
+    """Wait for the judge calls and for every record to reach the store."""
+    from tierwise.server.app import GATEWAY, WRITER
+
+    gateway, writer = live.app[GATEWAY], live.app[WRITER]
+    await gateway.exploration.drain()
+    for _ in range(200):
+        if not writer.pending:
+            return
+        await writer.flush()
+        await asyncio.sleep(0.01)
+
+
+async def _checkpoint(live: Any, sent: int, spec: Spec, test: Any, strong: str) -> Point:
+    """Run the learn step (apply mode), serve its winner, measure its candidate."""
+    from tierwise.learning.serve import LearnOptions, learn_route
+    from tierwise.server.admin import MONITOR
+    from tierwise.server.app import GATEWAY
+
+    monitor = live.app[MONITOR]
+    options = LearnOptions(
+        YEAR_S, spec.min_labelled, spec.quality_target, spec.embedder, seed=spec.seed
+    )
+    found: list[loop.Candidate] = []
+    outcome = await learn_route(
+        live.app[GATEWAY].config,
+        monitor.store,
+        ROUTE,
+        time.time(),
+        options,
+        "apply",
+        "simulate",
+        found.append,
+    )
+    await monitor.tick()
+    cost = quality = None
+    if found:
+        cost, quality = await asyncio.to_thread(_measure_bytes, found[-1].body, test, strong)
+        (spec.out / "router.npz").write_bytes(found[-1].body)
+    serving = monitor.learned.serving.get(ROUTE) or "the configured router"
+    return Point(sent, int(outcome["labelled"]), outcome["status"], cost, quality, serving, 0, 0, 0)
+
+
+def _measure_bytes(body: bytes, test: Any, strong: str) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory(prefix="tierwise-simulate-") as work:
+        path = Path(work) / "candidate.npz"
+        path.write_bytes(body)
+        return measure(test, path, strong)
+
+
+def _spec_json(spec: Spec) -> dict[str, Any]:
+    data = asdict(spec)
+    return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
+
+
+def write_outputs(result: Result, out: Path) -> None:
+    write_curve(result.curve, out / "learning_curve.csv")
+    write_plot(result, out / "learning_curve.png")
+    summary = {**asdict(result), "curve": [asdict(p) for p in result.curve]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
