@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -236,3 +237,35 @@ async def test_shadow_stop_without_a_shadow_changes_nothing(
         assert await read_calibrations(store) == []
     finally:
         await store.close()
+
+
+async def test_a_stopping_server_stops_its_shadow_worker(
+    upstream: FakeUpstream, store_url: str, tmp_path: Path
+) -> None:
+    from tierwise.server.admin import MONITOR
+    from tierwise.server.run import running
+
+    data = config_data(upstream, store_url)
+    config = tmp_path / "tierwise.yaml"
+    config.write_text(yaml.safe_dump(data))
+    store = await opened(store_url)
+    try:
+        await labelled_log(upstream, store, data)
+        base = ("learn", "--route", "auto", "-c", str(config))
+        started = await cli(*base, "--shadow", "--min-labelled", "30")
+        assert started.exit_code == 0, started.output
+    finally:
+        await store.close()
+    async with running(parse_config(data)) as live:
+        monitor = live.app[MONITOR]
+        await monitor.tick()
+        assert list(monitor.shadows.routers) == ["auto"]
+        upstream.script("cheap-model", math_prompt(300), LONG)
+        async with aiohttp.ClientSession() as session:
+            body = {"model": "auto", "messages": [{"role": "user", "content": math_prompt(300)}]}
+            async with session.post(live.base_url + "/v1/chat/completions", json=body) as r:
+                assert r.status == 200
+        await monitor.shadows.flush()
+        worker = monitor.shadows._worker
+        assert worker is not None and not worker.done()
+    assert worker.done()

@@ -111,6 +111,10 @@ async def test_feedback_joins_to_route_and_tier(server: Running) -> None:
         ) as response:
             body = await response.json()
             assert response.status == 400 and body["error"]["param"] == "score"
+        async with session.get(server.base_url + "/metrics") as response:
+            metrics = await response.text()
+    assert 'tierwise_feedback_total{route="auto",tier="cheap"} 3.0' in metrics
+    assert 'tierwise_feedback_score_total{route="auto",tier="cheap"} 1.75' in metrics
     writer = server.app[WRITER]
     assert writer is not None
     joined = await select(

@@ -110,6 +110,9 @@ async def _stop_monitor(app: web.Application) -> None:
     judge = app.get(JUDGE)
     if judge is not None:
         await judge.aclose()
+    monitor = app.get(MONITOR)
+    if monitor is not None:
+        await monitor.shadows.aclose()
 
 
 def add_admin_routes(

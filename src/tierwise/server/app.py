@@ -299,7 +299,8 @@ async def list_models(request: web.Request) -> web.Response:
 async def feedback(request: web.Request) -> web.Response:
     """Store a user's score for a request, named by the gateway's id or by the client's
     `x-request-id` (then its newest request); 404 when neither is known. Records of
-    answers already sent are written first, so a score right after its answer is kept."""
+    answers already sent are written first, so a score right after its answer is kept.
+    The score counts in `/metrics` under the request's route and final tier."""
     key = request.app[KEYS].authenticate(request.headers)
     item = parse_feedback(await read_body(request), key.name if key else None)
     store = guarded_store(request.app[WRITER], "feedback")
@@ -310,6 +311,9 @@ async def feedback(request: web.Request) -> web.Response:
         raise RequestError(
             f"unknown request id {item.request_id!r}", param="request_id", status=404
         )
+    scored = await store.request_detail(stored)
+    if scored is not None:
+        request.app[METRICS].observe_feedback(scored["route"], scored["final_tier"], item.score)
     return json_response({"id": item.feedback_id, "request_id": stored, "score": item.score})
 
 
