@@ -88,6 +88,19 @@ async def test_requests_without_the_unit_are_not_in_the_experiment(
     assert inside.variant == assign("ab", "s-42", [("routed", 1.0), ("always_strong", 1.0)])
 
 
+async def test_an_experiment_by_user_assigns_by_the_keys_user_when_the_request_names_none(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway = make_gateway(experiments=experiment())
+    keyed = (await gateway.chat(ask(), caller="k", user="alice@x")).record
+    assert keyed.experiment == "ab" and keyed.user == keyed.unit_key == "alice@x"
+    assert keyed.variant == assign("ab", "alice@x", [("routed", 1.0), ("always_strong", 1.0)])
+    named = (await gateway.chat(ask("bob"), caller="k", user="alice@x")).record
+    assert named.unit_key == named.user == "bob"
+    nobody = (await gateway.chat(ask())).record
+    assert nobody.experiment is None
+
+
 def test_two_experiments_on_one_route_are_refused(upstream: FakeUpstream) -> None:
     config = gateway_config(
         upstream.base_url, experiments={**experiment(), "other": experiment()["ab"]}

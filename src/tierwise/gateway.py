@@ -167,7 +167,7 @@ class Gateway:
 
     def _arm(self, request: ChatRequest, record: RequestRecord, target: Target) -> Target:
         """The variant's target, keeping the route's name and baseline for the bill."""
-        arm = self.experiments.arm(request, record.api_key, record.request_id)
+        arm = self.experiments.arm(request, record.api_key, record.request_id, record.user)
         if arm is None:
             return target
         if arm.counted:

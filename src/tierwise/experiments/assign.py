@@ -36,10 +36,17 @@ def assign(experiment: str, unit: str, variants: Sequence[tuple[str, float]]) ->
     return pick(bucket(experiment, unit), variants)
 
 
-def unit_of(unit: str, request: ChatRequest, caller: str | None, request_id: str) -> str | None:
-    """The value the experiment assigns by; None when the request does not carry it."""
+def unit_of(
+    unit: str,
+    request: ChatRequest,
+    caller: str | None,
+    request_id: str,
+    user: str | None = None,
+) -> str | None:
+    """The value the experiment assigns by; None when the request does not carry it.
+    `user` is the user the request is logged under (its own, else its API key's)."""
     if unit == "user":
-        return request.user or None
+        return user or request.user or None
     if unit == "session":
         return request.metadata.get(SESSION_KEY) or None
     if unit == "api_key":

@@ -108,8 +108,15 @@ class Experiments:
         except KeyError:
             raise ConfigError(f"no experiment named {name!r}", key="experiments") from None
 
-    def arm(self, request: ChatRequest, caller: str | None, request_id: str) -> Arm | None:
-        """The arm of the experiment on the request's route, if any."""
+    def arm(
+        self,
+        request: ChatRequest,
+        caller: str | None,
+        request_id: str,
+        user: str | None = None,
+    ) -> Arm | None:
+        """The arm of the experiment on the request's route, if any; `user` is the
+        user the request is logged under (for experiments by user)."""
         state = self._routes.get(request.model)
         if state is None:
             return None
@@ -118,7 +125,7 @@ class Experiments:
             if state.serving is None:
                 return None
             return Arm(state.name, state.serving, variants[state.serving].target, counted=False)
-        unit = unit_of(state.config.unit, request, caller, request_id)
+        unit = unit_of(state.config.unit, request, caller, request_id, user)
         if unit is None:
             return None
         chosen = assign(state.name, unit, state.weights)
