@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from tierwise.accounting import bill
 from tierwise.config import GatewayConfig
-from tierwise.config.schema import ExploreConfig
+from tierwise.config.routes import ExploreConfig
 from tierwise.deployments import Deployment
 from tierwise.executor import Answer, Executor, Outcome
 from tierwise.experiments.judge import judge_prompt, parse_verdict

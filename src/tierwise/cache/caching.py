@@ -10,7 +10,7 @@ from tierwise.accounting import bill
 from tierwise.cache.base import CachedAnswer, ResponseCache
 from tierwise.cache.key import cacheable, context_key, request_key
 from tierwise.config import GatewayConfig
-from tierwise.config.schema import RouteCacheConfig, SemanticCacheConfig
+from tierwise.config.routes import RouteCacheConfig, SemanticCacheConfig
 from tierwise.pricing import Price
 from tierwise.record import RequestRecord
 from tierwise.types import ChatRequest, ChatResponse

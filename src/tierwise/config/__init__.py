@@ -9,6 +9,13 @@ from tierwise.config.loading import (
     load_config,
     parse_config,
 )
+from tierwise.config.routes import (
+    CheckConfig,
+    ConfidenceConfig,
+    RouteConfig,
+    RouterConfig,
+    inline_options,
+)
 from tierwise.config.schema import (
     DEFAULT_TRIGGERS,
     LOW_CONFIDENCE,
@@ -20,8 +27,6 @@ from tierwise.config.schema import (
     Balancing,
     BreakerConfig,
     BudgetConfig,
-    CheckConfig,
-    ConfidenceConfig,
     Cooldown,
     DeploymentConfig,
     FallbackConfig,
@@ -29,15 +34,12 @@ from tierwise.config.schema import (
     PriceConfig,
     ProviderKind,
     RateLimitConfig,
-    RouteConfig,
-    RouterConfig,
     ServerConfig,
     StateConfig,
     StoreConfig,
     TelemetryConfig,
     TimeoutConfig,
     TriggerPolicy,
-    inline_options,
 )
 from tierwise.config.secrets import ENV_REF, env_variable, reveal
 

@@ -8,19 +8,17 @@ from collections.abc import Mapping
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from tierwise.capabilities import default_capabilities
+from tierwise.config.base import FrozenModel
+from tierwise.config.routes import RouteConfig
 from tierwise.drift.config import DriftConfig
 from tierwise.errors import ErrorKind
 from tierwise.experiments.spec import ExperimentConfig
 from tierwise.pricing import Price, lookup_model
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ProviderKind(StrEnum):
@@ -32,7 +30,7 @@ class ProviderKind(StrEnum):
     BEDROCK = "bedrock"
 
 
-class PriceConfig(_Model):
+class PriceConfig(FrozenModel):
     input: Decimal = Field(ge=0, description="USD per million input tokens")
     output: Decimal = Field(ge=0, description="USD per million output tokens")
     cached_input: Decimal | None = Field(
@@ -46,13 +44,13 @@ class PriceConfig(_Model):
         return Price(self.input, self.output, self.cached_input, self.cache_write)
 
 
-class TimeoutConfig(_Model):
+class TimeoutConfig(FrozenModel):
     connect_s: float = Field(default=5.0, gt=0)
     total_s: float = Field(default=120.0, gt=0)
     first_token_s: float | None = Field(default=None, gt=0)
 
 
-class DeploymentConfig(_Model):
+class DeploymentConfig(FrozenModel):
     name: str = ""
     provider: str = ProviderKind.OPENAI.value
     model: str
@@ -131,7 +129,7 @@ class Cooldown(StrEnum):
     IMMEDIATE = "immediate"
 
 
-class TriggerPolicy(_Model):
+class TriggerPolicy(FrozenModel):
     action: Action
     cooldown: Cooldown = Cooldown.NONE
     cooldown_s: float | None = Field(default=None, ge=0)
@@ -158,13 +156,13 @@ DEFAULT_TRIGGERS: dict[str, TriggerPolicy] = {
 }
 
 
-class BackoffConfig(_Model):
+class BackoffConfig(FrozenModel):
     base_s: float = Field(default=0.25, ge=0)
     max_s: float = Field(default=8.0, ge=0)
     max_retry_after_s: float = Field(default=30.0, ge=0)
 
 
-class BreakerConfig(_Model):
+class BreakerConfig(FrozenModel):
     failure_threshold: int = Field(default=5, ge=1)
     cooldown_s: float = Field(default=30.0, ge=0)
     max_cooldown_s: float = Field(default=300.0, ge=0)
@@ -176,7 +174,7 @@ class Balancing(StrEnum):
     LEAST_BUSY = "least_busy"
 
 
-class FallbackConfig(_Model):
+class FallbackConfig(FrozenModel):
     max_attempts: int = Field(default=4, ge=1)
     deadline_s: float = Field(default=120.0, gt=0)
     attempt_timeout_s: float | None = Field(
@@ -204,131 +202,7 @@ class FallbackConfig(_Model):
         return self.triggers.get(trigger) or DEFAULT_TRIGGERS[trigger]
 
 
-def inline_options(value: object, default_kind: str | None = None) -> object:
-    """`name`, or `{kind: name, option: value, ...}` with the options inline, as
-    `{kind, options}`; a mapping that already has `options` stays as it is."""
-    if isinstance(value, str):
-        return {"kind": value}
-    if isinstance(value, dict) and "options" not in value:
-        return {
-            "kind": value.get("kind", default_kind),
-            "options": {k: v for k, v in value.items() if k != "kind"},
-        }
-    return value
-
-
-class CheckConfig(_Model):
-    kind: str
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _flat(cls, value: Any) -> Any:
-        return inline_options(value)
-
-
-class ConfidenceConfig(_Model):
-    kind: Literal["logprob", "self_reported", "auto"]
-    threshold: float
-    field: str = "confidence"
-
-
-class RouterConfig(_Model):
-    kind: str = "heuristic"
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _flat(cls, value: Any) -> Any:
-        return inline_options(value, "heuristic")
-
-
-class ExploreConfig(_Model):
-    """Exploration on a route: a share of requests starts at a tier drawn at random
-    (`random`), or gets a judged shadow call to another tier (`shadow`).
-
-    `judge` names the deployment or tier that judges: in `shadow` mode (where it is
-    required) it compares each shadow answer with the served one; in `random` mode
-    (optional) it grades served answers, so the route's log carries labels to learn
-    from: every explored request and `judge_share` of the other answered requests
-    (outside experiments) get a verdict, P("Yes") to "is that answer correct?",
-    kept as the request's judgment. Judge calls are billed on the `exploration`
-    line and count toward its caps."""
-
-    share: float = Field(default=0.0, ge=0, le=1)
-    mode: Literal["random", "shadow"] = "random"
-    budget_usd_per_day: Decimal | None = Field(default=None, gt=0)
-    max_spend_share: float = Field(
-        default=0.05,
-        gt=0,
-        le=1,
-        description="exploration stops for the day once its spend reaches this share "
-        "of the route's spend that day",
-    )
-    judge: str | None = Field(
-        default=None,
-        description="the deployment or tier that judges: shadow answers against the "
-        "served ones (`shadow`, required), or served answers on their own so learning "
-        "has labels (`random`, optional)",
-    )
-    judge_share: float = Field(
-        default=0.1,
-        ge=0,
-        le=1,
-        description="in `random` mode with a judge: the share of the route's answered "
-        "requests that were not explored whose answer the judge grades (explored ones "
-        "are always graded)",
-    )
-
-    @model_validator(mode="after")
-    def _judge_for_shadow(self) -> ExploreConfig:
-        if self.mode == "shadow" and self.share > 0 and not self.judge:
-            raise ValueError("shadow exploration needs a judge (a deployment or tier)")
-        return self
-
-
-class SemanticCacheConfig(_Model):
-    threshold: float = Field(
-        default=0.955,
-        gt=0,
-        le=1,
-        description="cosine similarity of the last user message at or above which a cached "
-        "answer to a different wording is served (calibrated: see BENCHMARKS.md)",
-    )
-    embedder: str = "static"
-
-
-class RouteCacheConfig(_Model):
-    ttl_s: float = Field(default=300.0, gt=0)
-    cache_nonzero_temperature: bool = Field(
-        default=False,
-        description="also cache requests whose temperature is above 0 or absent (the "
-        "provider's default)",
-    )
-    semantic: SemanticCacheConfig | None = None
-
-
-class RouteConfig(_Model):
-    router: Annotated[RouterConfig, Field(default_factory=RouterConfig)]
-    tiers: list[str] = Field(default_factory=list)
-    baseline: str | None = None
-    checks: list[CheckConfig] = Field(default_factory=list)
-    confidence: ConfidenceConfig | None = None
-    on_checks_exhausted: Literal["return_last", "error"] = "return_last"
-    stream_hold_back: int | None = Field(
-        default=None,
-        ge=0,
-        description="content deltas a stream reads before it commits, so checks judge them; "
-        "default: 256 on a route with checks or confidence (answers up to that length are "
-        "judged whole), 0 otherwise",
-    )
-    cache: RouteCacheConfig | None = Field(
-        default=None, description="answer repeated requests from the response cache"
-    )
-    explore: ExploreConfig | None = None
-
-
-class ApiKeyConfig(_Model):
+class ApiKeyConfig(FrozenModel):
     name: str
     team: str | None = None
     key: SecretStr | None = None
@@ -342,7 +216,7 @@ class ApiKeyConfig(_Model):
         return self
 
 
-class ServerConfig(_Model):
+class ServerConfig(FrozenModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     api_keys: list[ApiKeyConfig] = Field(default_factory=list)
@@ -354,7 +228,7 @@ class ServerConfig(_Model):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
 
-class StoreConfig(_Model):
+class StoreConfig(FrozenModel):
     enabled: bool = True
     url: str | None = None
     capture_prompts: bool = False
@@ -375,7 +249,7 @@ class StoreConfig(_Model):
         return f"sqlite:///{home / 'requests.db'}"
 
 
-class StateConfig(_Model):
+class StateConfig(FrozenModel):
     backend: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     namespace: str = "default"
@@ -383,22 +257,22 @@ class StateConfig(_Model):
     cache_max_entries: int = Field(default=10_000, ge=1)
 
 
-class BudgetConfig(_Model):
+class BudgetConfig(FrozenModel):
     limit_usd: Decimal = Field(gt=0)
     period: Literal["minute", "hour", "day", "month"] = "day"
 
 
-class RateLimitConfig(_Model):
+class RateLimitConfig(FrozenModel):
     requests: int | None = Field(default=None, ge=1)
     tokens: int | None = Field(default=None, ge=1)
 
 
-class TelemetryConfig(_Model):
+class TelemetryConfig(FrozenModel):
     otlp_endpoint: str | None = None
     service_name: str = "tierwise"
 
 
-class LearnRouteConfig(_Model):
+class LearnRouteConfig(FrozenModel):
     """Learning settings of one route (each default: the `learn` block's own)."""
 
     apply: bool | None = None
@@ -406,7 +280,7 @@ class LearnRouteConfig(_Model):
     quality_target: float = Field(default=0.95, gt=0, le=1.5)
 
 
-class LearnConfig(_Model):
+class LearnConfig(FrozenModel):
     """Train a router on each listed route's own logged outcomes every `interval_s`
     (over the last `since_s`), compare it with the route's router on held-out logged
     requests, and propose the winner in the audit log (`apply`: also serve it)."""
@@ -420,7 +294,7 @@ class LearnConfig(_Model):
     embedder: str = "hashing"
 
 
-class GatewayConfig(_Model):
+class GatewayConfig(FrozenModel):
     deployments: dict[str, DeploymentConfig]
     tiers: dict[str, list[str]] = Field(default_factory=dict)
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
