@@ -10,6 +10,7 @@ import asyncio
 import csv
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -293,6 +294,27 @@ def test_a_worse_candidate_does_not_win() -> None:
     assert not worse["candidate_wins"] and worse["intervals"]["quality_diff"][1] < 0
     better = compare(table, rows, rows, right, wrong, settings)
     assert better["candidate_wins"]
+
+
+def test_a_candidate_judged_on_few_requests_does_not_win() -> None:
+    """The log labels the model each request was served by (cheap, scoring 0.5 on
+    average); the candidate picks the strong model, whose outcome the log knows on 4
+    of 40 requests only, all perfect. Better on what it is judged on, but judged on
+    10% of the held-out requests: not applied."""
+    scores = np.array([[1.0, np.nan], [0.0, np.nan]] * 20)
+    scores[:4, 1] = 1.0
+    costs = np.array([[1.0, 10.0]] * 40)
+    texts = [f"prompt {i}" for i in range(40)]
+    table = OutcomeTable(texts, texts, ["auto"] * 40, ["cheap", "strong"], scores, costs, "")
+    rows = np.arange(40, dtype=np.intp)
+    logged, strong = np.zeros(40, dtype=np.intp), np.ones(40, dtype=np.intp)
+    settings = Settings(("cheap", "strong"), samples=200)
+    thin = compare(table, rows, rows, strong, logged, settings)
+    assert thin["candidate"]["matched"] == 4 and thin["support"] == 0.1
+    assert thin["intervals"]["quality_diff"][0] > 0 and not thin["candidate_wins"]
+    assert compare(table, rows, rows, strong, logged, replace(settings, min_support=0.05))[
+        "candidate_wins"
+    ]
 
 
 async def test_the_learn_block_proposes_on_schedule_and_applies_nothing_by_default(

@@ -8,7 +8,8 @@ scored by the replay estimator (`evaluation.replay.replay_point`: mean score of
 the requests where the decision matches a model whose outcome is known, cost at each
 model's mean billed cost), with 95% percentile-bootstrap intervals over the held-out
 requests. The candidate wins when it is not worse in quality by more than
-`max_drop` at the interval's lower end and is better in quality or cheaper.
+`max_drop` at the interval's lower end, is better in quality or cheaper, and its
+decisions meet a known outcome on at least `min_support` of the held-out requests.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ class Settings:
     max_drop: float = 0.02
     samples: int = 400
     seed: int = 0
+    min_support: float = 0.5
+    """The least share of held-out requests on which the candidate's decision has a
+    known outcome: off-policy, a candidate is only judged where the log saw what it
+    would do, and one judged on a few requests it happens to agree with is not known
+    to be better."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,9 +231,11 @@ def compare(
     estimate = _estimates(replayed, candidate, current, strong, w)
     intervals = _bootstrap(replayed, candidate, current, strong, settings, w)
     low = intervals["quality_diff"][0]
+    support = estimate["candidate"]["matched"] / len(held) if len(held) else 0.0
     wins = (
         not math.isnan(low)
         and low >= -settings.max_drop
+        and support >= settings.min_support
         and (
             estimate["candidate"]["quality"] > estimate["current"]["quality"]
             or estimate["candidate"]["cost_usd"] < estimate["current"]["cost_usd"]
@@ -240,6 +248,8 @@ def compare(
         **estimate,
         "intervals": intervals,
         "max_drop": settings.max_drop,
+        "support": support,
+        "min_support": settings.min_support,
         "candidate_wins": bool(wins),
     }
 

@@ -127,8 +127,7 @@ async def learn_route(
         on_candidate(candidate)
     result["comparison"] = candidate.comparison
     if not candidate.wins:
-        why = "the candidate does not beat the route's router on held-out requests"
-        return {**result, "status": "kept", "why": why + "; nothing changed"}
+        return {**result, "status": "kept", "why": _kept_why(candidate) + "; nothing changed"}
     summary = loop.summary(candidate, result["labelled"])
     router_id = await keep_router(store, route, now, candidate.models, candidate.encoded(), summary)
     entry = await _audit(config, store, route, now, router_id, candidate.comparison, mode, actor)
@@ -137,6 +136,18 @@ async def learn_route(
         result["experiment"] = await _start_experiment(config, store, route, router_id, now, actor)
         return {**result, "status": "experiment"}
     return {**result, "status": "applied" if mode == "apply" else "proposed"}
+
+
+def _kept_why(candidate: Candidate) -> str:
+    comparison = candidate.comparison
+    if comparison["support"] < comparison["min_support"]:
+        matched, held = comparison["candidate"]["matched"], comparison["held_out"]
+        return (
+            f"the candidate's decisions meet a known outcome on {matched} of {held} "
+            f"held-out requests, fewer than {comparison['min_support']:.0%}: not enough "
+            "evidence that it is not worse (explore more, or wait for more traffic)"
+        )
+    return "the candidate does not beat the route's router on held-out requests"
 
 
 async def keep_router(
