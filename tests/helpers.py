@@ -112,6 +112,23 @@ POSTGRES = os.environ.get("TIERWISE_TEST_PG_DSN", "postgresql://postgres@127.0.0
 REDIS_URL = os.environ.get("TIERWISE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+def provider_data(base_url: str, name: str, deployment: dict[str, Any]) -> dict[str, Any]:
+    """A config whose cheap tier is the provider `deployment` (named `name`) with an
+    OpenAI-compatible backup on the fake upstream as the strong tier, a `fixed` route
+    `auto` and quick backoff."""
+    backup = {
+        "model": "backup-model",
+        "api_base": base_url + "/v1",
+        "price": {"input": "1", "output": "2"},
+    }
+    return {
+        "deployments": {name: deployment, "backup": backup},
+        "tiers": {"cheap": [name], "strong": ["backup"]},
+        "routes": {"auto": {"router": {"kind": "fixed"}}},
+        "fallback": {"backoff": {"base_s": 0.01, "max_s": 0.05, "max_retry_after_s": 2}},
+    }
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 

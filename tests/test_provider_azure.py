@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import provider_data
 from tierwise import ChatRequest, Gateway, Message, parse_config
 from tierwise.errors import ConfigError
 from tierwise.providers.azure import DEFAULT_API_VERSION
@@ -32,17 +33,7 @@ def config(base: str, **azure: Any) -> dict[str, Any]:
         "timeout": {"connect_s": 2, "total_s": 5},
         **azure,
     }
-    backup = {
-        "model": "backup-model",
-        "api_base": base + "/v1",
-        "price": {"input": "1", "output": "2"},
-    }
-    return {
-        "deployments": {"az": deployment, "backup": backup},
-        "tiers": {"cheap": ["az"], "strong": ["backup"]},
-        "routes": {"auto": {"router": {"kind": "fixed"}}},
-        "fallback": {"backoff": {"base_s": 0.01, "max_s": 0.05, "max_retry_after_s": 2}},
-    }
+    return provider_data(base, "az", deployment)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from tests.helpers import provider_data
 from tierwise import AllAttemptsFailedError, ChatRequest, Gateway, Message, parse_config
 from tierwise.errors import ConfigError
 from tierwise.pricing import lookup_model
@@ -41,17 +42,7 @@ def config(base: str, **bedrock: Any) -> dict[str, Any]:
         "timeout": {"connect_s": 2, "total_s": 5},
         **bedrock,
     }
-    backup = {
-        "model": "backup-model",
-        "api_base": base + "/v1",
-        "price": {"input": "1", "output": "2"},
-    }
-    return {
-        "deployments": {"br": deployment, "backup": backup},
-        "tiers": {"cheap": ["br"], "strong": ["backup"]},
-        "routes": {"auto": {"router": {"kind": "fixed"}}},
-        "fallback": {"backoff": {"base_s": 0.01, "max_s": 0.05, "max_retry_after_s": 2}},
-    }
+    return provider_data(base, "br", deployment)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import provider_data
 from tierwise import AllAttemptsFailedError, ChatRequest, Gateway, Message, parse_config
 from tierwise.errors import ContentPolicyError
 from tierwise.testing import FakeUpstream
@@ -38,17 +39,7 @@ def config(base: str, **gemini: Any) -> dict[str, Any]:
         "timeout": {"connect_s": 2, "total_s": 5},
         **gemini,
     }
-    backup = {
-        "model": "backup-model",
-        "api_base": base + "/v1",
-        "price": {"input": "1", "output": "2"},
-    }
-    return {
-        "deployments": {"gem": deployment, "backup": backup},
-        "tiers": {"cheap": ["gem"], "strong": ["backup"]},
-        "routes": {"auto": {"router": {"kind": "fixed"}}},
-        "fallback": {"backoff": {"base_s": 0.01, "max_s": 0.05, "max_retry_after_s": 2}},
-    }
+    return provider_data(base, "gem", deployment)
 
 
 @pytest.fixture
