@@ -25,7 +25,7 @@ from tierwise.experiments.judge import Judge, parse_verdict
 from tierwise.experiments.log import variant_data
 from tierwise.experiments.monitor import Monitor
 from tierwise.experiments.status import experiment_report, render
-from tierwise.gateway import Gateway
+from tierwise.gateway import Gateway, Origin
 from tierwise.store import Feedback, RecordWriter, Store, open_store
 from tierwise.store.inspect import select
 from tierwise.testing import FakeUpstream
@@ -92,10 +92,11 @@ async def test_an_experiment_by_user_assigns_by_the_keys_user_when_the_request_n
     make_gateway: GatewayFactory,
 ) -> None:
     gateway = make_gateway(experiments=experiment())
-    keyed = (await gateway.chat(ask(), caller="k", user="alice@x")).record
+    key = Origin(caller="k", user="alice@x")
+    keyed = (await gateway.chat(ask(), origin=key)).record
     assert keyed.experiment == "ab" and keyed.user == keyed.unit_key == "alice@x"
     assert keyed.variant == assign("ab", "alice@x", [("routed", 1.0), ("always_strong", 1.0)])
-    named = (await gateway.chat(ask("bob"), caller="k", user="alice@x")).record
+    named = (await gateway.chat(ask("bob"), origin=key)).record
     assert named.unit_key == named.user == "bob"
     nobody = (await gateway.chat(ask())).record
     assert nobody.experiment is None

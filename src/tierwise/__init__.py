@@ -14,7 +14,7 @@ from tierwise.errors import (
     StreamInterruptedError,
     TierwiseError,
 )
-from tierwise.gateway import ChatResult, Gateway
+from tierwise.gateway import ChatResult, Gateway, Origin
 from tierwise.record import AttemptRecord, CostBreakdown, Decision, RequestRecord
 from tierwise.streaming import ChatStream
 from tierwise.sync import SyncGateway
@@ -36,6 +36,7 @@ __all__ = [
     "Gateway",
     "GatewayConfig",
     "Message",
+    "Origin",
     "ProviderError",
     "RequestRecord",
     "RouteNotFoundError",

@@ -7,7 +7,7 @@ import itertools
 import os
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Generic, Self, TypeVar
@@ -62,14 +62,19 @@ class _Run(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
-class _Who:
-    """Whom a request is logged under: its API key's name and team, the key's user
-    (used when the request names none), and the id the client sent."""
+class Origin:
+    """Where a request comes from, for its record and its limits: the name and team
+    of the API key it came with, the key's user (logged when the request names
+    none), the id the client sent (not unique) and the scopes it spends in."""
 
     caller: str | None = None
     team: str | None = None
     user: str | None = None
     client_request_id: str | None = None
+    scopes: tuple[str, ...] = ()
+
+
+ANYONE = Origin()
 
 
 @dataclass(slots=True)
@@ -188,24 +193,17 @@ class Gateway:
         request: ChatRequest,
         *,
         request_id: str | None = None,
-        caller: str | None = None,
-        scopes: Sequence[str] = (),
-        client_request_id: str | None = None,
-        team: str | None = None,
-        user: str | None = None,
+        origin: Origin = ANYONE,
     ) -> ChatResult:
         """Answer `request`, falling back as the route's policy says; raises
         AllAttemptsFailedError (with every attempt) when nothing answered.
-        `caller` names the API key the request came with and `team` its team,
-        `user` the key's user (logged when the request names none), and
-        `client_request_id` the id the client sent (not unique), for the record."""
-        who = _Who(caller, team, user, client_request_id)
+        `origin` says whom the request is logged under and where it spends."""
         probe = await self._probe(request)
         if probe is not None and probe.hit is not None:
-            record = self._hit(request, probe.hit, request_id, who)
+            record = self._hit(request, probe.hit, request_id, origin)
             self._emit(record)
             return ChatResult(probe.hit.response, record)
-        run = await self._run(request, request_id, who, scopes, lambda target: _complete, probe)
+        run = await self._run(request, request_id, origin, lambda target: _complete, probe)
         if run.outcome.answer is None:
             raise AllAttemptsFailedError(run.record)
         self.exploration.after(run.record, run.request, run.target)
@@ -221,22 +219,17 @@ class Gateway:
         request: ChatRequest,
         *,
         request_id: str | None = None,
-        caller: str | None = None,
-        scopes: Sequence[str] = (),
-        client_request_id: str | None = None,
-        team: str | None = None,
-        user: str | None = None,
+        origin: Origin = ANYONE,
     ) -> ChatStream:
         """Run the plan until one stream commits (first tokens in hand and checks
-        passed on the held-back prefix); iterate the result for its deltas. The
-        caller's names are logged as for `chat`."""
-        who = _Who(caller, team, user, client_request_id)
+        passed on the held-back prefix); iterate the result for its deltas.
+        `origin` as for `chat`."""
         probe = await self._probe(request)
         if probe is not None and probe.hit is not None:
-            return self._replay(request, probe.hit, request_id, who)
+            return self._replay(request, probe.hit, request_id, origin)
         clock = self.executor.clock
         run = await self._run(
-            request, request_id, who, scopes, lambda t: open_stream(t.hold_back, clock), probe
+            request, request_id, origin, lambda t: open_stream(t.hold_back, clock), probe
         )
         record, target, decision, outcome = run.record, run.target, run.decision, run.outcome
         if outcome.answer is None or outcome.deployment is None:
@@ -262,22 +255,18 @@ class Gateway:
         request: EmbeddingRequest,
         *,
         request_id: str | None = None,
-        caller: str | None = None,
-        scopes: Sequence[str] = (),
-        client_request_id: str | None = None,
-        team: str | None = None,
-        user: str | None = None,
+        origin: Origin = ANYONE,
     ) -> EmbeddingResult:
         """Embed on the tier or deployment `request.model` names: balanced, retried
         and falling back as for chat (no router, no checks), priced and recorded."""
         target = self.targets.embedding(request.model)
         chat = request.as_chat()
-        record = self._new_record(chat, request_id, _Who(caller, team, user, client_request_id))
+        record = self._new_record(chat, request_id, origin)
         record.route = target.name
         plan, call = target.plan_from(""), embedding_call(request)
         try:
             outcome = await self.executor.run(
-                chat, plan, target.policy, call, record.attempts, scopes
+                chat, plan, target.policy, call, record.attempts, origin.scopes
             )
         except asyncio.CancelledError:
             self._cancelled(record, target, None)
@@ -291,14 +280,13 @@ class Gateway:
         self,
         request: ChatRequest,
         request_id: str | None,
-        who: _Who,
-        scopes: Sequence[str],
+        origin: Origin,
         call_for: Callable[[Target], Call[T]],
         probe: Probe | None = None,
     ) -> _Run[T]:
         """Record, route, plan and execute; the record is closed (or billed as
         cancelled) before this returns or raises."""
-        record = self._new_record(request, request_id, who)
+        record = self._new_record(request, request_id, origin)
         record.cache = probe.result if probe is not None else None
         target, decision = await self.decide(request, record)
         record.route, record.decision = target.name, decision
@@ -306,7 +294,7 @@ class Gateway:
         request = target.policy.prepare(request)
         try:
             outcome = await self.executor.run(
-                request, plan, target.policy, call_for(target), record.attempts, scopes
+                request, plan, target.policy, call_for(target), record.attempts, origin.scopes
             )
         except asyncio.CancelledError:
             self._cancelled(record, target, decision)
@@ -329,10 +317,10 @@ class Gateway:
         request: ChatRequest,
         hit: CachedAnswer,
         request_id: str | None,
-        who: _Who,
+        origin: Origin,
     ) -> RequestRecord:
         target = self.targets.get(request.model)
-        record = self._new_record(request, request_id, who)
+        record = self._new_record(request, request_id, origin)
         record.route = target.name
         fill_hit(record, hit, target.baseline.price if target.baseline else None)
         record.latency_ms = (time.time() - record.started_at) * 1000
@@ -343,10 +331,10 @@ class Gateway:
         request: ChatRequest,
         hit: CachedAnswer,
         request_id: str | None,
-        who: _Who,
+        origin: Origin,
     ) -> ChatStream:
         """A cached answer as a stream; its record is emitted when the stream ends."""
-        record = self._hit(request, hit, request_id, who)
+        record = self._hit(request, hit, request_id, origin)
 
         async def finish() -> None:
             record.latency_ms = (time.time() - record.started_at) * 1000
@@ -355,17 +343,19 @@ class Gateway:
         deployment = self.deployments[hit.deployment]
         return ReplayStream(hit.response, request, record, deployment, finish)
 
-    def _new_record(self, request: ChatRequest, request_id: str | None, who: _Who) -> RequestRecord:
+    def _new_record(
+        self, request: ChatRequest, request_id: str | None, origin: Origin
+    ) -> RequestRecord:
         rid = request_id or new_request_id()
         return RequestRecord(
             rid,
             request.model,
             started_at=time.time(),
-            user=request.user or who.user,
-            api_key=who.caller,
-            team=who.team,
+            user=request.user or origin.user,
+            api_key=origin.caller,
+            team=origin.team,
             prompt=request.last_user_text(),
-            client_request_id=who.client_request_id,
+            client_request_id=origin.client_request_id,
         )
 
     def _close(

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 from tierwise.errors import AdmissionError
+from tierwise.gateway import Origin
 from tierwise.server.auth import ApiKey
 from tierwise.state.ratelimit import RateLimiter
 from tierwise.types import ChatRequest
@@ -23,6 +24,10 @@ class Caller:
     scopes: tuple[str, ...]
     team: str | None = None
     user: str | None = None
+
+    def origin(self, client_request_id: str | None) -> Origin:
+        """This caller as the gateway logs and limits it, with the client's id."""
+        return Origin(self.name, self.team, self.user, client_request_id, self.scopes)
 
 
 def caller_of(key: ApiKey | None, request: ChatRequest) -> Caller:

@@ -263,11 +263,7 @@ async def _answer(request: web.Request, chat: ChatRequest, caller: Caller) -> Ch
     return await request.app[GATEWAY].chat(
         chat,
         request_id=request[RID],
-        caller=caller.name,
-        scopes=caller.scopes,
-        client_request_id=request[CLIENT_RID],
-        team=caller.team,
-        user=caller.user,
+        origin=caller.origin(request[CLIENT_RID]),
     )
 
 

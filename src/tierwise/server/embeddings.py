@@ -28,11 +28,7 @@ async def answer(
     result = await gateway.embed(
         embedding,
         request_id=rid,
-        caller=caller.name,
-        scopes=caller.scopes,
-        client_request_id=request[CLIENT_RID],
-        team=caller.team,
-        user=caller.user,
+        origin=caller.origin(request[CLIENT_RID]),
     )
     deployment = gateway.deployments.get(result.record.final_deployment or "")
     model = deployment.model if deployment else result.response.model

@@ -93,21 +93,13 @@ async def answer(
         stream = await gateway.stream(
             chat,
             request_id=rid,
-            caller=caller.name,
-            scopes=caller.scopes,
-            client_request_id=request[CLIENT_RID],
-            team=caller.team,
-            user=caller.user,
+            origin=caller.origin(request[CLIENT_RID]),
         )
         return await _stream(request, stream, turn)
     result = await gateway.chat(
         chat,
         request_id=rid,
-        caller=caller.name,
-        scopes=caller.scopes,
-        client_request_id=request[CLIENT_RID],
-        team=caller.team,
-        user=caller.user,
+        origin=caller.origin(request[CLIENT_RID]),
     )
     response_id, created = turn.response_id, turn.created
     deployment = gateway.deployments.get(result.record.final_deployment or "")

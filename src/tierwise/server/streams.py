@@ -36,11 +36,7 @@ async def _open_stream(
     return await gateway.stream(
         chat,
         request_id=rid,
-        caller=caller.name,
-        scopes=caller.scopes,
-        client_request_id=request[CLIENT_RID],
-        team=caller.team,
-        user=caller.user,
+        origin=caller.origin(request[CLIENT_RID]),
     )
 
 
