@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -112,6 +112,48 @@ class HttpClient:
             raise UpstreamTimeoutError(f"timed out after {elapsed:.2f}s") from None
         except aiohttp.ClientError as exc:
             raise UpstreamConnectionError(f"connection failed: {type(exc).__name__}") from None
+
+
+Classify = Callable[[int, Any, float | None], Exception]
+"""A wire format's error mapping: (status, decoded body, Retry-After) to the taxonomy."""
+
+
+async def post_for_json(
+    http: HttpClient,
+    url: str | URL,
+    body: dict[str, Any],
+    headers: Mapping[str, str],
+    timeouts: Timeouts,
+    classify: Classify,
+) -> Any:
+    """POST `body` and return the decoded answer; an error status raises `classify`'s
+    error for it."""
+    response = await http.post(url, body, headers, timeouts)
+    answer = await read_json(response)
+    if response.status >= 400:
+        raise classify(response.status, answer, parse_retry_after(response.headers))
+    return answer
+
+
+async def post_for_stream(
+    http: HttpClient,
+    url: str | URL,
+    body: dict[str, Any],
+    headers: Mapping[str, str],
+    timeouts: Timeouts,
+    classify: Classify,
+) -> aiohttp.ClientResponse:
+    """POST `body` and return the open streaming response (the caller releases it);
+    an error status reads the body, releases the response and raises `classify`'s
+    error for it."""
+    response = await http.post(url, body, headers, timeouts)
+    if response.status >= 400:
+        try:
+            error = await read_json(response)
+        finally:
+            response.release()
+        raise classify(response.status, error, parse_retry_after(response.headers))
+    return response
 
 
 def _dumps_str(value: Any) -> str:

@@ -7,7 +7,13 @@ from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from tierwise.errors import UpstreamConnectionError
-from tierwise.providers.base import HttpClient, Timeouts, iter_sse, parse_retry_after, read_json
+from tierwise.providers.base import (
+    HttpClient,
+    Timeouts,
+    iter_sse,
+    post_for_json,
+    post_for_stream,
+)
 from tierwise.types import JSON, ChatRequest, ChatResponse, StreamDelta
 from tierwise.wire.gemini.outbound import (
     StreamDecoder,
@@ -41,19 +47,18 @@ class GeminiProvider:
             self._headers["x-goog-api-key"] = api_key
 
     async def complete(self, request: ChatRequest, timeouts: Timeouts) -> ChatResponse:
-        response = await self._http.post(self._url, self.encode(request), self._headers, timeouts)
-        body = await read_json(response)
-        if response.status >= 400:
-            raise classify_error(response.status, body, parse_retry_after(response.headers))
-        return decode_response(body, self._model)
+        body = self.encode(request)
+        answer = await post_for_json(
+            self._http, self._url, body, self._headers, timeouts, classify_error
+        )
+        return decode_response(answer, self._model)
 
     async def stream(self, request: ChatRequest, timeouts: Timeouts) -> AsyncIterator[StreamDelta]:
         body = self.encode(request)
-        response = await self._http.post(self._stream_url, body, self._headers, timeouts)
+        response = await post_for_stream(
+            self._http, self._stream_url, body, self._headers, timeouts, classify_error
+        )
         try:
-            if response.status >= 400:
-                error = await read_json(response)
-                raise classify_error(response.status, error, parse_retry_after(response.headers))
             decoder = StreamDecoder()
             async for _event, data in iter_sse(response):
                 for delta in decoder.feed(data):

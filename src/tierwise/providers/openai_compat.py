@@ -9,7 +9,13 @@ import aiohttp
 
 from tierwise.embedding_types import EmbeddingRequest, EmbeddingResponse, count_input_tokens
 from tierwise.errors import UpstreamConnectionError
-from tierwise.providers.base import HttpClient, Timeouts, iter_sse, parse_retry_after, read_json
+from tierwise.providers.base import (
+    HttpClient,
+    Timeouts,
+    iter_sse,
+    post_for_json,
+    post_for_stream,
+)
 from tierwise.types import JSON, ChatRequest, ChatResponse, StreamDelta
 from tierwise.wire.openai import embeddings
 from tierwise.wire.openai.outbound import (
@@ -40,21 +46,20 @@ class OpenAICompatProvider:
             self._headers["authorization"] = f"Bearer {api_key}"
 
     async def complete(self, request: ChatRequest, timeouts: Timeouts) -> ChatResponse:
-        response = await self._http.post(self._url, self.encode(request), self._headers, timeouts)
-        body = await read_json(response)
-        if response.status >= 400:
-            raise classify_error(response.status, body, parse_retry_after(response.headers))
-        return decode_response(body, self._model)
+        body = self.encode(request)
+        answer = await post_for_json(
+            self._http, self._url, body, self._headers, timeouts, classify_error
+        )
+        return decode_response(answer, self._model)
 
     async def stream(self, request: ChatRequest, timeouts: Timeouts) -> AsyncIterator[StreamDelta]:
         body = self.encode(request)
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
-        response = await self._http.post(self._url, body, self._headers, timeouts)
+        response = await post_for_stream(
+            self._http, self._url, body, self._headers, timeouts, classify_error
+        )
         try:
-            if response.status >= 400:
-                error = await read_json(response)
-                raise classify_error(response.status, error, parse_retry_after(response.headers))
             async for delta in _stream_deltas(response):
                 yield delta
         finally:
@@ -63,10 +68,9 @@ class OpenAICompatProvider:
     async def embed(self, request: EmbeddingRequest, timeouts: Timeouts) -> EmbeddingResponse:
         """`/embeddings` at the same base URL; usage counted when none is reported."""
         body = embeddings.encode_upstream(request, self._model)
-        response = await self._http.post(self._embed_url, body, self._headers, timeouts)
-        answer = await read_json(response)
-        if response.status >= 400:
-            raise classify_error(response.status, answer, parse_retry_after(response.headers))
+        answer = await post_for_json(
+            self._http, self._embed_url, body, self._headers, timeouts, classify_error
+        )
         count = len(request.inputs)
         vectors, usage, model = embeddings.decode_upstream(answer, self._model, count)
         return EmbeddingResponse(vectors, model, usage or count_input_tokens(request, model))
