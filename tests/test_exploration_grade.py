@@ -355,3 +355,32 @@ def test_config_accepts_a_judge_in_random_mode_and_checks_it() -> None:
     for share in (1.5, -0.1):
         with pytest.raises(ConfigError, match="judge_share"):
             config(base, {"share": 0.1, "judge": "judge", "judge_share": share})
+
+
+def compare_by_model(messages: Sequence[Any]) -> Scripted:
+    """SAME when answer A (the shadow's) is strong-model's, WORSE otherwise."""
+    text = str(messages[-1]["content"])
+    shadow = text.split("Answer A:\n", 1)[1].split("\n\nAnswer B:", 1)[0]
+    return Scripted("SAME" if "strong-model" in shadow else "WORSE")
+
+
+async def test_a_shadow_calls_verdict_is_its_label_for_learning(
+    upstream: FakeUpstream, store_url: str
+) -> None:
+    explore = {"share": 1.0, "max_spend_share": 1.0, "mode": "shadow", "judge": "judge"}
+    async with serving(upstream, explore, store_url) as server:
+        upstream.respond("judge-model", compare_by_model)
+        sent = await send(server, 8)
+        store = await settle(server, 16)
+        outcomes = await collect(store, 0.0, "auto")
+        shadows = await select(store, "SELECT * FROM requests WHERE router = 'explore:shadow'")
+        kept = await judgments(store)
+    assert len(shadows) == 8 and set(kept) == {s["request_id"] for s in shadows}
+    labelled = {row.prompt_id: row for row in outcomes.rows}
+    assert set(labelled) == set(kept) and outcomes.unlabelled == len(sent)
+    for shadow in shadows:
+        row = labelled[shadow["request_id"]]
+        model = shadow["final_model"]
+        assert model in ("cheap-b-model", "strong-model") and row.chosen is None
+        assert row.scores == {model: 1.0 if model == "strong-model" else 0.0}
+        assert kept[shadow["request_id"]]["judge"] == "judge"

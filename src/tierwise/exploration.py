@@ -60,6 +60,8 @@ from tierwise.routing.explore import (
     shadow_propensity,
 )
 from tierwise.state.budget import Budget, BudgetLimit
+from tierwise.store.rows import to_pusd
+from tierwise.store.tables import JudgmentRow
 from tierwise.targets import Target, Targets
 from tierwise.types import ChatRequest, ChatResponse, Usage
 
@@ -280,12 +282,14 @@ class Exploration:
         )
         scores: dict[str, float] = {}
         reason = f"shadow of {served.request_id}"
+        verdict: JudgmentRow | None = None
         if outcome.answer is not None:
             record.answer = outcome.answer.view.text()
-            score, detail = await self._judge(shadow, record)
+            score, detail, cost = await self._judge(shadow, record)
             reason += f"; judge {shadow.judge}: {detail}"
             if score is not None:
                 scores["judge"] = score
+                verdict = _shadow_verdict(record, shadow, score, detail, cost)
         decision = Decision(
             shadow.tier,
             scores,
@@ -299,8 +303,12 @@ class Exploration:
         baseline = shadow.target.baseline.price if shadow.target.baseline else None
         self._bill(record, decision, baseline)
         self.emit(record)
+        if verdict is not None and self.keep_verdict is not None:
+            await self.keep_verdict(verdict)
 
-    async def _judge(self, shadow: _Shadow, record: RequestRecord) -> tuple[float | None, str]:
+    async def _judge(
+        self, shadow: _Shadow, record: RequestRecord
+    ) -> tuple[float | None, str, Decimal]:
         """The judge's verdict on the shadow answer (A) against the served one (B),
         billed as a check on the shadow call."""
         judge = self.targets.get(shadow.judge)
@@ -319,7 +327,7 @@ class Exploration:
         last = next((a for a in reversed(record.attempts) if a.called), None)
         if last is not None:
             last.checks.append(CheckResult(JUDGE_CHECK, score == 1.0, detail, cost))
-        return score, detail
+        return score, detail, cost
 
     async def _grade(self, grading: Grading, keep: KeepVerdict) -> None:
         try:
@@ -381,6 +389,23 @@ class Exploration:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         for close in self._closers:
             await close()
+
+
+def _shadow_verdict(
+    record: RequestRecord, shadow: _Shadow, score: float, detail: str, cost: Decimal
+) -> JudgmentRow:
+    """The judge's verdict on a shadow answer as that shadow call's judgment: its
+    label for learning (1: as good as the served answer or better, 0: worse)."""
+    return JudgmentRow(
+        request_id=record.request_id,
+        created_at=time.time(),
+        experiment=None,
+        variant=None,
+        score=score,
+        cost_pusd=to_pusd(cost),
+        judge=shadow.judge,
+        detail=f"shadow of {shadow.served.request_id}: {detail}"[:500],
+    )
 
 
 def _close(record: RequestRecord, outcome: Outcome[ChatResponse]) -> None:
