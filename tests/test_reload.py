@@ -316,3 +316,9 @@ async def test_an_experiment_started_over_the_api_runs_on_after_a_reload(
             "ab": "running",
             "on-fast": "stopped",
         }
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(live.base_url + "/dashboard", headers=auth(USER_KEY)) as response,
+        ):
+            page = await response.text()
+        assert response.status == 200 and "on-fast" in page and "ab" in page

@@ -69,7 +69,7 @@ def create_app(
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
-    add_dashboard_routes(app, DashboardState(keys, writer, gateway.experiments))
+    add_dashboard_routes(app, DashboardState(keys, writer, lambda: app[GATEWAY].experiments))
     add_openapi_route(app)
     app.on_startup.append(_warm_up)
     app.on_cleanup.append(_close)

@@ -68,11 +68,12 @@ PAGE_HEADERS = {
 @dataclass(frozen=True, slots=True)
 class DashboardState:
     """What the dashboard reads: the API keys, the request log (None when it is
-    off), the experiments, and the wall clock (epoch seconds)."""
+    off), the experiments of the gateway serving now (a reload replaces it), and the
+    wall clock (epoch seconds)."""
 
     keys: KeyRing
     writer: RecordWriter | None
-    experiments: Experiments
+    experiments: Callable[[], Experiments]
     clock: Callable[[], float] = time.time
     gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
 
@@ -168,7 +169,7 @@ class Dashboard:
     ) -> tuple[list[ExperimentView], list[CalibrationView]]:
         async with self.state.gate:
             reports = [
-                await experiment_report(store, s, now) for s in self.state.experiments.states()
+                await experiment_report(store, s, now) for s in self.state.experiments().states()
             ]
             calibrations = await read_calibrations(store, limit=20)
         return [experiment_view(r) for r in reports], [calibration_view(c) for c in calibrations]
