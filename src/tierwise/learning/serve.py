@@ -128,14 +128,30 @@ async def learn_route(
     result["comparison"] = candidate.comparison
     if not candidate.wins:
         return {**result, "status": "kept", "why": _kept_why(candidate) + "; nothing changed"}
-    summary = loop.summary(candidate, result["labelled"])
+    adopted = await _adopt(config, store, (route, now, mode, actor), candidate, result["labelled"])
+    return {**result, **adopted}
+
+
+async def _adopt(
+    config: GatewayConfig,
+    store: Store,
+    how: tuple[str, float, Mode, str],
+    candidate: Candidate,
+    labelled: int,
+) -> dict[str, Any]:
+    """Store the winner and write its audit entry (`how`: route, time, mode, actor);
+    in experiment mode, also start its A/B experiment."""
+    from tierwise.learning import loop
+
+    route, now, mode, actor = how
+    summary = loop.summary(candidate, labelled)
     router_id = await keep_router(store, route, now, candidate.models, candidate.encoded(), summary)
     entry = await _audit(config, store, route, now, router_id, candidate.comparison, mode, actor)
-    result.update(router_id=router_id, calibration_id=entry.calibration_id)
+    done: dict[str, Any] = {"router_id": router_id, "calibration_id": entry.calibration_id}
     if mode == "experiment":
-        result["experiment"] = await _start_experiment(config, store, route, router_id, now, actor)
-        return {**result, "status": "experiment"}
-    return {**result, "status": "applied" if mode == "apply" else "proposed"}
+        done["experiment"] = await _start_experiment(config, store, route, router_id, now, actor)
+        return {**done, "status": "experiment"}
+    return {**done, "status": "applied" if mode == "apply" else "proposed"}
 
 
 def _kept_why(candidate: Candidate) -> str:
