@@ -83,6 +83,9 @@ def test_the_curve_has_a_row_per_learn_step_with_exploration_spend(
     assert (spec.out / "learning_curve.png").stat().st_size > 1000
     summary = json.loads((spec.out / "summary.json").read_text())
     assert summary["strong"] == "big" and summary["judge"]["asked"] > 0
+    start = summary["start"]
+    assert start["quality_share"] == pytest.approx(0.5, abs=0.15) and start["cost_share"] < 0.2
+    assert (spec.out / "start_router.yaml").exists()
 
 
 def test_the_learned_router_is_applied_and_matches_the_offline_one(

@@ -38,6 +38,8 @@ class Result:
     offline: dict[str, float]
     curve: list[Point] = field(default_factory=list)
     judge: dict[str, int] = field(default_factory=dict)
+    start: dict[str, float] = field(default_factory=dict)
+    """The starting router's held-out shares (empty when it cannot decide offline)."""
 
 
 def write_curve(curve: Sequence[Point], path: Path) -> None:
@@ -92,6 +94,10 @@ def write_plot(result: Result, path: Path) -> Path | None:
     offline = result.offline
     ax.axhline(offline["cost_share"], color="C0", ls="--", label="offline: cost share")
     ax.axhline(offline["quality_share"], color="C1", ls="--", label="offline: quality share")
+    if result.start:
+        for key, color in (("cost_share", "C0"), ("quality_share", "C1")):
+            name = key.replace("_", " ")
+            ax.axhline(result.start[key], color=color, ls=":", label=f"starting router: {name}")
     every = [p.requests for p in result.curve]
     ax.plot(every, [p.exploration_share for p in result.curve], "x:", label="exploration share")
     ax.set_xlabel("requests")
@@ -111,6 +117,7 @@ def summary_text(result: Result) -> str:
         f"{result.strong}",
         f"offline (same router, every score of the pool): cost {offline['cost_share']:.1%}, "
         f"quality {offline['quality_share']:.1%} of {result.strong}'s on held-out prompts",
+        _start_line(result),
         "",
         "| requests | labelled | learn step | serving | cost share | quality share | "
         "exploration share |",
@@ -132,6 +139,16 @@ def summary_text(result: Result) -> str:
         "requests"
     )
     return "\n".join(lines)
+
+
+def _start_line(result: Result) -> str:
+    start, router = result.start, result.spec.get("router", "the starting router")
+    if not start:
+        return f"starting router ({router}): cannot decide offline, not measured"
+    return (
+        f"starting router ({router}): cost {start['cost_share']:.1%}, quality "
+        f"{start['quality_share']:.1%}"
+    )
 
 
 def _pct(value: float | None) -> str:

@@ -15,7 +15,8 @@ The reference is the same router (`loop.plan_for`) trained offline on the whole 
 with every model's score, measured the same way.
 
 Written to `out`: `learning_curve.csv`, `learning_curve.png`, `router.npz` (the last
-candidate), `offline_router.npz`, `test.csv`, `summary.json` and the gateway's
+candidate), `offline_router.npz`, `start_router.yaml` (the starting router, measured
+the same way), `test.csv`, `summary.json` and the gateway's
 SQLite request log `simulation.db`.
 """
 
@@ -109,6 +110,23 @@ def offline_reference(
     return {"cost_share": cost, "quality_share": quality, "prompts": float(len(training))}
 
 
+def starting_point(test: Any, spec: Spec, tiers: list[str], strong: str) -> dict[str, float]:
+    """The route's starting router (`spec.router` over `tiers`, cheapest first),
+    measured on `test` like the candidates; empty when it cannot decide offline (a
+    router that calls a model, say)."""
+    import yaml
+
+    from tierwise.errors import TierwiseError
+
+    path = spec.out / "start_router.yaml"
+    path.write_text(yaml.safe_dump({"router": {"kind": spec.router}, "tiers": tiers}))
+    try:
+        cost, quality = measure(test, path, strong)
+    except (TierwiseError, ValueError):
+        return {}
+    return {"cost_share": cost, "quality_share": quality}
+
+
 async def simulate(spec: Spec) -> Result:
     from tierwise.evaluation.answers import read_answers
     from tierwise.evaluation.runner import pick_models
@@ -128,6 +146,7 @@ async def simulate(spec: Spec) -> Result:
     )
     result = Result(_spec_json(spec), len(pool), len(test), strong, offline)
     world = world_of(table)
+    result.start = await asyncio.to_thread(starting_point, test, spec, world.models, strong)
     judge = RecordedJudge(table, answers, pool_rows.tolist())
     await _run(spec, table, answers, world, judge, pool_rows.tolist(), test, result)
     result.judge = {"asked": judge.asked, "unknown": judge.unknown}
