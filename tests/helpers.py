@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import aiohttp
 import pytest
 
-from tierwise import Gateway, parse_config
+from tierwise import ChatRequest, Gateway, Message, RequestRecord, parse_config
 from tierwise.config import GatewayConfig
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from tierwise.server.run import Running
     from tierwise.state.redis import RedisOptions
     from tierwise.store import Store
+    from tierwise.testing import FakeUpstream
 
 CHEAP_PRICE = {"input": "0.15", "output": "0.60"}
 STRONG_PRICE = {"input": "2.50", "output": "10.00"}
@@ -127,6 +128,30 @@ def provider_data(base_url: str, name: str, deployment: dict[str, Any]) -> dict[
         "routes": {"auto": {"router": {"kind": "fixed"}}},
         "fallback": {"backoff": {"base_s": 0.01, "max_s": 0.05, "max_retry_after_s": 2}},
     }
+
+
+def trail(record: RequestRecord) -> list[tuple[str, str | None]]:
+    """Each attempt of `record`: its deployment and what moved the request on."""
+    return [(a.deployment, a.trigger) for a in record.attempts]
+
+
+async def fault_falls_back(
+    upstream: FakeUpstream, gateway: Gateway, fault: str, trigger: str, deployment: str
+) -> None:
+    """`fault` from `deployment`'s model, answered and streamed, is the `trigger` on
+    its attempt and the backup answers (an auth fault is checked answered only: the
+    deployment cools down after it)."""
+    model = gateway.deployments[deployment].model
+    request = ChatRequest([Message("user", "hello")], model="auto")
+    upstream.add_fault(fault, model=model)
+    result = await gateway.chat(request)
+    assert trail(result.record) == [(deployment, trigger), ("backup", None)]
+    if trigger == "auth":
+        return
+    upstream.add_fault(fault, model=model)
+    stream = await gateway.stream(request)
+    assert "".join([d.text async for d in stream]).startswith("Answer from backup-model")
+    assert trail(stream.record) == [(deployment, trigger), ("backup", None)]
 
 
 def in_ci() -> bool:

@@ -8,17 +8,13 @@ from decimal import Decimal
 
 import pytest
 
-from tests.helpers import GatewayFactory, until
+from tests.helpers import GatewayFactory, trail, until
 from tierwise import AllAttemptsFailedError, ChatRequest, Message
 from tierwise.testing import FakeUpstream
 
 
 def ask(text: str, **options: object) -> ChatRequest:
     return ChatRequest([Message("user", text)], model="auto", **options)  # type: ignore[arg-type]
-
-
-def trail(record: object) -> list[tuple[str, str | None]]:
-    return [(a.deployment, a.trigger) for a in record.attempts]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("fault", ["500", "503", "reset"])

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import provider_data
+from tests.helpers import provider_data, trail
 from tierwise import ChatRequest, Gateway, Message, parse_config
 from tierwise.errors import ConfigError
 from tierwise.providers.azure import DEFAULT_API_VERSION
@@ -46,10 +46,6 @@ async def gateway(upstream: FakeUpstream) -> AsyncIterator[Gateway]:
 
 def ask(text: str) -> ChatRequest:
     return ChatRequest([Message("user", text)], model="auto")
-
-
-def trail(record: Any) -> list[tuple[str, str | None]]:
-    return [(a.deployment, a.trigger) for a in record.attempts]
 
 
 async def test_a_round_trip_uses_the_deployment_url_version_and_key(

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import provider_data
+from tests.helpers import fault_falls_back, provider_data, trail
 from tierwise import AllAttemptsFailedError, ChatRequest, Gateway, Message, parse_config
 from tierwise.errors import ContentPolicyError
 from tierwise.testing import FakeUpstream
@@ -55,10 +55,6 @@ def ask(*messages: Message, **options: Any) -> ChatRequest:
 
 def user(text: str) -> Message:
     return Message("user", text)
-
-
-def trail(record: Any) -> list[tuple[str, str | None]]:
-    return [(a.deployment, a.trigger) for a in record.attempts]
 
 
 async def test_a_round_trip_sends_contents_and_prices_usage_metadata(
@@ -191,15 +187,7 @@ async def test_server_errors_retry_then_fall_back(
 async def test_errors_map_onto_the_taxonomy_for_answers_and_streams(
     upstream: FakeUpstream, gateway: Gateway, fault: str, trigger: str
 ) -> None:
-    upstream.add_fault(fault, model=MODEL)
-    result = await gateway.chat(ask(user("hello")))
-    assert trail(result.record) == [("gem", trigger), ("backup", None)]
-    if trigger == "auth":
-        return  # the deployment now cools down
-    upstream.add_fault(fault, model=MODEL)
-    stream = await gateway.stream(ask(user("hello")))
-    assert "".join([d.text async for d in stream]).startswith("Answer from backup-model")
-    assert trail(stream.record) == [("gem", trigger), ("backup", None)]
+    await fault_falls_back(upstream, gateway, fault, trigger, "gem")
 
 
 @pytest.mark.parametrize(
