@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.browser import launch
 from tests.helpers import (
     GatewayFactory,
     drop_namespace,
@@ -97,3 +98,10 @@ async def make_gateway(upstream: FakeUpstream) -> AsyncIterator[GatewayFactory]:
     yield make
     for gateway in made:
         await gateway.aclose()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Headless Chromium (the dashboard tests skip without it)."""
+    async for chromium in launch():
+        yield chromium

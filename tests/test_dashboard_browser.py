@@ -13,37 +13,23 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from aiohttp import web
 
+from tests.browser import needs_chromium, text
 from tests.helpers import FALLBACK, ROUTES, gateway_config, post_feedback, send_traffic, settle
 from tierwise.observability.formatting import ms, pct, usd
 from tierwise.observability.report import summarize
 from tierwise.server.dashboard import COOKIE
-from tierwise.server.run import Running, build
+from tierwise.server.run import Running, running
 from tierwise.testing import FakeUpstream
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SECRET = "sk-tw-dash-0123456789abcdef"
 LIMITED = "sk-tw-limited-9876543210"
 REPO = Path(__file__).resolve().parent.parent
 
-playwright_api = pytest.importorskip(
+pytest.importorskip(
     "playwright.async_api", reason="playwright is not installed (pip install playwright)"
 )
-pytestmark = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None,
-    reason=f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -63,29 +49,8 @@ async def server(upstream: FakeUpstream, tmp_path: Path) -> AsyncIterator[Runnin
         fallback=FALLBACK,
         server={"api_keys": keys},
     )
-    app = build(config, "127.0.0.1")
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield Running(f"http://127.0.0.1:{runner.addresses[0][1]}", app)
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
-
-
-async def text(page: Any, testid: str) -> str:
-    return str(await page.get_by_test_id(testid).first.text_content()).strip()
+    async with running(config) as live:
+        yield live
 
 
 async def test_dashboard_shows_the_recorded_traffic(

@@ -16,20 +16,18 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
-from aiohttp import web
 
+from tests.browser import needs_chromium, text
 from tests.helpers import FALLBACK, ROUTES, gateway_config, send_traffic, settle
 from tierwise.observability.formatting import usd
 from tierwise.observability.report import summarize
 from tierwise.server.dashboard.charts import money_tick
 from tierwise.server.dashboard.explorer import plain
-from tierwise.server.run import Running, build
+from tierwise.server.run import Running, running
 from tierwise.store import Store, from_pusd
 from tierwise.store.reports import EVERYTHING, RequestFilter
 from tierwise.testing import FakeUpstream
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 ADMIN = "sk-tw-ops-0123456789abcdef"
 ALPHA = "sk-tw-alpha-0123456789abcdef"
 BETA = "sk-tw-beta-0123456789abcdef"
@@ -39,21 +37,10 @@ PLAIN_MONEY = re.compile(r"-?\$[0-9,]+(\.[0-9]+)?")
 REPO = Path(__file__).resolve().parent.parent
 DAY = 86400.0
 
-playwright_api = pytest.importorskip(
+pytest.importorskip(
     "playwright.async_api", reason="playwright is not installed (pip install playwright)"
 )
-pytestmark = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None,
-    reason=f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver",
-)
-
-
-async def start(config: Any) -> tuple[Running, web.AppRunner]:
-    runner = web.AppRunner(build(config, "127.0.0.1"), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return Running(f"http://127.0.0.1:{runner.addresses[0][1]}", runner.app), runner
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -71,25 +58,8 @@ async def server(upstream: FakeUpstream, tmp_path: Path) -> AsyncIterator[Runnin
         fallback=FALLBACK,
         server={"api_keys": keys},
     )
-    live, runner = await start(config)
-    try:
+    async with running(config) as live:
         yield live
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
-
-
-async def text(page: Any, testid: str) -> str:
-    return str(await page.get_by_test_id(testid).first.text_content()).strip()
 
 
 async def ask(base_url: str, key: str, model: str, prompt: str) -> str:
@@ -282,8 +252,7 @@ async def test_twenty_routes_keep_the_dashboard_compact(
         routes=routes,
         fallback=FALLBACK,
     )
-    live, runner = await start(config)
-    try:
+    async with running(config) as live:
         for name in routes:
             await ask(live.base_url, "x", name, f"hello {name}")
         await settle(live, 20)
@@ -303,8 +272,6 @@ async def test_twenty_routes_keep_the_dashboard_compact(
         await shoot(page, tmp_path, "dashboard-twenty-routes.png")
         await check_tiny_money(page, live.base_url)
         await page.close()
-    finally:
-        await runner.cleanup()
 
 
 async def check_tiny_money(page: Any, base_url: str) -> None:
