@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from decimal import Decimal
@@ -76,13 +75,15 @@ class Tally:
 
     route_usd: Decimal = Decimal(0)
     exploration_usd: Decimal = Decimal(0)
-    records: int = 0
 
     def __call__(self, record: Any) -> None:
         if record.route == ROUTE:
             self.route_usd += record.cost.total_usd
             self.exploration_usd += record.cost.exploration_usd
-            self.records += 1
+
+    @property
+    def exploration_share(self) -> float:
+        return float(self.exploration_usd / self.route_usd) if self.route_usd else 0.0
 
 
 def measure(test: Any, router_file: Path, strong: str) -> tuple[float, float]:
@@ -144,7 +145,7 @@ async def simulate(spec: Spec) -> Result:
     offline = await asyncio.to_thread(
         offline_reference, pool, test, strong, spec, spec.out / "offline_router.npz"
     )
-    result = Result(_spec_json(spec), len(pool), len(test), strong, offline)
+    result = Result(asdict(spec), len(pool), len(test), strong, offline)
     world = world_of(table)
     result.start = await asyncio.to_thread(starting_point, test, spec, world.models, strong)
     judge = RecordedJudge(table, answers, pool_rows.tolist())
@@ -213,12 +214,8 @@ async def _traffic(
             batch = texts[start : start + spec.every]
             await _send(client, batch, spec.concurrency)
             await _settle(live)
-            point = await _checkpoint(live, start + len(batch), spec, test, result.strong)
-            point.route_usd = float(tally.route_usd)
-            point.exploration_usd = float(tally.exploration_usd)
-            total = float(tally.route_usd)
-            point.exploration_share = float(tally.exploration_usd) / total if total else 0.0
-            result.curve.append(point)
+            sent = start + len(batch)
+            result.curve.append(await _checkpoint(live, sent, spec, test, result.strong, tally))
 
 
 async def _send(client: Any, texts: list[str], concurrency: int) -> None:
@@ -234,20 +231,20 @@ async def _send(client: Any, texts: list[str], concurrency: int) -> None:
 
 
 async def _settle(live: Any) -> None:
-    """Wait for the judge calls and for every record to reach the store."""
+    """Wait for the judge calls, then for every record to reach the store."""
     from tierwise.server.app import GATEWAY, WRITER
+    from tierwise.store.guard import StoreUnavailableError
 
-    gateway, writer = live.app[GATEWAY], live.app[WRITER]
-    await gateway.exploration.drain()
-    for _ in range(200):
-        if not writer.pending:
-            return
-        await writer.flush()
-        await asyncio.sleep(0.01)
+    await live.app[GATEWAY].exploration.drain()
+    if not await live.app[WRITER].flush():
+        raise StoreUnavailableError("the simulation's request log")
 
 
-async def _checkpoint(live: Any, sent: int, spec: Spec, test: Any, strong: str) -> Point:
-    """Run the learn step (apply mode), serve its winner, measure its candidate."""
+async def _checkpoint(
+    live: Any, sent: int, spec: Spec, test: Any, strong: str, tally: Tally
+) -> Point:
+    """Run the learn step (apply mode), serve its winner, measure its candidate (kept
+    as `router.npz`)."""
     from tierwise.learning.serve import LearnOptions, learn_route
     from tierwise.server.admin import MONITOR
     from tierwise.server.app import GATEWAY
@@ -270,26 +267,17 @@ async def _checkpoint(live: Any, sent: int, spec: Spec, test: Any, strong: str) 
     await monitor.tick()
     cost = quality = None
     if found:
-        cost, quality = await asyncio.to_thread(_measure_bytes, found[-1].body, test, strong)
-        (spec.out / "router.npz").write_bytes(found[-1].body)
+        router_file = spec.out / "router.npz"
+        router_file.write_bytes(found[-1].body)
+        cost, quality = await asyncio.to_thread(measure, test, router_file, strong)
     serving = monitor.learned.serving.get(ROUTE) or "the configured router"
-    return Point(sent, int(outcome["labelled"]), outcome["status"], cost, quality, serving, 0, 0, 0)
-
-
-def _measure_bytes(body: bytes, test: Any, strong: str) -> tuple[float, float]:
-    with tempfile.TemporaryDirectory(prefix="tierwise-simulate-") as work:
-        path = Path(work) / "candidate.npz"
-        path.write_bytes(body)
-        return measure(test, path, strong)
-
-
-def _spec_json(spec: Spec) -> dict[str, Any]:
-    data = asdict(spec)
-    return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
+    labelled, status = int(outcome["labelled"]), outcome["status"]
+    money = float(tally.route_usd), float(tally.exploration_usd), tally.exploration_share
+    return Point(sent, labelled, status, cost, quality, serving, *money)
 
 
 def write_outputs(result: Result, out: Path) -> None:
     write_curve(result.curve, out / "learning_curve.csv")
     write_plot(result, out / "learning_curve.png")
-    summary = {**asdict(result), "curve": [asdict(p) for p in result.curve]}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    summary = json.dumps(asdict(result), indent=2, default=str)
+    (out / "summary.json").write_text(summary + "\n")
