@@ -42,8 +42,8 @@ from tierwise.exploration_grade import (
     grade_decision,
     grade_estimate,
     judge_request,
+    judgment,
     read_score,
-    verdict_row,
 )
 from tierwise.pricing import Price
 from tierwise.providers.base import Timeouts
@@ -60,7 +60,6 @@ from tierwise.routing.explore import (
     shadow_propensity,
 )
 from tierwise.state.budget import Budget, BudgetLimit
-from tierwise.store.rows import to_pusd
 from tierwise.store.tables import JudgmentRow
 from tierwise.targets import Target, Targets
 from tierwise.types import ChatRequest, ChatResponse, Usage
@@ -289,7 +288,8 @@ class Exploration:
             reason += f"; judge {shadow.judge}: {detail}"
             if score is not None:
                 scores["judge"] = score
-                verdict = _shadow_verdict(record, shadow, score, detail, cost)
+                about = f"shadow of {served.request_id}: {detail}"
+                verdict = judgment(record.request_id, shadow.judge, score, cost, about)
         decision = Decision(
             shadow.tier,
             scores,
@@ -363,8 +363,10 @@ class Exploration:
         self.emit(record)
         if score is None:
             return
+        about = f"explore grade: {detail}"
+        row = judgment(served.request_id, grading.judge, score, record.cost.total_usd, about)
         try:
-            await keep(verdict_row(grading, score, record.cost.total_usd, detail))
+            await keep(row)
         except Exception:
             log.exception("explore grade of request %s not kept", served.request_id)
 
@@ -389,23 +391,6 @@ class Exploration:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         for close in self._closers:
             await close()
-
-
-def _shadow_verdict(
-    record: RequestRecord, shadow: _Shadow, score: float, detail: str, cost: Decimal
-) -> JudgmentRow:
-    """The judge's verdict on a shadow answer as that shadow call's judgment: its
-    label for learning (1: as good as the served answer or better, 0: worse)."""
-    return JudgmentRow(
-        request_id=record.request_id,
-        created_at=time.time(),
-        experiment=None,
-        variant=None,
-        score=score,
-        cost_pusd=to_pusd(cost),
-        judge=shadow.judge,
-        detail=f"shadow of {shadow.served.request_id}: {detail}"[:500],
-    )
 
 
 def _close(record: RequestRecord, outcome: Outcome[ChatResponse]) -> None:

@@ -24,7 +24,7 @@ from tierwise.deployments import Step
 from tierwise.record import ZERO, Decision, RequestRecord
 from tierwise.routing.explore import GRADE_ROUTER
 from tierwise.store.base import Store
-from tierwise.store.guard import is_unreachable
+from tierwise.store.guard import keep_judgment
 from tierwise.store.rows import to_pusd
 from tierwise.store.tables import JudgmentRow
 from tierwise.targets import Target
@@ -101,33 +101,25 @@ def grade_decision(grading: Grading, score: float | None, detail: str) -> Decisi
     )
 
 
-def verdict_row(grading: Grading, score: float, cost: Decimal, detail: str) -> JudgmentRow:
-    """The served request's judgment: the judge's score and what it cost."""
+def judgment(request_id: str, judge: str, score: float, cost: Decimal, detail: str) -> JudgmentRow:
+    """Request `request_id`'s judgment outside experiments: `judge`'s score and
+    what it cost."""
     return JudgmentRow(
-        request_id=grading.served.request_id,
+        request_id=request_id,
         created_at=time.time(),
         experiment=None,
         variant=None,
         score=score,
         cost_pusd=to_pusd(cost),
-        judge=grading.judge,
-        detail=f"explore grade: {detail}"[:500],
+        judge=judge,
+        detail=detail[:500],
     )
 
 
 def keep_verdicts(store: Store) -> KeepVerdict:
-    """Keep each verdict in `store`'s `judgments`; an unreachable store loses it
-    with a warning, any other failure is raised."""
+    """Keep each verdict in `store`'s `judgments` (see `store.guard.keep_judgment`)."""
 
     async def keep(row: JudgmentRow) -> None:
-        try:
-            await store.add_judgment(row)
-        except Exception as exc:
-            if not is_unreachable(exc):
-                raise
-            log.warning(
-                "explore grade of request %s not stored: the request store is unreachable",
-                row["request_id"],
-            )
+        await keep_judgment(store, row, "explore grade")
 
     return keep

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from tierwise.errors import TierwiseError
 from tierwise.store.base import Store
-from tierwise.store.guard import is_unreachable
+from tierwise.store.guard import keep_judgment
 from tierwise.store.rows import to_pusd
 from tierwise.store.tables import JudgmentRow
 from tierwise.types import ChatRequest, Message
@@ -116,15 +116,7 @@ class Judge:
             judge=config.judge,
             detail=parsed.detail,
         )
-        try:
-            await self.store.add_judgment(row)
-        except Exception as exc:
-            if not is_unreachable(exc):
-                raise
-            log.warning(
-                "judge verdict for request %s not stored: the request store is unreachable",
-                record.request_id,
-            )
+        await keep_judgment(self.store, row, "judge verdict")
 
     async def aclose(self) -> None:
         for task in list(self.tasks):

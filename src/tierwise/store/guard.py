@@ -5,6 +5,7 @@ a call. One outage is logged once, by the writer."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -13,7 +14,10 @@ from typing import Any
 from tierwise.errors import RequestError
 from tierwise.record import RequestRecord
 from tierwise.store.base import Feedback, Store
+from tierwise.store.tables import JudgmentRow
 from tierwise.store.writer import RecordWriter
+
+log = logging.getLogger("tierwise.store")
 
 
 class StoreUnavailableError(RequestError):
@@ -43,6 +47,21 @@ def is_unreachable(exc: BaseException) -> bool:
         asyncpg.InsufficientResourcesError,
     )
     return isinstance(exc, outages)
+
+
+async def keep_judgment(store: Store, row: JudgmentRow, what: str) -> None:
+    """Add `row` to `store`'s judgments; an unreachable store loses it with a
+    warning naming `what`, any other failure is raised."""
+    try:
+        await store.add_judgment(row)
+    except Exception as exc:
+        if not is_unreachable(exc):
+            raise
+        log.warning(
+            "%s for request %s not stored: the request store is unreachable",
+            what,
+            row["request_id"],
+        )
 
 
 def guarded_store(writer: RecordWriter | None, what: str) -> GuardedStore:
