@@ -27,7 +27,7 @@ import numpy as np
 from tierwise.checks.judge import MAX_ANSWER_CHARS
 from tierwise.evaluation.answers import AnswerTable
 from tierwise.learning.outcomes import OutcomeTable
-from tierwise.testing import FakeUpstream, Scripted
+from tierwise.testing import FakeUpstream, Scripted, text_of
 
 JUDGE = "judge"
 JUDGE_PRICE = {"input": "0.1", "output": "0.1"}
@@ -94,22 +94,13 @@ class RecordedJudge:
         if len(turns) < 3:
             self.unknown += 1
             return None
-        question, answer = _text(turns[-3]), _text(turns[-2])
+        question, answer = text_of(turns[-3].get("content")), text_of(turns[-2].get("content"))
         score = self.scores.get((question, answer))
         if score is None:
             self.unknown += 1
             return Scripted("Unsure", prompt_tokens=None, completion_tokens=1)
         word, p = ("Yes", score) if score >= 0.5 else ("No", 1.0 - score)
         return Scripted(word, completion_tokens=1, logprob=math.log(max(p, 1e-9)))
-
-
-def _text(message: dict[str, Any]) -> str:
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
 
 
 def gateway_data(

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tierwise.testing.fake_upstream import FakeUpstream, ReceivedRequest, Scripted
+    from tierwise.testing.fake_upstream import FakeUpstream, ReceivedRequest, Scripted, text_of
 
-__all__ = ["FakeUpstream", "ReceivedRequest", "Scripted"]
+__all__ = ["FakeUpstream", "ReceivedRequest", "Scripted", "text_of"]
 
 
 def __getattr__(name: str) -> Any:

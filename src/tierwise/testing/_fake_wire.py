@@ -98,7 +98,8 @@ def split_directives(text: str) -> tuple[str, list[Directive]]:
     return _DIRECTIVE_RE.sub(" ", text), found
 
 
-def _text_of(content: Any) -> str:
+def text_of(content: Any) -> str:
+    """The text of a message's content: a string, or its text parts joined by lines."""
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
@@ -110,7 +111,7 @@ def _text_of(content: Any) -> str:
             if isinstance(text, str):
                 parts.append(text)
             elif "content" in part:
-                parts.append(_text_of(part["content"]))
+                parts.append(text_of(part["content"]))
     return "\n".join(parts)
 
 
@@ -159,12 +160,12 @@ def parse_call(wire: str, body: Any) -> Call:
     chars, count, last = 0, len(messages), ""
     system = body.get("system")
     if system:
-        sys_text = _text_of(system)
+        sys_text = text_of(system)
         chars, count = len(sys_text), count + 1
     for msg in messages:
         if not isinstance(msg, dict):
             raise ValueError("each message must be an object")
-        text = _text_of(msg.get("content"))
+        text = text_of(msg.get("content"))
         chars += len(text)
         if msg.get("role") == "user":
             last = text

@@ -39,9 +39,9 @@ from tierwise.testing import _fake_wire as wire
 from tierwise.testing._fake_azure import AZURE
 from tierwise.testing._fake_bedrock import BEDROCK
 from tierwise.testing._fake_gemini import GEMINI
-from tierwise.testing._fake_wire import ANTHROPIC, FAULTS, OPENAI, Call, Scripted
+from tierwise.testing._fake_wire import ANTHROPIC, FAULTS, OPENAI, Call, Scripted, text_of
 
-__all__ = ["FAULTS", "FakeUpstream", "ReceivedRequest", "Scripted"]
+__all__ = ["FAULTS", "FakeUpstream", "ReceivedRequest", "Scripted", "text_of"]
 
 Responder = Callable[[Sequence[Any]], Scripted | None]
 _JSON = "application/json"
