@@ -26,6 +26,7 @@ import asyncio
 import json
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -65,7 +66,6 @@ class Spec:
     router: str = "pretrained"
     embedder: str = "hashing"
     min_labelled: int = 200
-    concurrency: int = 1
     seed: int = 0
 
 
@@ -208,26 +208,26 @@ async def _traffic(
 ) -> None:
     import openai
 
+    from tierwise.server.app import GATEWAY
+
     url = live.base_url + "/v1"
     async with openai.AsyncOpenAI(base_url=url, api_key="unused", max_retries=0) as client:
         for start in range(0, len(texts), spec.every):
             batch = texts[start : start + spec.every]
-            await _send(client, batch, spec.concurrency)
+            await _send(client, batch, live.app[GATEWAY].exploration.drain)
             await _settle(live)
             sent = start + len(batch)
             result.curve.append(await _checkpoint(live, sent, spec, test, result.strong, tally))
 
 
-async def _send(client: Any, texts: list[str], concurrency: int) -> None:
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(text: str) -> None:
-        async with gate:
-            await client.chat.completions.create(
-                model=ROUTE, messages=[{"role": "user", "content": text}], temperature=0
-            )
-
-    await asyncio.gather(*(one(t) for t in texts))
+async def _send(client: Any, texts: list[str], drain: Callable[[], Awaitable[None]]) -> None:
+    """One request at a time, each one's judge call finished (`drain`) before the
+    next: the gateway's seeded random draws then come in one order, run after run."""
+    for text in texts:
+        await client.chat.completions.create(
+            model=ROUTE, messages=[{"role": "user", "content": text}], temperature=0
+        )
+        await drain()
 
 
 async def _settle(live: Any) -> None:
