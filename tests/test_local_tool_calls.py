@@ -3,7 +3,10 @@ with `tool_calls`, and the text a small model writes a call as is read as one.""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
+import operator
 from typing import Any
 
 import openai
@@ -103,3 +106,56 @@ async def test_local_qwen_answers_a_tools_request_with_tool_calls() -> None:
     function = (choice.message.tool_calls or [])[0].model_dump()["function"]
     assert function["name"] == "get_weather"
     assert "paris" in json.loads(function["arguments"])["city"].lower()
+
+
+def get_weather(city: str) -> str:
+    """Get the current weather in a city."""
+    return f"Sunny in {city}"
+
+
+def langchain_qwen(base_url: str) -> Any:
+    """LangChain's OpenAI chat model on the gateway's Qwen deployment, with the weather
+    tool bound."""
+    langchain_openai = pytest.importorskip("langchain_openai")
+    chat = langchain_openai.ChatOpenAI(
+        base_url=base_url + "/v1",
+        api_key="x",
+        model="qwen2.5-0.5b",
+        temperature=0,
+        max_tokens=64,
+        max_retries=0,
+    )
+    return chat.bind_tools([get_weather])
+
+
+def assert_called_for_paris(name: Any, args: Any, content: Any) -> None:
+    assert name == "get_weather"
+    assert "paris" in str(args["city"]).lower()
+    assert content == "", f"the call is left as text: {content!r}"
+
+
+@pytest.mark.slow
+async def test_langchain_bind_tools_gets_tool_calls_from_local_qwen() -> None:
+    """`bind_tools` and a synchronous `invoke` (off the gateway's event loop): the
+    AIMessage holds the call in `tool_calls`, none of it as JSON text in `content`."""
+    pytest.importorskip("xllamacpp", reason="local models need the xllamacpp wheel")
+    async with running(embedded_config()) as live:
+        model = langchain_qwen(live.base_url)
+        message = await asyncio.to_thread(model.invoke, "What's the weather in Paris?")
+    assert len(message.tool_calls) == 1
+    call = message.tool_calls[0]
+    assert_called_for_paris(call["name"], call["args"], message.content)
+
+
+@pytest.mark.slow
+async def test_langchain_bind_tools_streams_tool_call_chunks_from_local_qwen() -> None:
+    """The same request streamed: the chunks' `tool_call_chunks` add up to the call."""
+    pytest.importorskip("xllamacpp", reason="local models need the xllamacpp wheel")
+    async with running(embedded_config()) as live:
+        model = langchain_qwen(live.base_url)
+        chunks = await asyncio.to_thread(lambda: list(model.stream("What's the weather in Paris?")))
+    assert chunks and any(chunk.tool_call_chunks for chunk in chunks)
+    message = functools.reduce(operator.add, chunks)
+    assert len(message.tool_calls) == 1
+    call = message.tool_calls[0]
+    assert_called_for_paris(call["name"], call["args"], message.content)

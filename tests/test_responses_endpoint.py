@@ -12,9 +12,10 @@ import aiohttp
 import openai
 import pytest
 
-from tests.helpers import gateway_config
+from tests.helpers import CHEAP_PRICE, STRONG_PRICE, gateway_config, settle
 from tierwise.server.responses import StoredResponses
 from tierwise.server.run import Running, running
+from tierwise.store import Store, from_pusd
 from tierwise.testing import FakeUpstream
 
 WEATHER = {
@@ -182,6 +183,81 @@ async def test_falls_back_like_chat(oai: openai.AsyncOpenAI, upstream: FakeUpstr
     raw = await oai.responses.with_raw_response.create(model="auto", input="fall back")
     assert raw.headers["x-tierwise-model"] == "big"
     assert raw.parse().output_text == "Answer from strong-model: fall back"
+
+
+def priced(usage: Any, price: dict[str, str]) -> Decimal:
+    """What `usage` costs at `price` (dollars per million tokens)."""
+    tokens = usage.input_tokens * Decimal(price["input"])
+    return (tokens + usage.output_tokens * Decimal(price["output"])) / 10**6
+
+
+async def respond(oai: openai.AsyncOpenAI, stream: bool, text: str) -> tuple[Any, Any]:
+    """The response headers and the final response, plain or from the streamed
+    `response.completed` event."""
+    if not stream:
+        raw = await oai.responses.with_raw_response.create(model="auto", input=text)
+        return raw.headers, raw.parse()
+    streamed = await oai.responses.with_raw_response.create(model="auto", input=text, stream=True)
+    events = [event async for event in streamed.parse()]
+    assert events[-1].type == "response.completed"
+    return streamed.headers, events[-1].response
+
+
+async def logged(server: Running, headers: Any) -> tuple[Store, Any, list[Any]]:
+    """The store, and the logged request and attempts of the answer with `headers`."""
+    store = await settle(server, 1)
+    assert await store.count_requests() == 1
+    request_id = headers["x-tierwise-request-id"]
+    detail = await store.request_detail(request_id)
+    assert detail is not None
+    return store, detail, list(await store.attempts_of([request_id]))
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+async def test_a_response_is_logged_with_its_cost_and_attempts(
+    server: Running, oai: openai.AsyncOpenAI, stream: bool
+) -> None:
+    headers, response = await respond(oai, stream, "log this answer")
+    _, detail, attempts = await logged(server, headers)
+    cost = priced(response.usage, CHEAP_PRICE)
+    assert cost > 0 and from_pusd(detail["cost_pusd"]) == cost
+    if stream:
+        assert "x-tierwise-cost-usd" not in headers, "a stream's cost is known at its end"
+    else:
+        assert Decimal(headers["x-tierwise-cost-usd"]) == cost
+    assert detail["calls"] == len(attempts) == int(headers["x-tierwise-attempts"]) == 1
+    assert detail["status"] == headers["x-tierwise-status"] == "ok"
+    assert detail["final_deployment"] == headers["x-tierwise-model"] == "mini"
+    usage = response.usage
+    assert (detail["input_tokens"], detail["output_tokens"]) == (
+        usage.input_tokens,
+        usage.output_tokens,
+    )
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+@pytest.mark.parametrize("fault", ["500", "empty"])
+async def test_a_fallback_bills_each_attempt_once(
+    server: Running, oai: openai.AsyncOpenAI, upstream: FakeUpstream, stream: bool, fault: str
+) -> None:
+    """The cheap deployment fails (a 500 costs nothing, a blank answer is billed) and
+    the strong one answers: the request costs its attempts, each counted once."""
+    upstream.set_failure_rate("cheap-model", 1.0, fault)
+    headers, response = await respond(oai, stream, "fall back and bill")
+    assert response.output_text == "Answer from strong-model: fall back and bill"
+    _, detail, attempts = await logged(server, headers)
+    *failed, served = attempts
+    assert failed and {a["deployment"] for a in failed} == {"mini"}
+    assert served["deployment"] == detail["final_deployment"] == headers["x-tierwise-model"]
+    assert detail["calls"] == len(attempts) == int(headers["x-tierwise-attempts"])
+    assert sum(a["called"] for a in attempts) == upstream.count()
+    assert from_pusd(served["cost_pusd"]) == priced(response.usage, STRONG_PRICE)
+    blank = [from_pusd(a["cost_pusd"]) for a in failed]
+    assert all(c > 0 for c in blank) if fault == "empty" else not any(blank)
+    each = sum(a["cost_pusd"] for a in attempts)
+    assert detail["cost_pusd"] == detail["attempts_pusd"] == each
+    if not stream:
+        assert Decimal(headers["x-tierwise-cost-usd"]) == from_pusd(each)
 
 
 @pytest.mark.parametrize(
