@@ -296,6 +296,28 @@ def test_a_worse_candidate_does_not_win() -> None:
     assert better["candidate_wins"]
 
 
+def test_a_gain_the_log_cannot_tell_from_chance_does_not_win() -> None:
+    """The candidate differs from the route's router on one of 40 requests, where it
+    picks the cheap model and both answer well: cheaper by its point estimate, but a
+    resample without that request shows no difference, so the cost interval reaches
+    zero. Not applied; the same change on every other request is."""
+    scores = np.ones((40, 2))
+    costs = np.array([[1.0, 10.0]] * 40)
+    texts = [f"prompt {i}" for i in range(40)]
+    table = OutcomeTable(texts, texts, ["auto"] * 40, ["cheap", "strong"], scores, costs, "")
+    rows = np.arange(40, dtype=np.intp)
+    current = np.ones(40, dtype=np.intp)
+    one = current.copy()
+    one[7] = 0
+    settings = Settings(("cheap", "strong"), samples=400)
+    lucky = compare(table, rows, rows, one, current, settings)
+    assert lucky["candidate"]["cost_usd"] < lucky["current"]["cost_usd"]
+    assert lucky["intervals"]["cost_diff"][1] == 0 and not lucky["candidate_wins"]
+    many = current.copy()
+    many[::2] = 0
+    assert compare(table, rows, rows, many, current, settings)["candidate_wins"]
+
+
 def test_a_candidate_judged_on_few_requests_does_not_win() -> None:
     """The log labels the model each request was served by (cheap, scoring 0.5 on
     average); the candidate picks the strong model, whose outcome the log knows on 4

@@ -8,8 +8,9 @@ scored by the replay estimator (`evaluation.replay.replay_point`: mean score of
 the requests where the decision matches a model whose outcome is known, cost at each
 model's mean billed cost), with 95% percentile-bootstrap intervals over the held-out
 requests. The candidate wins when it is not worse in quality by more than
-`max_drop` at the interval's lower end, is better in quality or cheaper, and its
-decisions meet a known outcome on at least `min_support` of the held-out requests.
+`max_drop` at the interval's lower end, is better in quality or cheaper with
+confidence (the difference's interval excludes zero), and its decisions meet a known
+outcome on at least `min_support` of the held-out requests.
 """
 
 from __future__ import annotations
@@ -233,7 +234,7 @@ def compare(
     estimate = _estimates(replayed, candidate, current, strong, w)
     intervals = _bootstrap(replayed, candidate, current, strong, settings, w)
     support = estimate["candidate"]["matched"] / len(held) if len(held) else 0.0
-    wins = _wins(estimate, intervals["quality_diff"][0], support, settings)
+    wins = _wins(intervals, support, settings)
     return {
         "held_out": len(held),
         "estimator": "replay on held-out logged requests, 95% percentile bootstrap"
@@ -247,18 +248,16 @@ def compare(
     }
 
 
-def _wins(estimate: dict[str, Any], low: float, support: float, settings: Settings) -> bool:
-    """Not worse by more than `max_drop` at the interval's lower end `low`, judged on
-    enough of the held-out requests, and better or cheaper."""
-    candidate, current = estimate["candidate"], estimate["current"]
-    better = candidate["quality"] > current["quality"]
-    cheaper = candidate["cost_usd"] < current["cost_usd"]
-    return (
-        not math.isnan(low)
-        and low >= -settings.max_drop
-        and support >= settings.min_support
-        and (better or cheaper)
-    )
+def _wins(intervals: dict[str, list[float]], support: float, settings: Settings) -> bool:
+    """Not worse in quality by more than `max_drop` at the interval's lower end, judged
+    on enough of the held-out requests, and better or cheaper with confidence: the
+    quality difference's interval above zero, or the cost difference's below it (a
+    point estimate that happens to favour the candidate is not enough)."""
+    q_low = intervals["quality_diff"][0]
+    c_high = intervals["cost_diff"][1]
+    if math.isnan(q_low) or q_low < -settings.max_drop or support < settings.min_support:
+        return False
+    return q_low > 0 or (not math.isnan(c_high) and c_high < 0)
 
 
 def _estimates(
