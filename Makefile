@@ -31,6 +31,7 @@ bench: setup
 	$(PY) bench/proxy_overhead.py
 	$(PY) bench/router_latency.py
 	$(PY) bench/faults.py
+	$(PY) bench/cache_lookup.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -333,6 +333,27 @@ async def test_semantic_cache_on_fixture_pairs(upstream: FakeUpstream) -> None:
     assert upstream.count() == 3 * 2 + 3 * 3
 
 
+async def test_nothing_is_cached_unless_asked_and_never_by_meaning(
+    upstream: FakeUpstream,
+) -> None:
+    """With no cache block a route caches nothing; with one, an exact cache only: the
+    closest paraphrase pair of the fixture misses unless `semantic` is set."""
+    pair = next(p for p in _pairs() if p["paraphrase"])
+    routes = {
+        "auto": {"router": {"kind": "fixed"}, "baseline": "big"},
+        "cached": CACHED,
+    }
+    async with Gateway(gateway_config(upstream.base_url, routes=routes)) as gateway:
+        for route, expected in (("auto", None), ("cached", "miss")):
+            first = ChatRequest([Message("user", pair["a"])], model=route, temperature=0)
+            await gateway.chat(first)
+            again = await gateway.chat(first)
+            paraphrase = first.with_changes(messages=[Message("user", pair["b"])])
+            assert (await gateway.chat(paraphrase)).record.cache == expected
+            assert again.record.cache == (None if route == "auto" else "hit")
+    assert upstream.count() == 3 + 2
+
+
 async def test_tool_calls_replay_from_the_cache(
     oai: openai.AsyncOpenAI, upstream: FakeUpstream
 ) -> None:
