@@ -121,6 +121,12 @@ class GuardedStore(Store):
         with self._guard():
             await self._store._run(statement, params)
 
+    async def _run_then(
+        self, statement: str, params: Sequence[Any], then: str, then_params: Sequence[Any]
+    ) -> bool:
+        with self._guard():
+            return await self._store._run_then(statement, params, then, then_params)
+
     async def prune(self, before: float) -> int:
         with self._guard():
             return await self._store.prune(before)

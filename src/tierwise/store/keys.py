@@ -100,23 +100,19 @@ def _event(row: dict[str, Any]) -> KeyEventRow:
 
 class VirtualKeys(Engine):
     async def add_virtual_key(self, row: VirtualKeyRow, event: KeyEventRow) -> bool:
-        """Store a new key and its audit entry; False when the name is taken."""
+        """Store a new key and its audit entry together; False when the name or the
+        digest is taken (nothing stored)."""
         statement = insert(self.dialect, "virtual_keys", KEY_COLUMNS, skip_known=True)
-        await self._run(statement, _values(row, KEY_COLUMNS))
-        stored = await self.virtual_key(row["name"])
-        if stored is None or stored["key_sha256"] != row["key_sha256"]:
-            return False
-        await self.add_key_event(event)
-        return True
+        return await self._with_event(statement, _values(row, KEY_COLUMNS), event)
+
+    async def _with_event(self, statement: str, params: Sequence[Any], event: KeyEventRow) -> bool:
+        audit = insert(self.dialect, "key_events", KEY_EVENT_COLUMNS, skip_known=True)
+        return await self._run_then(statement, params, audit, _values(event, KEY_EVENT_COLUMNS))
 
     async def virtual_key(self, name: str) -> VirtualKeyRow | None:
         q = self.bind()
         rows = await self._fetch(f"{SELECT_KEYS} WHERE name = {q(name)}", q.values)
         return _key(rows[0]) if rows else None
-
-    async def _live(self, name: str) -> bool:
-        current = await self.virtual_key(name)
-        return current is not None and current["revoked_at"] is None
 
     async def virtual_key_by_hash(self, key_sha256: str) -> VirtualKeyRow | None:
         """The live (not revoked) key whose secret has this hex digest."""
@@ -131,37 +127,26 @@ class VirtualKeys(Engine):
         return [_key(r) for r in await self._fetch(f"{SELECT_KEYS}{where} ORDER BY name", [])]
 
     async def revoke_virtual_key(self, name: str, at: float, event: KeyEventRow) -> bool:
-        """Revoke a live key; False when there is none by that name."""
-        if not await self._live(name):
-            return False
+        """Revoke a live key, with its audit entry; False when there is none by that
+        name."""
         q = self.bind()
         statement = (
             f"UPDATE virtual_keys SET revoked_at = {q(at)}, updated_at = {q(at)} "
             f"WHERE name = {q(name)} AND revoked_at IS NULL"
         )
-        await self._run(statement, q.values)
-        await self.add_key_event(event)
-        return True
+        return await self._with_event(statement, q.values, event)
 
     async def rotate_virtual_key(
         self, name: str, key_sha256: str, prefix: str, at: float, event: KeyEventRow
     ) -> bool:
-        """Give a live key a new secret digest (the old secret stops matching);
-        False when there is no live key by that name."""
-        if not await self._live(name):
-            return False
+        """Give a live key a new secret digest (the old secret stops matching), with
+        its audit entry; False when there is no live key by that name."""
         q = self.bind()
         statement = (
             f"UPDATE virtual_keys SET key_sha256 = {q(key_sha256)}, prefix = {q(prefix)}, "
             f"updated_at = {q(at)} WHERE name = {q(name)} AND revoked_at IS NULL"
         )
-        await self._run(statement, q.values)
-        await self.add_key_event(event)
-        return True
-
-    async def add_key_event(self, event: KeyEventRow) -> None:
-        statement = insert(self.dialect, "key_events", KEY_EVENT_COLUMNS, skip_known=True)
-        await self._run(statement, _values(event, KEY_EVENT_COLUMNS))
+        return await self._with_event(statement, q.values, event)
 
     async def key_events(self, name: str | None = None, limit: int = 200) -> list[KeyEventRow]:
         """The key audit log, newest first, optionally for one key."""

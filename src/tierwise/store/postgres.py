@@ -104,6 +104,17 @@ class PostgresStore(Store):
         async with pool.acquire() as conn:
             await conn.execute(statement, *params)
 
+    async def _run_then(
+        self, statement: str, params: Sequence[Any], then: str, then_params: Sequence[Any]
+    ) -> bool:
+        pool = await self._acquire_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            status = await conn.execute(statement, *params)
+            changed = not status.endswith(" 0")
+            if changed:
+                await conn.execute(then, *then_params)
+        return changed
+
     async def prune(self, before: float) -> int:
         pool = await self._acquire_pool()
         async with pool.acquire() as conn, conn.transaction():

@@ -74,6 +74,14 @@ class Engine(ABC):
     async def _run(self, statement: str, params: Sequence[Any]) -> None:
         """One write statement, committed on return."""
 
+    @abstractmethod
+    async def _run_then(
+        self, statement: str, params: Sequence[Any], then: str, then_params: Sequence[Any]
+    ) -> bool:
+        """`statement`, and `then` only when it changed a row, in one transaction
+        (a change and its audit entry are stored together or not at all); whether
+        the first changed a row."""
+
 
 def insert(dialect: Dialect, table: str, columns: Sequence[str], *, skip_known: bool) -> str:
     """An insert of one row of `columns`; with `skip_known`, a row whose key is

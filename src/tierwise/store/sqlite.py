@@ -68,6 +68,14 @@ class SQLiteStore(Store):
     async def _run(self, statement: str, params: Sequence[Any]) -> None:
         await self._call(lambda conn: conn.execute(statement, tuple(params)))
 
+    async def _run_then(
+        self, statement: str, params: Sequence[Any], then: str, then_params: Sequence[Any]
+    ) -> bool:
+        changed: bool = await self._call(
+            _both, (statement, tuple(params)), (then, tuple(then_params))
+        )
+        return changed
+
     async def prune(self, before: float) -> int:
         count: int = await self._call(_prune, before)
         return count
@@ -76,6 +84,21 @@ class SQLiteStore(Store):
         if self._conn is not None:
             await self._call(lambda conn: conn.close())
             self._conn = None
+
+
+def _both(
+    conn: sqlite3.Connection, first: tuple[str, tuple[Any, ...]], then: tuple[str, tuple[Any, ...]]
+) -> bool:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        changed = conn.execute(*first).rowcount > 0
+        if changed:
+            conn.execute(*then)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return changed
 
 
 def _wal(conn: sqlite3.Connection, tries: int = 100) -> None:
