@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tierwise.embeddings.base import Embedder
+from tierwise.embeddings.base import Embedder, Loading, Remembering
 from tierwise.embeddings.cache import EmbeddingCache
 from tierwise.errors import ConfigError
 from tierwise.record import Decision
@@ -160,8 +160,8 @@ class EmbeddingRouter:
         self._prepared: _Examples | None = None
         self._lock = threading.Lock()
         self._groups: dict[tuple[str, ...], dict[str, Vectors]] = {}
-        peek: Any = getattr(embedder, "cached", None)
-        self._peek: Peek | None = peek if callable(peek) else None
+        self._peek: Peek | None = embedder.cached if isinstance(embedder, Remembering) else None
+        self._loading = embedder if isinstance(embedder, Loading) else None
 
     @classmethod
     def from_options(cls, context: object = None, **options: object) -> EmbeddingRouter:
@@ -187,14 +187,14 @@ class EmbeddingRouter:
     @property
     def ready(self) -> bool:
         """True once the examples are embedded and the model is loaded."""
-        return self._prepared is not None and getattr(self.embedder, "loaded", True) is True
+        embedder = self.embedder
+        return self._prepared is not None and (not isinstance(embedder, Loading) or embedder.loaded)
 
     def warm_up(self) -> None:
         """Load the model and embed the examples now (else on the first decision)."""
         self._examples()
-        load = getattr(self.embedder, "load", None)
-        if callable(load):
-            load()
+        if self._loading is not None:
+            self._loading.load()
 
     def _examples(self) -> _Examples:
         with self._lock:

@@ -30,24 +30,13 @@ def wanted_rates(rows: Iterable[VirtualKeyRow]) -> dict[str, RateLimit]:
     }
 
 
-def limit_maps(holder: object) -> list[dict[str, Any]]:
-    """The scope -> limit dicts a budget or limiter checks (its own, and the
-    in-process fallback of a Redis one)."""
-    maps: list[dict[str, Any]] = []
-    for part in (holder, getattr(holder, "local", None)):
-        limits = getattr(part, "limits", None)
-        if isinstance(limits, dict) and all(limits is not m for m in maps):
-            maps.append(limits)
-    return maps
-
-
-def sync(maps: list[dict[str, Any]], wanted: Mapping[str, Any], mine: set[str]) -> set[str]:
-    """Set `wanted` scopes in every map, drop scopes this object set before and no
-    longer wants, leave every other scope alone; the scopes now set."""
-    for limits in maps:
-        for scope in mine - set(wanted):
-            limits.pop(scope, None)
-        limits.update(wanted)
+def sync(limits: dict[str, Any], wanted: Mapping[str, Any], mine: set[str]) -> set[str]:
+    """Set `wanted` scopes in `limits`, drop scopes this object set before and no
+    longer wants, leave every other scope alone; the scopes now set. (A Redis budget
+    or limiter shares its `limits` with its in-process fallback.)"""
+    for scope in mine - set(wanted):
+        limits.pop(scope, None)
+    limits.update(wanted)
     return set(wanted)
 
 
@@ -75,9 +64,9 @@ class KeyLimits:
         if rates and state.limiter is None:
             state.limiter = self._new_limiter()
         if state.budget is not None:
-            self.budget_scopes = sync(limit_maps(state.budget), budgets, self.budget_scopes)
+            self.budget_scopes = sync(state.budget.limits, budgets, self.budget_scopes)
         if state.limiter is not None:
-            self.rate_scopes = sync(limit_maps(state.limiter), rates, self.rate_scopes)
+            self.rate_scopes = sync(state.limiter.limits, rates, self.rate_scopes)
 
     def _new_budget(self) -> Budget:
         config = self.gateway.config.state

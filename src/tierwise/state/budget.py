@@ -104,6 +104,9 @@ class BudgetUsage:
 
 
 class Budget(Protocol):
+    limits: dict[str, BudgetLimit]
+    """The limit of each scope; changing it changes what `reserve` checks."""
+
     async def reserve(
         self, scope_keys: Sequence[str], amount_usd: Decimal, now: float
     ) -> Reservation | None:

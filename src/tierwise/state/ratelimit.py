@@ -46,6 +46,9 @@ class Counts:
 
 
 class RateLimiter(Protocol):
+    limits: dict[str, RateLimit]
+    """The limit of each scope; changing it changes what `admit` checks."""
+
     async def admit(
         self, scope_keys: Sequence[str], *, requests: int = 1, tokens: int = 0, now: float
     ) -> Admission: ...

@@ -106,7 +106,8 @@ class RedisRateLimiter(RedisBacked):
         self._record = client.register_script(RECORD_LUA)
 
     async def _forget_local(self) -> None:
-        self.local = MemoryRateLimiter(self.limits, window_s=self.window_s)
+        self.local = MemoryRateLimiter({}, window_s=self.window_s)
+        self.local.limits = self.limits
 
     def _ttl_ms(self) -> int:
         return math.ceil(self.window_s * 2000) + 1000
