@@ -38,6 +38,7 @@ from tierwise.evaluation.cascade import (
     simulate,
     simulate_all,
 )
+from tierwise.evaluation.cascade_choose import WEIGHTS, Pool, Settings, choose_for_targets
 from tierwise.evaluation.cascade_eval import evaluate_cascades
 from tierwise.learning.outcomes import OutcomeTable, read_outcomes
 
@@ -346,3 +347,48 @@ def test_learned_acceptance_serves_the_stage_or_escalates_with_its_cost() -> Non
     assert learned.stages == [{"c": [0, 1]}, {"c": [0, 1]}]
     assert learned.cost.tolist() == [[13.0] * 8, [3.0] * 8]
     assert learned.served.tolist() == [[2] * 8, [0, 0, 0, 0] * 2]
+
+
+def synthetic_pool(scores: np.ndarray, costs: np.ndarray, categories: list[str]) -> Pool:
+    """Single-model candidates over hand-made scores and costs; the last model is the
+    strong one."""
+    n, k = scores.shape
+    models = [f"m{j}" for j in range(k)]
+    texts = [f"prompt {i}" for i in range(n)]
+    table = OutcomeTable([f"p{i}" for i in range(n)], texts, ["s"] * n, models, scores, costs, "h")
+    sim = Simulated([Cascade((), m) for m in models], [], scores.T.copy(), costs.T.copy())
+    return Pool(table, costs, k - 1, sim, categories, 0.25, k)
+
+
+def test_the_target_choice_finds_a_weight_between_grid_values() -> None:
+    """Only weights in (1/6, 0.168) pick the model reaching 95% below the strong
+    model's cost: a grid stepping from 0.16 to 0.17 misses it."""
+    quality, cost = [0.834, 0.96, 1.0], [0.01, 0.76, 1.0]
+    pool = synthetic_pool(np.tile(quality, (20, 1)), np.tile(cost, (20, 1)), ["c"] * 20)
+    rows = np.arange(20)
+    coarse = choose_for_targets(pool, rows, [0.95], WEIGHTS, 5, 0)[0]
+    assert coarse.picks == {"c": 2, "*": 2} and coarse.inner_cost == pytest.approx(1.0)
+    exact = choose_for_targets(pool, rows, [0.95], Settings().choice_weights, 5, 0)[0]
+    assert exact.picks == {"c": 1, "*": 1} and 1 / 6 < exact.weight < 0.168
+    assert (exact.inner_quality, exact.inner_cost) == pytest.approx((0.96, 0.76))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_exact_target_choice_is_as_good_as_a_very_fine_grid(seed: int) -> None:
+    """Breakpoints here are below ref / (0.9 x 0.03) < 41, so the fine grid spans
+    every policy but may step over narrow ones; the exact choice never does worse."""
+    rng = np.random.default_rng(seed)
+    n = 40
+    scores = (rng.random((n, 5)) < [0.5, 0.6, 0.7, 0.8, 0.9]).astype(np.float64)
+    costs = np.outer(rng.uniform(0.9, 1.1, n), [0.01, 0.04, 0.1, 0.3, 1.0])
+    pool = synthetic_pool(scores, costs, rng.choice(["a", "b"], n).tolist())
+    rows = np.arange(n)
+    targets = [0.85, 0.9, 0.95, 1.0]
+    fine = choose_for_targets(pool, rows, targets, tuple(np.linspace(0, 50, 20001)), 4, seed)
+    exact = choose_for_targets(pool, rows, targets, None, 4, seed)
+    for f, e in zip(fine, exact, strict=True):
+        if f.inner_quality >= f.target - 1e-12:
+            assert e.inner_quality >= e.target - 1e-12
+            assert e.inner_cost <= f.inner_cost + 1e-12
+        else:
+            assert e.inner_quality >= f.inner_quality - 1e-12

@@ -9,7 +9,12 @@ and stages of models whose mean training cost is at most `cheap_share` of the st
 model's. For a quality target, `choose_for_targets` runs an inner cross-validation on
 the training rows (grouped by prompt text): the weight whose inner held-out quality
 reaches the target share of the strong model's at the least inner held-out cost (none
-reaching it: the best quality) is then applied to all the training rows.
+reaching it: the best quality; ties: the smallest weight) is then applied to all the
+training rows. The weights it compares are exact, not a grid: a group's pick changes
+only where the upper envelope of its candidates' lines quality - w x cost / reference
+turns (`breakpoints`), so one weight inside each interval between the turns of every
+group of the inner folds and of all the training rows (0, the midpoints, and twice
+the last turn) covers every distinct set of picks.
 """
 
 from __future__ import annotations
@@ -42,11 +47,14 @@ CHOSEN_TARGETS = (0.95, 1.0)
 @dataclass(frozen=True, slots=True)
 class Settings:
     """What an evaluation chooses from and how: the final model (None: the best mean
-    score), the cost weights, the quality targets, the candidates' shape, the inner
-    folds, the seed (folds and bootstrap), fixed cascades and bootstrap samples."""
+    score), the cost weights of the reported per-weight points, the weights a target's
+    choice compares (None: the exact set, `exact_weights`), the quality targets, the
+    candidates' shape, the inner folds, the seed (folds and bootstrap), fixed cascades
+    and bootstrap samples."""
 
     strong: str | None = None
     weights: tuple[float, ...] = WEIGHTS
+    choice_weights: tuple[float, ...] | None = None
     targets: tuple[float, ...] = CHOSEN_TARGETS
     cheap_share: float = 0.25
     max_group: int = 3
@@ -150,13 +158,58 @@ def totals(pool: Pool, train: Index) -> Totals:
 def pick_from(sums: Totals, weight: float) -> Picks:
     """Per group, the allowed candidate with the highest total quality - weight x
     cost / reference (ties: the cheaper, then the earlier), as `select` chooses."""
-    picks: Picks = {}
-    order = np.arange(sums.ok.size)
-    for g, name in enumerate(sums.groups):
-        value = sums.quality[g] - weight * sums.cost[g] / sums.reference
+    chosen = pick_indices(sums, np.array([weight]))[0]
+    return dict(zip(sums.groups, chosen.tolist(), strict=True))
+
+
+def pick_indices(sums: Totals, weights: Matrix, chunk: int = 64) -> Index:
+    """`pick_from` at each of `weights`: (weights, groups) candidate indices."""
+    out = np.empty((len(weights), len(sums.groups)), dtype=np.intp)
+    for start in range(0, len(weights), chunk):
+        w = weights[start : start + chunk, None, None]
+        value = sums.quality[None] - w * sums.cost[None] / sums.reference
         value = np.where(sums.ok, value, -np.inf)
-        picks[name] = int(np.lexsort((order, sums.cost[g], -value))[0])
-    return picks
+        top = value.max(axis=2, keepdims=True)
+        cost = np.where(value == top, sums.cost[None], np.inf)
+        out[start : start + chunk] = cost.argmin(axis=2)
+    return out
+
+
+def breakpoints(sums: Totals) -> Matrix:
+    """Every weight > 0 at which some group's pick changes."""
+    slopes = sums.cost[:, sums.ok] / sums.reference
+    found = [_corners(q, c) for q, c in zip(sums.quality[:, sums.ok], slopes, strict=True)]
+    return np.unique(np.concatenate([np.zeros(0), *found]))
+
+
+def _corners(quality: Matrix, slope: Matrix) -> Matrix:
+    """The weights w > 0 where the line with the highest quality - w x slope (ties:
+    the smaller slope) changes: the turns of the upper envelope, walked from w = 0."""
+    best = int(np.lexsort((slope, -quality))[0]) if quality.size else -1
+    at, turns = 0.0, []
+    while best >= 0:
+        cheaper = np.flatnonzero(slope < slope[best])
+        if not cheaper.size:
+            break
+        cross = (quality[best] - quality[cheaper]) / (slope[best] - slope[cheaper])
+        cross = np.maximum(cross, at)
+        first = cheaper[cross == cross.min()]
+        best, at = int(first[np.argmin(slope[first])]), float(cross.min())
+        turns.append(at)
+    return np.asarray([t for t in turns if t > 0.0], dtype=np.float64)
+
+
+def exact_weights(sums: Sequence[Totals]) -> Matrix:
+    """One weight inside each interval between the turns of every group of `sums`:
+    0, the midpoints and twice the last turn, so that every distinct combination of
+    their picks is found at one of them. Turns within a relative 1e-9 of the one
+    before are one turn computed twice with rounding (equal lines over other rows)."""
+    turns = np.unique(np.concatenate([np.zeros(0), *(breakpoints(s) for s in sums)]))
+    if not turns.size:
+        return np.zeros(1)
+    turns = turns[np.concatenate([[True], np.diff(turns) > 1e-9 * turns[1:]])]
+    middles = (turns[:-1] + turns[1:]) / 2
+    return np.concatenate([[0.0], middles, turns[-1:] * 2])
 
 
 def pick(pool: Pool, train: Index, weight: float) -> Picks:
@@ -185,30 +238,59 @@ def choose_for_targets(
     pool: Pool,
     train: Index,
     targets: Sequence[float],
-    weights: Sequence[float],
+    weights: Sequence[float] | None,
     folds: int,
     seed: int,
 ) -> list[Choice]:
     """Per target share of the strong model's quality, the weight chosen by inner
-    cross-validation on `train`, applied to all of `train`."""
+    cross-validation on `train` among `weights`, applied to all of `train`. None: the
+    `exact_weights` of the inner folds and of `train`, so the choice is what any grid
+    fine enough would choose."""
     splits = inner_splits(pool, train, folds, seed)
+    sums = [totals(pool, inner_train) for inner_train, _ in splits]
+    if weights is None:
+        grid = exact_weights([*sums, totals(pool, train)])
+    else:
+        grid = np.asarray(weights, dtype=np.float64)
+    quality, cost = inner_scores(pool, splits, sums, grid)
+    out = []
+    for target in targets:
+        w = _cheapest_reaching(quality, cost, target)
+        weight = float(grid[w])
+        picks = pick(pool, train, weight)
+        out.append(Choice(target, weight, picks, float(quality[w]), float(cost[w])))
+    return out
+
+
+def inner_scores(
+    pool: Pool, splits: list[tuple[Index, Index]], sums: list[Totals], weights: Matrix
+) -> tuple[Matrix, Matrix]:
+    """Per weight, the inner held-out quality and cost as shares of the strong
+    model's, each held-out row run under the picks of its fold's training rows."""
     held = np.concatenate([test for _, test in splits])
     strong_quality = pool.table.scores[held, pool.strong].sum()
     strong_cost = pool.costs[held, pool.strong].sum() or 1.0
     quality, cost = np.zeros(len(weights)), np.zeros(len(weights))
-    sums = [totals(pool, inner_train) for inner_train, _ in splits]
-    for w, weight in enumerate(weights):
-        index = np.zeros(len(pool.table), dtype=np.intp)
-        for inner, (_, test) in zip(sums, splits, strict=True):
-            index[test] = apply(pool, pick_from(inner, weight), test)
-        quality[w] = pool.sim.quality[index[held], held].sum() / strong_quality
-        cost[w] = pool.sim.cost[index[held], held].sum() / strong_cost
-    out = []
-    for target in targets:
-        w = _cheapest_reaching(quality, cost, target)
-        picks = pick(pool, train, weights[w])
-        out.append(Choice(target, weights[w], picks, float(quality[w]), float(cost[w])))
-    return out
+    for inner, (_, test) in zip(sums, splits, strict=True):
+        chosen = pick_indices(inner, weights)
+        group = np.arange(len(inner.groups))
+        q, c = held_totals(pool, inner, test)
+        quality += q[group, chosen].sum(axis=1)
+        cost += c[group, chosen].sum(axis=1)
+    return quality / strong_quality, cost / strong_cost
+
+
+def held_totals(pool: Pool, sums: Totals, test: Index) -> tuple[Matrix, Matrix]:
+    """Per group of `sums`, each candidate's total quality and cost over the `test`
+    rows that run that group's pick (`apply`: their category's, else `*`'s)."""
+    position = {name: g for g, name in enumerate(sums.groups)}
+    any_group = position[ANY]
+    group = [position.get(pool.categories[r], any_group) for r in test.tolist()]
+    member = np.zeros((len(test), len(sums.groups)))
+    member[np.arange(len(test)), group] = 1.0
+    quality = (pool.sim.quality[:, test] @ member).T
+    cost = (pool.sim.cost[:, test] @ member).T
+    return quality, cost
 
 
 def _cheapest_reaching(quality: Matrix, cost: Matrix, target: float) -> int:

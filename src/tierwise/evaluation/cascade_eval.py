@@ -144,7 +144,7 @@ def evaluate_on_test(
 
 
 def _tupled(options: dict[str, Any]) -> dict[str, Any]:
-    keys = ("weights", "targets", "fixed")
+    keys = ("weights", "choice_weights", "targets", "fixed")
     return {k: tuple(v) if k in keys else v for k, v in options.items()}
 
 
@@ -252,7 +252,12 @@ def _target_points(
     fit's held-out rows."""
     choices = [
         choose_for_targets(
-            pool, train, settings.targets, settings.weights, settings.inner_folds, settings.seed
+            pool,
+            train,
+            settings.targets,
+            settings.choice_weights,
+            settings.inner_folds,
+            settings.seed,
         )
         for train in plan.train
     ]
@@ -367,6 +372,6 @@ def deployable(ev: CascadeEval, target: float) -> tuple[CascadePolicy, Choice]:
         raise ValueError("this evaluation keeps nothing to choose a policy from")
     o = ev.options
     choice = choose_for_targets(
-        ev.pool, ev.deploy_rows, [target], o.weights, o.inner_folds, o.seed
+        ev.pool, ev.deploy_rows, [target], o.choice_weights, o.inner_folds, o.seed
     )[0]
     return policy_of(ev.pool, choice.picks), choice
