@@ -62,9 +62,9 @@ async def call(
         return response.status, await response.json()
 
 
-async def chat(url: str, model: str, prompt: str = "hi") -> tuple[int, Any]:
+async def chat(url: str, model: str, prompt: str = "hi", key: str = USER_KEY) -> tuple[int, Any]:
     body = {"model": model, "messages": [{"role": "user", "content": prompt}]}
-    return await call(url, "POST", "/v1/chat/completions", USER_KEY, body)
+    return await call(url, "POST", "/v1/chat/completions", key, body)
 
 
 async def test_a_reload_serves_the_new_routes_and_drops_the_removed_ones(
@@ -121,6 +121,57 @@ async def test_a_broken_file_answers_400_with_the_reason_and_the_old_config_serv
     assert after["config_hash"] == before["config_hash"] and after["generation"] == 0
     assert after["last_reload"]["status"] == "failed"
     assert reason in after["last_reload"]["error"]
+
+
+NEW_USER_KEY, NEW_ADMIN_KEY = "sk-user-2", "sk-admin-2"
+
+
+async def test_a_reload_applies_api_and_admin_keys_at_once(
+    live: Running, config_file: Path, upstream: FakeUpstream
+) -> None:
+    server = {
+        "api_keys": [{"name": "app2", "key": NEW_USER_KEY}],
+        "admin_keys": [{"name": "ops2", "key": NEW_ADMIN_KEY}],
+    }
+    write(config_file, gateway_data(upstream.base_url, server=server))
+    assert (await call(live.base_url, "GET", "/admin/config", NEW_ADMIN_KEY))[0] == 401
+    assert (await chat(live.base_url, "auto", key=NEW_USER_KEY))[0] == 401
+
+    status, body = await call(live.base_url, "POST", "/admin/reload")
+
+    assert status == 200 and body["status"] == "reloaded" and body["restart_required"] == []
+    status, refused = await chat(live.base_url, "auto")
+    assert status == 401 and refused["error"]["message"] == "invalid API key"
+    assert (await chat(live.base_url, "auto", key=NEW_USER_KEY))[0] == 200
+    assert (await call(live.base_url, "GET", "/admin/config", ADMIN_KEY))[0] == 401
+    status, now = await call(live.base_url, "GET", "/admin/config", NEW_ADMIN_KEY)
+    assert status == 200 and now["last_reload"]["by"] == "ops"
+    status, refused = await call(live.base_url, "GET", "/admin/config", NEW_USER_KEY)
+    assert status == 403 and refused["error"]["message"] == "an API key is not an admin key"
+
+
+async def test_a_changed_port_or_store_waits_for_a_restart_and_the_server_keeps_serving(
+    live: Running,
+    config_file: Path,
+    upstream: FakeUpstream,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret_url = f"sqlite:///{tmp_path / 'hunter2-elsewhere.db'}"
+    server = {**SERVER, "port": 9999, "max_body_bytes": 65536}
+    write(config_file, gateway_data(upstream.base_url, server=server, store={"url": secret_url}))
+
+    status, body = await call(live.base_url, "POST", "/admin/reload")
+
+    later = ["server.max_body_bytes", "server.port", "store.url"]
+    assert status == 200 and body["status"] == "reloaded" and body["restart_required"] == later
+    assert "hunter2" not in str(body) and "9999" not in str(body)
+    assert "restart to apply server.max_body_bytes, server.port, store.url" in caplog.text
+    assert (await chat(live.base_url, "auto"))[0] == 200
+    _, status_now = await call(live.base_url, "GET", "/admin/config")
+    assert status_now["last_reload"]["restart_required"] == later
+    status, again = await call(live.base_url, "POST", "/admin/reload")
+    assert again["status"] == "unchanged" and again["restart_required"] == later
 
 
 async def stream_models(url: str, prompt: str) -> tuple[list[str], bool]:

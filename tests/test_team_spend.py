@@ -372,6 +372,67 @@ async def test_a_virtual_team_key_sees_only_its_team_on_the_dashboard(
                 assert detail.status == wanted
 
 
+async def _metrics(server: Running, key: str | None) -> tuple[int, str]:
+    headers = {"x-api-key": key} if key else {}
+    async with (
+        aiohttp.ClientSession(headers=headers) as session,
+        session.get(server.base_url + "/metrics") as response,
+    ):
+        return response.status, await response.text()
+
+
+async def test_metrics_refuse_team_keys_and_take_admin_and_teamless_keys(
+    virtual: tuple[Running, VirtualTraffic],
+) -> None:
+    server, traffic = virtual
+    for key in (RED, BLUE, traffic.secrets["green-bot"]):
+        status, text = await _metrics(server, key)
+        error = orjson.loads(text)["error"]
+        assert status == 403 and error["type"] == "permission_error"
+        assert "dashboard" in error["message"] and "tierwise report" in error["message"]
+        assert "tierwise_team_spend_usd_total" not in text
+    for key in (ADMIN, OPS_ADMIN):
+        status, text = await _metrics(server, key)
+        assert status == 200 and "tierwise_team_spend_usd_total" in text
+        assert 'team="blue"' in text and 'team="green"' in text
+    for key in (None, "sk-not-a-key"):
+        assert (await _metrics(server, key))[0] == 401
+
+
+async def _solo(server: Running) -> tuple[str, str]:
+    """A virtual key without a team, and the id of the one request it made."""
+    async with aiohttp.ClientSession() as session:
+        secret = await _create_key(session, server.base_url, {"name": "solo-bot"})
+        headers = await _chat(session, server.base_url, secret, "alpha", "solo", "eve")
+    await settle(server, 9)
+    return secret, headers["x-tierwise-request-id"]
+
+
+async def test_a_virtual_key_without_a_team_sees_only_its_own_requests(
+    virtual: tuple[Running, VirtualTraffic],
+) -> None:
+    server, traffic = virtual
+    secret, rid = await _solo(server)
+    own = orjson.loads(await _view(server, secret, "/dashboard/data.json"))
+    assert own["totals"]["requests"] == 1 and list(own["spend"]) == ["team"]
+    assert sum(r["requests"] for r in own["spend"]["team"]) == 1
+    page = await _view(server, secret, "/dashboard")
+    assert 'data-testid="table-spend-key"' not in page and "red-app" not in page
+    assert 'data-testid="experiments"' not in page and "beta" not in page
+    listing = await _view(server, secret, "/dashboard/requests")
+    assert rid in listing and traffic.ids["green-bot"][0] not in listing
+    async with aiohttp.ClientSession(headers={"x-api-key": secret}) as session:
+        for request_id, wanted in ((rid, 200), (traffic.ids["red-bot"][0], 404)):
+            async with session.get(f"{server.base_url}/dashboard/requests/{request_id}") as r:
+                assert r.status == wanted
+    status, text = await _metrics(server, secret)
+    assert status == 403 and "virtual key" in orjson.loads(text)["error"]["message"]
+    for admin_key in (ADMIN, OPS_ADMIN):
+        admin = orjson.loads(await _view(server, admin_key, "/dashboard/data.json"))
+        assert admin["totals"]["requests"] == 9
+        assert {"solo-bot", "red-bot"} <= {r["name"] for r in admin["spend"]["key"]}
+
+
 # --- The request log's team column, on a log older than it ------------------------------
 
 

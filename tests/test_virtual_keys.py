@@ -328,3 +328,32 @@ async def test_the_dashboard_needs_a_key_once_only_virtual_keys_exist_and_signs_
             async with session.get(dashboard + "/data.json", headers=cookie) as signed_in:
                 assert signed_in.status == 200
                 assert list((await signed_in.json())["spend"]) == ["team"]
+            form = {"key": ADMIN_KEY}
+            async with session.post(dashboard + "/login", data=form, allow_redirects=False) as r:
+                assert r.status == 303
+                cookie = {"cookie": f"{COOKIE}={r.cookies[COOKIE].value}"}
+            async with session.get(dashboard, headers=cookie) as admin:
+                page = await admin.text()
+                assert admin.status == 200 and 'data-testid="table-spend-key"' in page
+
+
+async def test_virtual_keys_keep_working_when_a_reload_replaces_the_config_keys(
+    store_url: str, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    data = server_data(store_url, upstream.base_url)
+    path = tmp_path / "tierwise.yaml"
+    path.write_text(json.dumps(data))
+    async with running(parse_config(data), path=path) as live:
+        status, created = await call(live, "POST", "/admin/keys", ADMIN_KEY, {"name": "bot"})
+        assert status == 201
+        data["server"] = {**data["server"], "api_keys": [{"name": "cfg2", "key": "sk-cfg-2"}]}
+        path.write_text(json.dumps(data))
+        status, body = await call(live, "POST", "/admin/reload", ADMIN_KEY)
+        assert status == 200 and body["status"] == "reloaded"
+        assert (await chat(live, CONFIG_KEY))[0] == 401
+        assert (await chat(live, "sk-cfg-2"))[0] == 200
+        assert (await chat(live, created["key"]))[0] == 200
+        await asyncio.sleep(REFRESH_S * 2)
+        assert (await chat(live, created["key"]))[0] == 200
+        status, _ = await call(live, "POST", "/admin/keys", ADMIN_KEY, {"name": "cfg2"})
+        assert status == 409

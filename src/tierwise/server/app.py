@@ -26,7 +26,7 @@ from tierwise.observability.metrics import Metrics
 from tierwise.record import RequestRecord
 from tierwise.server import embeddings, responses
 from tierwise.server.admission import Caller, admit, caller_of
-from tierwise.server.auth import ApiKey, KeyRing, check_model
+from tierwise.server.auth import ApiKey, KeyRing, check_metrics, check_model
 from tierwise.server.dashboard import DashboardState, add_dashboard_routes
 from tierwise.server.feedback import parse_feedback
 from tierwise.server.headers import CLIENT_RID, client_request_id, id_headers, record_headers
@@ -314,8 +314,9 @@ async def feedback(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus exposition; behind the same keys as the API."""
-    request.app[KEYS].authenticate(request.headers)
+    """Prometheus exposition of every team's series: behind the API keys without a
+    team and the admin keys (a team's key gets 403)."""
+    check_metrics(request.app[KEYS], request.headers)
     gateway = request.app[GATEWAY]
     state = gateway.state
     shared: list[tuple[str, object]] = [

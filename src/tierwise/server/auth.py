@@ -1,13 +1,15 @@
 """API keys: kept only as SHA-256 digests. Config keys are compared in constant
 time; virtual keys (kept in the store, refreshed into `KeyRing.virtual` on every
-replica) are found by their digest, after the config keys."""
+replica) are found by their digest, after the config keys. The API ring's `admins`
+are the admin keys (`server.admin_keys`): they open `/metrics` and the dashboard's
+full view, never an API endpoint."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tierwise.config import ApiKeyConfig, ServerConfig, reveal
 from tierwise.errors import AccessError, ConfigError
@@ -32,11 +34,12 @@ class ApiKey:
 
 class KeyRing:
     """The configured keys and the store's virtual keys; with neither, requests
-    need no key."""
+    need no key. `admins` (set on the API ring by `run.build`) is the admin ring."""
 
     def __init__(self, keys: list[ApiKey]) -> None:
         self.keys = keys
         self.virtual: dict[bytes, ApiKey] = {}
+        self.admins: KeyRing | None = None
 
     def replace_virtual(self, keys: Mapping[bytes, ApiKey]) -> None:
         """Swap in the current virtual keys (by digest) in one assignment."""
@@ -45,6 +48,22 @@ class KeyRing:
     def named(self) -> list[ApiKey]:
         """Every key: the configured ones, then the virtual ones."""
         return [*self.keys, *self.virtual.values()]
+
+    def admin_keys(self) -> list[ApiKey]:
+        """The admin keys, without a team or limits: where accepted, they see all."""
+        if self.admins is None:
+            return []
+        return [_as_admin(k) for k in self.admins.keys]
+
+    def admin(self, headers: Mapping[str, str]) -> ApiKey | None:
+        """The admin key presented (as `admin_keys` gives it), if any."""
+        if self.admins is None or not self.admins.keys:
+            return None
+        try:
+            key = self.admins.authenticate(headers)
+        except AccessError:
+            return None
+        return None if key is None else _as_admin(key)
 
     def teams(self) -> dict[str, str | None]:
         """Key names to their team (a configured key's entry wins over a virtual one's)."""
@@ -105,6 +124,10 @@ class KeyRing:
         return match
 
 
+def _as_admin(key: ApiKey) -> ApiKey:
+    return replace(key, team=None, models=None, routes=None)
+
+
 def _presented(headers: Mapping[str, str]) -> str | None:
     bearer = headers.get("authorization", "")
     if bearer[:7].lower() == "bearer " and bearer[7:].strip():
@@ -119,3 +142,20 @@ def check_model(key: ApiKey | None, model: str) -> None:
         return
     if model not in (key.models or frozenset()) | (key.routes or frozenset()):
         raise AccessError(f"API key {key.name!r} may not use model {model!r}", status=403)
+
+
+def check_metrics(ring: KeyRing, headers: Mapping[str, str]) -> None:
+    """`/metrics` shows every team's series: open while no API key exists, then
+    open to admin keys and to the config's API keys without a team; a team's key or
+    a virtual key (which sees only its own requests elsewhere) gets 403."""
+    if ring.admin(headers) is not None:
+        return
+    key = ring.authenticate(headers)
+    if key is not None and (key.team is not None or key.virtual):
+        whose = f"belongs to team {key.team!r}" if key.team else "is a virtual key"
+        raise AccessError(
+            f"API key {key.name!r} {whose}: it sees its own requests on the dashboard "
+            "and in `tierwise report`, while /metrics shows every team "
+            "(use an admin key or a config API key without a team)",
+            status=403,
+        )

@@ -6,8 +6,15 @@ the old config serving and says why.
 What a reload keeps: the shared state (health, budgets, rate limits) when the
 `state`, `budgets`, `rate_limits` and `fallback.breaker` sections are unchanged, and
 the experiments' state when `experiments` is unchanged. Everything else (deployments,
-their HTTP clients, routers, checks, cache, exploration) is built afresh. The `server`
-and `store` sections (address, keys, body limit, request log) take effect on restart.
+their HTTP clients, routers, checks, cache, exploration) is built afresh.
+
+`server.api_keys` and `server.admin_keys` are applied with the new Gateway: the
+configured keys of the app's API and admin key rings are replaced in one assignment
+each (the rings themselves stay, as the virtual keys, the dashboard and the admin API
+hold them). Any other change to the `server` or `store` sections (address, body limit,
+request log) takes effect on restart: the outcome's `restart_required` lists the
+dotted paths that differ from the config the process started with (paths only, never
+values), and a warning is logged.
 """
 
 from __future__ import annotations
@@ -27,16 +34,18 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from tierwise.config import GatewayConfig, load_config
 from tierwise.errors import ConfigError, TierwiseError
 from tierwise.gateway import Gateway, RecordSink
-from tierwise.server.app import GATEWAY, Handler
+from tierwise.server.app import GATEWAY, KEYS, METRICS, Handler
+from tierwise.server.auth import KeyRing
 
 log = logging.getLogger("tierwise.server")
 SwapHook = Callable[[Gateway], Awaitable[None]]
 STATE_SECTIONS = ("state", "budgets", "rate_limits")
+APPLIED_KEYS = frozenset({"server.api_keys", "server.admin_keys"})
 
 
 def config_hash(config: GatewayConfig) -> str:
@@ -60,6 +69,28 @@ def same_state(old: GatewayConfig, new: GatewayConfig) -> bool:
     return old.fallback.breaker == new.fallback.breaker and all(
         getattr(old, name) == getattr(new, name) for name in STATE_SECTIONS
     )
+
+
+def restart_required(started: GatewayConfig, new: GatewayConfig) -> list[str]:
+    """The dotted paths of the `server` and `store` settings that differ between the
+    config the process started with and `new`, but the keys (a reload applies those)."""
+    changed = _changed(started.server, new.server, "server")
+    changed += _changed(started.store, new.store, "store")
+    return sorted(path for path in changed if path not in APPLIED_KEYS)
+
+
+def _changed(old: BaseModel, new: BaseModel, prefix: str) -> list[str]:
+    paths = []
+    for name in type(old).model_fields:
+        before, after = getattr(old, name), getattr(new, name)
+        if before == after:
+            continue
+        path = f"{prefix}.{name}"
+        if isinstance(before, BaseModel) and type(before) is type(after):
+            paths.extend(_changed(before, after, path))
+        else:
+            paths.append(path)
+    return paths
 
 
 class InFlight:
@@ -96,9 +127,14 @@ class Reloader:
     """Reloads `path` into the app's Gateway; one reload at a time."""
 
     def __init__(
-        self, app: web.Application, path: Path | None, config: GatewayConfig, own: list[RecordSink]
+        self,
+        app: web.Application,
+        path: Path | None,
+        config: GatewayConfig,
+        own: list[RecordSink],
+        host: str | None = None,
     ) -> None:
-        self.app, self.path = app, path
+        self.app, self.path, self.started, self.host = app, path, config, host
         self.flight = InFlight()
         self.config_hash = config_hash(config)
         self.loaded_at = time.time()
@@ -124,30 +160,51 @@ class Reloader:
         async with self._lock:
             previous = self.config_hash
             try:
-                outcome = await self._reload()
+                outcome, later = await self._reload()
             except Exception as exc:
                 reason = str(exc) if isinstance(exc, TierwiseError) else repr(exc)
-                self.last = _outcome("failed", actor, previous, previous, reason)
+                self.last = _outcome("failed", actor, previous, previous, reason, [])
                 log.warning("config reload by %s failed, keeping %s: %s", actor, previous, reason)
                 return self.last
-            self.last = _outcome(outcome, actor, previous, self.config_hash, None)
+            self.last = _outcome(outcome, actor, previous, self.config_hash, None, later)
             log.info(
                 "config reload by %s: %s (%s -> %s)", actor, outcome, previous, self.config_hash
             )
+            if later:
+                log.warning("config reload by %s: restart to apply %s", actor, ", ".join(later))
             return self.last
 
-    async def _reload(self) -> str:
+    async def _reload(self) -> tuple[str, list[str]]:
+        """The outcome, and the settings changed that wait for a restart."""
         if self.path is None:
             raise ConfigError("the server started without a config file: nothing to reload")
         config = await asyncio.to_thread(check_file, self.path)
+        later = restart_required(self.started, config)
         digest = config_hash(config)
         if digest == self.config_hash:
-            return "unchanged"
+            return "unchanged", later
+        users, admins = self._rings(config)
         old = self.app[GATEWAY]
         new = await self._successor(old, config)
         self._swap(old, new)
+        self._apply_keys(users, admins)
         self.config_hash, self.loaded_at = digest, time.time()
-        return "reloaded"
+        return "reloaded", later
+
+    def _rings(self, config: GatewayConfig) -> tuple[KeyRing, KeyRing]:
+        """The configured API and admin keys of `config`, checked as at start."""
+        server = config.server
+        if self.host is not None:
+            server = server.model_copy(update={"host": self.host})
+        return KeyRing.from_config(server), KeyRing.from_entries(server.admin_keys)
+
+    def _apply_keys(self, users: KeyRing, admins: KeyRing) -> None:
+        """Swap the configured keys into the app's rings (virtual keys stay)."""
+        ring = self.app[KEYS]
+        ring.keys = users.keys
+        if ring.admins is not None:
+            ring.admins.keys = admins.keys
+        self.app[METRICS].teams = {k.name: k.team for k in users.keys}
 
     async def _successor(self, old: Gateway, config: GatewayConfig) -> Gateway:
         """The new Gateway, warmed up and carrying the app's record sinks."""
@@ -200,7 +257,7 @@ def check_file(path: Path) -> GatewayConfig:
 
 
 def _outcome(
-    status: str, actor: str, previous: str, active: str, error: str | None
+    status: str, actor: str, previous: str, active: str, error: str | None, later: list[str]
 ) -> dict[str, Any]:
     return {
         "status": status,
@@ -209,6 +266,7 @@ def _outcome(
         "previous_hash": previous,
         "config_hash": active,
         "error": error,
+        "restart_required": later,
     }
 
 
@@ -216,11 +274,17 @@ RELOADER: web.AppKey[Reloader] = web.AppKey("reloader", Reloader)
 
 
 def add_reload(
-    app: web.Application, path: Path | None, config: GatewayConfig, own: list[RecordSink]
+    app: web.Application,
+    path: Path | None,
+    config: GatewayConfig,
+    own: list[RecordSink],
+    host: str | None = None,
 ) -> Reloader:
     """Count requests per config generation and make the app reloadable (before it
-    starts). `own` are the record sinks the current Gateway made for itself."""
-    reloader = Reloader(app, path, config, own)
+    starts). `own` are the record sinks the current Gateway made for itself; `host`
+    the address served when it overrides `server.host` (reloaded keys are checked
+    against it)."""
+    reloader = Reloader(app, path, config, own, host)
     app[RELOADER] = reloader
 
     @web.middleware

@@ -42,9 +42,11 @@ def build(
     rng: random.Random | None = None,
 ) -> web.Application:
     """The app for `config`; `path` is the file a reload reads again; `rng` the
-    gateway's random source (exploration, balancing: seeded for reruns)."""
+    gateway's random source (exploration, balancing: seeded for reruns). The admin
+    ring is also the API ring's `admins` (for `/metrics` and the dashboard)."""
     server = config.server if host is None else config.server.model_copy(update={"host": host})
     keys = KeyRing.from_config(server)
+    admins = keys.admins = KeyRing.from_entries(server.admin_keys)
     gateway = Gateway(config, rng=rng)
     own_sinks = list(gateway.sinks)
     app = create_app(
@@ -55,11 +57,11 @@ def build(
     )
     add_admin_routes(
         app,
-        KeyRing.from_entries(server.admin_keys),
+        admins,
         open_without_key=server.allow_unauthenticated_admin,
         monitor_interval_s=server.monitor_interval_s,
     )
-    add_reload(app, path, config, own_sinks)
+    add_reload(app, path, config, own_sinks, host=host)
     tracer = build_tracer(config)
     if tracer is not None:
         add_tracer(app, gateway, tracer)

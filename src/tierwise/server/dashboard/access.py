@@ -1,5 +1,7 @@
 """Who may see the dashboard: a key in `Authorization: Bearer` or `x-api-key`, or,
-for browsers, a session cookie set by signing in with a key through a form.
+for browsers, a session cookie set by signing in with a key through a form. The
+key is an API key or an admin key (`server.admin_keys`, the API ring's `admins`),
+which gets the full view.
 
 The cookie holds an expiring HMAC made with the key's digest, never the key.
 Keys limited to some models cannot see the dashboard: it shows every route and
@@ -35,7 +37,7 @@ def session_key(ring: KeyRing, token: str, now: float) -> ApiKey | None:
     if not expires_text.isdigit() or int(expires_text) < now:
         return None
     expires, match = int(expires_text), None
-    for key in ring.named():
+    for key in [*ring.named(), *ring.admin_keys()]:
         if hmac.compare_digest(_mac(key, expires), mac):
             match = key
     return match
@@ -51,7 +53,7 @@ def viewer(
     presented = "authorization" in headers or "x-api-key" in headers
     token = cookies.get(COOKIE)
     if presented or token is None:
-        key = ring.authenticate(headers)
+        key = signed_key(ring, headers)
         from_cookie = False
     else:
         key, from_cookie = session_key(ring, token, now), True
@@ -59,6 +61,12 @@ def viewer(
             raise AccessError("the dashboard session has expired or is invalid; sign in again")
     may_view(key)
     return key, from_cookie
+
+
+def signed_key(ring: KeyRing, headers: Mapping[str, str]) -> ApiKey | None:
+    """The admin key or API key presented; raises AccessError as the API does."""
+    admin = ring.admin(headers)
+    return admin if admin is not None else ring.authenticate(headers)
 
 
 def may_view(key: ApiKey | None) -> None:

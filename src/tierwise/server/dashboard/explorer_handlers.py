@@ -22,8 +22,9 @@ from tierwise.server.dashboard.render import (
     request_page,
     requests_page,
 )
-from tierwise.server.dashboard.scope import may_see, scoped
+from tierwise.server.dashboard.scope import may_see, scoped, visible_ring
 from tierwise.store.guard import guarded_store
+from tierwise.store.reports import EVERYTHING
 
 if TYPE_CHECKING:
     from tierwise.server.dashboard.handlers import DashboardState
@@ -96,8 +97,10 @@ class Explorer:
         limit = max(_number(request, "limit", DEFAULT_LIMIT, MAX_LIMIT), 1)
         offset = _number(request, "offset", 0, 10**9)
         store = guarded_store(self.state.writer, "the request explorer")
+        ring = visible_ring(self.state.keys, key)
         async with self.state.gate:
-            filters = await load_filters(store, request.query, since_text, self.state.keys, now)
+            scope = scoped(EVERYTHING, key, ring)
+            filters = await load_filters(store, request.query, since_text, ring, now, scope)
             where = scoped(filters.where, key, self.state.keys)
             rows = await store.recent_requests(since, now, where, limit + 1, offset)
             total = await store.count_matching(since, now, where)

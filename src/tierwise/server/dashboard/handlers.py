@@ -30,6 +30,7 @@ from tierwise.server.dashboard.access import (
     may_view,
     same_origin,
     session_token,
+    signed_key,
     viewer,
 )
 from tierwise.server.dashboard.experiments import (
@@ -204,7 +205,7 @@ class Dashboard:
         try:
             if not isinstance(presented, str) or not presented.strip():
                 raise AccessError("enter an API key")
-            key = ring.authenticate({"x-api-key": presented.strip()})
+            key = signed_key(ring, {"x-api-key": presented.strip()})
             may_view(key)
         except AccessError as exc:
             return _html(login_page(exc.message), exc.status)
