@@ -64,24 +64,66 @@ async def test_a_rejected_streamed_attempt_is_billed(
     async with client_of(punt_server) as client:
         upstream.add_fault("punt", model="cheap-model")
         _, headers = await read_stream(client, QUESTION)
-    writer = punt_server.app[WRITER]
+    (rejected, served), cost = await attempts_of(punt_server, headers)
+    assert rejected["outcome"] == "rejected" and rejected["trigger"] == "quality_check"
+    assert rejected["input_tokens"] > 0 and rejected["output_tokens"] > 0
+    assert rejected["cost_pusd"] > 0 and served["outcome"] == "ok"
+    assert cost == rejected["cost_pusd"] + served["cost_pusd"]
+
+
+async def test_a_streamed_low_confidence_answer_escalates_like_an_unstreamed_one(
+    upstream: FakeUpstream,
+) -> None:
+    """The cheap answer's logprobs put its confidence under the route's threshold:
+    with the default hold-back the stream is judged before the client sees it, and
+    moves on to the strong tier just as the whole answer does, the rejected attempt
+    billed for its tokens both ways."""
+    routes = {"auto": {"router": "fixed", "confidence": {"kind": "logprob", "threshold": 0.5}}}
+    unsure = [{"role": "user", "content": "hi [[logprob=-2.5 model=cheap-model]]"}]
+    async with (
+        running(gateway_config(upstream.base_url, routes=routes)) as server,
+        client_of(server) as client,
+    ):
+        whole = await client.chat.completions.with_raw_response.create(
+            model="auto", messages=unsure
+        )
+        text, headers = await read_stream(client, unsure)
+        billed = [
+            await attempts_of(server, dict(whole.headers)),
+            await attempts_of(server, headers),
+        ]
+    assert whole.parse().choices[0].message.content == text
+    assert text.startswith("Answer from strong-model")
+    for seen in (dict(whole.headers), headers):
+        assert seen["x-tierwise-tier"] == "strong" and seen["x-tierwise-status"] == "ok"
+        assert seen["x-tierwise-attempts"] == "2"
+    assert headers["x-tierwise-checked"] == whole.headers["x-tierwise-checked"]
+    for rows, cost in billed:
+        rejected, served = rows
+        assert rejected["deployment"] == "mini" and served["deployment"] == "big"
+        assert rejected["outcome"] == "rejected" and rejected["trigger"] == "low_confidence"
+        assert rejected["input_tokens"] > 0 and rejected["output_tokens"] > 0
+        assert rejected["cost_pusd"] > 0 and served["outcome"] == "ok"
+        assert cost == rejected["cost_pusd"] + served["cost_pusd"]
+    assert billed[0] == billed[1]
+
+
+async def attempts_of(server: Running, headers: dict[str, str]) -> tuple[list[Any], int]:
+    """The logged attempts of the request `headers` answered, and its logged cost."""
+    writer = server.app[WRITER]
     assert writer is not None
     await writer.flush()
     rid = headers["x-tierwise-request-id"]
     rows = await select(
         writer.store,
-        "SELECT outcome, trigger, input_tokens, output_tokens, cost_pusd FROM attempts"
-        " WHERE request_id = {} ORDER BY seq",
+        "SELECT deployment, outcome, trigger, input_tokens, output_tokens, cost_pusd"
+        " FROM attempts WHERE request_id = {} ORDER BY seq",
         rid,
     )
     (request,) = await select(
         writer.store, "SELECT cost_pusd FROM requests WHERE request_id = {}", rid
     )
-    rejected, served = rows
-    assert rejected["outcome"] == "rejected" and rejected["trigger"] == "quality_check"
-    assert rejected["input_tokens"] > 0 and rejected["output_tokens"] > 0
-    assert rejected["cost_pusd"] > 0 and served["outcome"] == "ok"
-    assert request["cost_pusd"] == rejected["cost_pusd"] + served["cost_pusd"]
+    return rows, request["cost_pusd"]
 
 
 async def test_an_answer_longer_than_the_hold_back_is_marked_as_judged_on_its_prefix(

@@ -222,9 +222,12 @@ class Executor:
         return _Result(Action.NEXT)
 
     def _refused(self, deployment: Deployment) -> AttemptRecord:
-        """A budget's refusal: spent, or its shared store unreachable (fail-closed)."""
+        """A budget's refusal: spent, or its shared store unreachable (fail-closed;
+        with the wait until the store is tried again, at least a second)."""
         if self.budget is not None and self.budget.unavailable():
-            return _skipped(deployment, STATE_UNAVAILABLE, "budget store unreachable")
+            skipped = _skipped(deployment, STATE_UNAVAILABLE, "budget store unreachable")
+            skipped.retry_after_s = max(self.budget.retry_in_s(), 1.0)
+            return skipped
         return _skipped(deployment, BUDGET, "budget exhausted")
 
     async def _circuit_open(self, deployment: Deployment) -> AttemptRecord:

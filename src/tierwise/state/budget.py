@@ -125,8 +125,12 @@ class Budget(Protocol):
     async def usage(self, scope: str, now: float) -> BudgetUsage: ...
 
     def unavailable(self) -> bool:
-        """Whether reservations are refused because the budget's shared store is
-        unreachable (fail-closed), rather than because money ran out."""
+        """Whether the last refused reservation was refused because the budget's
+        shared store is unreachable (fail-closed), rather than because money ran out."""
+        ...
+
+    def retry_in_s(self) -> float:
+        """Seconds until the shared store is tried again (0: it is tried at once)."""
         ...
 
 
@@ -261,3 +265,6 @@ class MemoryBudget:
 
     def unavailable(self) -> bool:
         return False
+
+    def retry_in_s(self) -> float:
+        return 0.0

@@ -128,6 +128,7 @@ class RedisBudget(RedisBacked):
         self.local = MemoryBudget(limits, reservation_ttl_s=reservation_ttl_s)
         self.limits = self.local.limits
         self.reservation_ttl_s = reservation_ttl_s
+        self._refused_down = False
         self.guard = RedisGuard(client, "budget", self.options, on_recover=self.flush)
         self.pending: deque[_Pending] = deque(maxlen=max_pending)
         self._reserve = client.register_script(RESERVE_LUA)
@@ -135,7 +136,10 @@ class RedisBudget(RedisBacked):
         self._usage = client.register_script(USAGE_LUA)
 
     def unavailable(self) -> bool:
-        return self.options.on_unavailable == "closed" and not self.guard.available
+        return self._refused_down
+
+    def retry_in_s(self) -> float:
+        return self.guard.retry_in_s()
 
     def keys(self, buckets: Sequence[Bucket]) -> list[str]:
         base = [self.options.key("budget", b.tag) for b in buckets]
@@ -155,8 +159,9 @@ class RedisBudget(RedisBacked):
             args += [b.ttl_s(now, self.reservation_ttl_s)]
         keys = self.keys(buckets)
         result = await self.guard.run(lambda: self._reserve(keys, args))
+        self._refused_down = result is DOWN and self.options.on_unavailable == "closed"
         if result is DOWN:
-            if self.options.on_unavailable == "closed":
+            if self._refused_down:
                 return None
             return self.local.reserve_now(scope_keys, amount_usd, now, local=True)
         if int(result) != 0:
