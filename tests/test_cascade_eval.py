@@ -392,3 +392,23 @@ def test_the_exact_target_choice_is_as_good_as_a_very_fine_grid(seed: int) -> No
             assert e.inner_cost <= f.inner_cost + 1e-12
         else:
             assert e.inner_quality >= f.inner_quality - 1e-12
+
+
+def test_the_command_reads_every_row_on_the_scale_it_is_given(tmp_path: Path) -> None:
+    """`--score-scale binary` holds both tables to 0/1 scores: a table of 1-10 scores is
+    refused with the line and column of its first score off the scale."""
+    args = ["eval-cascade", str(OUTCOMES), "--answers", str(ANSWERS), "--out", str(tmp_path)]
+    small = ["--folds", "2", "--inner-folds", "2"]
+    assert CliRunner().invoke(app, [*args, *small, "--score-scale", "binary"]).exit_code == 0
+    rated = tmp_path / "rated.csv"
+    with OUTCOMES.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    rows[0]["score__small"] = "7"
+    with rated.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    refused = CliRunner().invoke(
+        app, [*args[:1], str(rated), *args[2:], *small, "--score-scale", "binary"]
+    )
+    assert refused.exit_code == 1 and "7 is not a binary score" in refused.output

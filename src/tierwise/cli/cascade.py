@@ -12,6 +12,7 @@ import typer
 
 if TYPE_CHECKING:
     from tierwise.evaluation.cascade_eval import CascadeEval
+    from tierwise.learning.outcomes import OutcomeTable
 
 CASCADE_HELP = (
     "Also evaluate this fixed cascade, e.g. 'Yi-34B-Chat+mixtral-8x7b-chat:2 > "
@@ -63,6 +64,13 @@ def eval_cascade_command(
     write_route: Annotated[Path | None, typer.Option(help=ROUTE_HELP)] = None,
     route_target: Annotated[float, typer.Option(help="Target of the written route.")] = 0.95,
     route_name: Annotated[str, typer.Option(help="Name of the written route.")] = "cascade",
+    score_scale: Annotated[
+        str | None,
+        typer.Option(
+            help="Score scale of every row of both tables: binary, 0-1 or 1-10 "
+            "(default: a score_scale column)."
+        ),
+    ] = None,
 ) -> None:
     """Choose cascades (a cheap anchor whose answer is served when enough cheap models
     agree, else the strong model) per prompt category on training prompts; measure them
@@ -82,7 +90,8 @@ def eval_cascade_command(
     }
     try:
         options["fixed"] = tuple(parse_cascade(spec) for spec in cascade or [])
-        ev = _evaluate(data, answers, train, folds, seed, holdout_by, options)
+        tables = _tables(data, train, score_scale)
+        ev = _evaluate(tables, answers, folds, seed, holdout_by, options)
         paths = _write(ev, out, write_route, route_target, route_name)
     except (TierwiseError, ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -91,10 +100,19 @@ def eval_cascade_command(
     typer.echo("wrote " + ", ".join(str(p) for p in paths))
 
 
+def _tables(
+    data: Path, train: Path | None, score_scale: str | None
+) -> tuple[OutcomeTable, OutcomeTable | None]:
+    """The evaluated table and the training table (None: choose on folds of DATA)."""
+    from tierwise.learning.outcomes import read_outcomes
+
+    table = read_outcomes(data, score_scale=score_scale)
+    return table, None if train is None else read_outcomes(train, score_scale=score_scale)
+
+
 def _evaluate(
-    data: Path,
+    tables: tuple[OutcomeTable, OutcomeTable | None],
     answers: Path,
-    train: Path | None,
     folds: int,
     seed: int,
     holdout_by: str | None,
@@ -102,17 +120,15 @@ def _evaluate(
 ) -> CascadeEval:
     from tierwise.evaluation.answers import read_answers
     from tierwise.evaluation.cascade_eval import evaluate_cascades, evaluate_on_test
-    from tierwise.learning.outcomes import read_outcomes
 
-    table = read_outcomes(data)
-    if train is None:
+    table, training = tables
+    if training is None:
         texts = read_answers(answers, table.prompt_ids, table.models)
         return evaluate_cascades(
             table, texts, folds=folds, seed=seed, holdout_by=holdout_by, **options
         )
     if holdout_by is not None:
         raise ValueError("hold out by group or train on a separate table, not both")
-    training = read_outcomes(train)
     if list(training.models) != list(table.models):
         raise ValueError("the training table's models differ from the evaluated table's")
     ids = list(dict.fromkeys(training.prompt_ids + table.prompt_ids))
