@@ -9,11 +9,25 @@ API key.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from tierwise.record import RequestRecord
 from tierwise.state.base import HealthState
+
+
+@runtime_checkable
+class RedisStatus(Protocol):
+    """A shared-state object kept in Redis, saying how its connection is doing
+    (`tierwise.state.redis.RedisBacked`)."""
+
+    @property
+    def redis_available(self) -> bool: ...
+
+    @property
+    def redis_failures(self) -> int: ...
+
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
 ROUTER_BUCKETS = (0.00001, 0.0001, 0.001, 0.005, 0.01, 0.05, 0.25, 1, 5)
@@ -253,8 +267,7 @@ class Metrics:
             state = (await health.health(name, now)).state
             self.breaker.labels(name).set(BREAKER_VALUES.get(state, 0.0))
         for component, part in shared:
-            available = getattr(part, "redis_available", None)
-            if available is not None:
-                self.redis_up.labels(component).set(1.0 if available else 0.0)
-                self.redis_failures.labels(component).set(getattr(part, "redis_failures", 0))
+            if isinstance(part, RedisStatus):
+                self.redis_up.labels(component).set(1.0 if part.redis_available else 0.0)
+                self.redis_failures.labels(component).set(part.redis_failures)
         return generate_latest(self.registry)
