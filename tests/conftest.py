@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 
 from tests.browser import launch
@@ -23,6 +24,7 @@ from tests.helpers import (
     unique_options,
 )
 from tierwise import Gateway
+from tierwise.server.run import Running, running
 from tierwise.testing import FakeUpstream
 
 
@@ -38,6 +40,21 @@ def request_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 async def upstream() -> AsyncIterator[FakeUpstream]:
     async with FakeUpstream(seed=7, retry_after_s=0.2, hang_s=30) as fake:
         yield fake
+
+
+@pytest.fixture
+async def served(upstream: FakeUpstream) -> AsyncIterator[Running]:
+    """The gateway server on the standard test config, in front of the fake upstream."""
+    async with running(gateway_config(upstream.base_url)) as live:
+        yield live
+
+
+@pytest.fixture
+async def oai(served: Running) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The official OpenAI client of `served`, without retries."""
+    url = served.base_url + "/v1"
+    async with openai.AsyncOpenAI(base_url=url, api_key="unused", max_retries=0) as client:
+        yield client
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -24,6 +24,7 @@ import pytest
 
 from tierwise import ChatRequest, Gateway, Message, RequestRecord, parse_config
 from tierwise.config import GatewayConfig
+from tierwise.store import from_pusd
 
 if TYPE_CHECKING:
     import openai
@@ -491,3 +492,30 @@ def eval_app() -> Any:
     app.command("eval")(eval_command)
     app.command("calibrate")(calibrate_command)
     return app
+
+
+def assert_billed_once(
+    detail: Mapping[str, Any],
+    attempts: Sequence[Mapping[str, Any]],
+    headers: Mapping[str, str],
+    upstream: FakeUpstream,
+    *,
+    blank_billed: bool,
+    plain: bool,
+) -> Mapping[str, Any]:
+    """A request whose cheap deployment `mini` failed before another answered: every
+    call logged once, the failed ones billed only for a blank answer, the request
+    costing the sum of its attempts (and saying so in its header when not streamed).
+    The attempt that answered."""
+    *failed, answered = attempts
+    assert failed and {a["deployment"] for a in failed} == {"mini"}
+    assert answered["deployment"] == detail["final_deployment"] == headers["x-tierwise-model"]
+    assert detail["calls"] == len(attempts) == int(headers["x-tierwise-attempts"])
+    assert sum(a["called"] for a in attempts) == upstream.count()
+    blank = [from_pusd(a["cost_pusd"]) for a in failed]
+    assert all(c > 0 for c in blank) if blank_billed else not any(blank)
+    each = sum(a["cost_pusd"] for a in attempts)
+    assert detail["cost_pusd"] == detail["attempts_pusd"] == each
+    if plain:
+        assert Decimal(headers["x-tierwise-cost-usd"]) == from_pusd(each)
+    return answered

@@ -4,7 +4,6 @@ responses, with the chat path's fallback and accounting."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -12,9 +11,9 @@ import aiohttp
 import openai
 import pytest
 
-from tests.helpers import CHEAP_PRICE, STRONG_PRICE, gateway_config, settle
+from tests.helpers import CHEAP_PRICE, STRONG_PRICE, assert_billed_once, settle
 from tierwise.server.responses import StoredResponses
-from tierwise.server.run import Running, running
+from tierwise.server.run import Running
 from tierwise.store import Store, from_pusd
 from tierwise.testing import FakeUpstream
 
@@ -24,19 +23,6 @@ WEATHER = {
     "description": "The weather in a city.",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
 }
-
-
-@pytest.fixture
-async def server(upstream: FakeUpstream) -> AsyncIterator[Running]:
-    async with running(gateway_config(upstream.base_url)) as live:
-        yield live
-
-
-@pytest.fixture
-async def oai(server: Running) -> AsyncIterator[openai.AsyncOpenAI]:
-    url = server.base_url + "/v1"
-    async with openai.AsyncOpenAI(base_url=url, api_key="unused", max_retries=0) as client:
-        yield client
 
 
 def sent_messages(upstream: FakeUpstream) -> list[dict[str, Any]]:
@@ -203,9 +189,9 @@ async def respond(oai: openai.AsyncOpenAI, stream: bool, text: str) -> tuple[Any
     return streamed.headers, events[-1].response
 
 
-async def logged(server: Running, headers: Any) -> tuple[Store, Any, list[Any]]:
+async def logged(served: Running, headers: Any) -> tuple[Store, Any, list[Any]]:
     """The store, and the logged request and attempts of the answer with `headers`."""
-    store = await settle(server, 1)
+    store = await settle(served, 1)
     assert await store.count_requests() == 1
     request_id = headers["x-tierwise-request-id"]
     detail = await store.request_detail(request_id)
@@ -215,10 +201,10 @@ async def logged(server: Running, headers: Any) -> tuple[Store, Any, list[Any]]:
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
 async def test_a_response_is_logged_with_its_cost_and_attempts(
-    server: Running, oai: openai.AsyncOpenAI, stream: bool
+    served: Running, oai: openai.AsyncOpenAI, stream: bool
 ) -> None:
     headers, response = await respond(oai, stream, "log this answer")
-    _, detail, attempts = await logged(server, headers)
+    _, detail, attempts = await logged(served, headers)
     cost = priced(response.usage, CHEAP_PRICE)
     assert cost > 0 and from_pusd(detail["cost_pusd"]) == cost
     if stream:
@@ -238,26 +224,19 @@ async def test_a_response_is_logged_with_its_cost_and_attempts(
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
 @pytest.mark.parametrize("fault", ["500", "empty"])
 async def test_a_fallback_bills_each_attempt_once(
-    server: Running, oai: openai.AsyncOpenAI, upstream: FakeUpstream, stream: bool, fault: str
+    served: Running, oai: openai.AsyncOpenAI, upstream: FakeUpstream, stream: bool, fault: str
 ) -> None:
     """The cheap deployment fails (a 500 costs nothing, a blank answer is billed) and
     the strong one answers: the request costs its attempts, each counted once."""
     upstream.set_failure_rate("cheap-model", 1.0, fault)
     headers, response = await respond(oai, stream, "fall back and bill")
     assert response.output_text == "Answer from strong-model: fall back and bill"
-    _, detail, attempts = await logged(server, headers)
-    *failed, served = attempts
-    assert failed and {a["deployment"] for a in failed} == {"mini"}
-    assert served["deployment"] == detail["final_deployment"] == headers["x-tierwise-model"]
-    assert detail["calls"] == len(attempts) == int(headers["x-tierwise-attempts"])
-    assert sum(a["called"] for a in attempts) == upstream.count()
-    assert from_pusd(served["cost_pusd"]) == priced(response.usage, STRONG_PRICE)
-    blank = [from_pusd(a["cost_pusd"]) for a in failed]
-    assert all(c > 0 for c in blank) if fault == "empty" else not any(blank)
-    each = sum(a["cost_pusd"] for a in attempts)
-    assert detail["cost_pusd"] == detail["attempts_pusd"] == each
-    if not stream:
-        assert Decimal(headers["x-tierwise-cost-usd"]) == from_pusd(each)
+    _, detail, attempts = await logged(served, headers)
+    blank = fault == "empty"
+    answered = assert_billed_once(
+        detail, attempts, headers, upstream, blank_billed=blank, plain=not stream
+    )
+    assert from_pusd(answered["cost_pusd"]) == priced(response.usage, STRONG_PRICE)
 
 
 @pytest.mark.parametrize(
@@ -270,11 +249,11 @@ async def test_a_fallback_bills_each_attempt_once(
     ],
 )
 async def test_bad_requests_are_refused_in_openai_format(
-    server: Running, upstream: FakeUpstream, body: dict[str, Any], param: str
+    served: Running, upstream: FakeUpstream, body: dict[str, Any], param: str
 ) -> None:
     async with (
         aiohttp.ClientSession() as session,
-        session.post(server.base_url + "/v1/responses", json=body) as response,
+        session.post(served.base_url + "/v1/responses", json=body) as response,
     ):
         error = (await response.json())["error"]
     assert response.status == 400 and error["param"] == param

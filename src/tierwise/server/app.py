@@ -24,7 +24,7 @@ from tierwise.experiments.assign import SESSION_KEY
 from tierwise.gateway import ChatResult, Gateway, new_request_id
 from tierwise.observability.metrics import Metrics
 from tierwise.record import RequestRecord
-from tierwise.server import embeddings, responses
+from tierwise.server import completions, embeddings, responses
 from tierwise.server.admission import Caller, admit, caller_of
 from tierwise.server.auth import ApiKey, KeyRing, check_metrics, check_model
 from tierwise.server.dashboard import DashboardState, add_dashboard_routes
@@ -36,6 +36,7 @@ from tierwise.store.guard import StoreUnavailableError, guarded_store
 from tierwise.store.writer import RecordWriter
 from tierwise.types import ChatRequest
 from tierwise.wire.anthropic import inbound as anthropic_wire
+from tierwise.wire.openai import completions as completions_wire
 from tierwise.wire.openai import inbound as openai_wire
 
 log = logging.getLogger("tierwise.server")
@@ -63,6 +64,7 @@ def create_app(
     app.router.add_post("/v1/messages", anthropic_messages)
     app.router.add_post("/v1/embeddings", openai_embeddings)
     app.router.add_post("/v1/responses", openai_responses)
+    app.router.add_post("/v1/completions", openai_completions)
     app[responses.STORED] = responses.StoredResponses()
     app.router.add_get("/v1/models", list_models)
     app.router.add_post("/v1/feedback", feedback)
@@ -257,6 +259,22 @@ async def openai_responses(request: web.Request) -> web.StreamResponse:
     key = request.app[KEYS].authenticate(request.headers)
     body = await read_body(request)
     return await responses.answer(request, request.app[GATEWAY], key, request[RID], body)
+
+
+async def openai_completions(request: web.Request) -> web.StreamResponse:
+    """The legacy Completions API: its prompt as one user message, answered as chat."""
+    key = request.app[KEYS].authenticate(request.headers)
+    call = completions_wire.decode_request(await read_body(request))
+    chat = with_session(request, call.chat)
+    caller = await authorize(request, key, chat)
+    gateway, rid = request.app[GATEWAY], request[RID]
+    if call.stream:
+        return await stream_openai(
+            request, gateway, chat, rid, call.include_usage, caller, completions.CHUNKS
+        )
+    result = await _answer(request, chat, caller)
+    body = completions.encode(result, rid, _served_model(gateway, result.record))
+    return json_response(body, headers=record_headers(result.record))
 
 
 async def _answer(request: web.Request, chat: ChatRequest, caller: Caller) -> ChatResult:

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from tierwise import __version__
 from tierwise.wire.anthropic.models import AnthropicMessage, AnthropicMessagesRequest
+from tierwise.wire.openai.completions import OpenAICompletion, OpenAICompletionRequest
 from tierwise.wire.openai.embeddings import OpenAIEmbeddingList, OpenAIEmbeddingRequest
 from tierwise.wire.openai.models import OpenAIChatCompletion, OpenAIChatRequest
 from tierwise.wire.openai.responses import OpenAIResponse, OpenAIResponsesRequest
@@ -163,6 +164,8 @@ def schemas() -> dict[str, JSON]:
         ),
         **component_schemas(OpenAIEmbeddingRequest, OpenAIEmbeddingList),
         **component_schemas(OpenAIResponsesRequest, OpenAIResponse),
+        **component_schemas(OpenAICompletionRequest, OpenAICompletion),
+        "OpenAICompletionStreamEvent": completion_events(),
         "OpenAIResponseStreamEvent": response_events(),
         "FeedbackRequest": feedback_request(),
         **model_lists(),
@@ -286,17 +289,51 @@ def response_events() -> JSON:
     return strict(event={"enum": RESPONSE_EVENTS}, data=data)
 
 
-def responses() -> JSON:
-    events = {"schema": ref("OpenAIResponseStreamEvent")}
-    content = {**json_content(ref("OpenAIResponse")), "text/event-stream": events}
+def _streamed(op_id: str, summary: str, answer: str, events: str, body: str) -> JSON:
+    """An OpenAI operation answering JSON, or server-sent events when `stream` is true."""
+    streamed = {"schema": ref(events)}
+    content = {**json_content(ref(answer)), "text/event-stream": streamed}
     headers = {**id_headers(), **record_headers(True)}
     ok = {"description": "JSON, or server-sent events when `stream` is true.", "content": content}
     rid = param("x-request-id", "header", "An id to echo back and record (need not be unique).")
     failures = errors("OpenAI", 400, 401, 403, 404, 413, 429, 502, record=True)
     answers = {"200": ok | {"headers": headers}, **failures}
+    return operation(op_id, summary, answers, body=ref(body), parameters=[rid])
+
+
+def responses() -> JSON:
     summary = "OpenAI response (Responses API, answered through chat)"
-    body = ref("OpenAIResponsesRequest")
-    return operation("createResponse", summary, answers, body=body, parameters=[rid])
+    return _streamed(
+        "createResponse",
+        summary,
+        "OpenAIResponse",
+        "OpenAIResponseStreamEvent",
+        "OpenAIResponsesRequest",
+    )
+
+
+def completion_events() -> JSON:
+    """`text_completion` chunks, a usage chunk (no choices), then `[DONE]`."""
+    text = {"text": STR, "index": INT, "logprobs": {"type": "null"}}
+    choice = strict(**text, finish_reason=maybe("string"))
+    chunk = strict(
+        object={"const": "text_completion"}, id=STR, created=INT, model=STR, choices=arr(choice)
+    )
+    chunk["properties"]["usage"] = obj(*USAGE, **dict.fromkeys(USAGE, INT))
+    chunks = {"anyOf": [chunk, ref("OpenAIError")]}
+    data = {"contentMediaType": "application/json", "contentSchema": chunks}
+    return obj("data", data={"anyOf": [{"const": "[DONE]"}, data]})
+
+
+def completions() -> JSON:
+    summary = "OpenAI legacy completion (one text prompt, answered through chat)"
+    return _streamed(
+        "createCompletion",
+        summary,
+        "OpenAICompletion",
+        "OpenAICompletionStreamEvent",
+        "OpenAICompletionRequest",
+    )
 
 
 def api_paths() -> JSON:
@@ -312,6 +349,7 @@ def api_paths() -> JSON:
         "/v1/messages": {"post": chat(*anthropic, "AnthropicMessage")},
         "/v1/embeddings": {"post": embeddings()},
         "/v1/responses": {"post": responses()},
+        "/v1/completions": {"post": completions()},
         "/v1/models": {"get": operation("listModels", "Names", models, parameters=[version])},
         "/v1/feedback": {
             "post": operation("createFeedback", "Score", feedback, body=ref("FeedbackRequest"))

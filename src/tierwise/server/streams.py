@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -14,7 +16,7 @@ from tierwise.record import RequestRecord
 from tierwise.server.admission import Caller
 from tierwise.server.headers import CLIENT_RID, record_headers
 from tierwise.streaming import ChatStream
-from tierwise.types import ChatRequest, Usage
+from tierwise.types import ChatRequest, StreamDelta, Usage
 from tierwise.wire.anthropic import inbound as anthropic_wire
 from tierwise.wire.anthropic.events import EventEncoder
 from tierwise.wire.openai import inbound as openai_wire
@@ -68,6 +70,25 @@ def _summary(record: RequestRecord) -> bytes:
     return b": tierwise " + orjson.dumps(info) + b"\n\n"
 
 
+@dataclass(frozen=True, slots=True)
+class OpenAIChunks:
+    """How an OpenAI-style stream writes: its id prefix, a delta's chunk (None: the
+    delta carries nothing to send) and the usage chunk."""
+
+    prefix: str
+    chunk: Callable[[StreamDelta, str, str, int], Any | None]
+    usage: Callable[[Usage, str, str, int], Any]
+
+
+def _chat_chunk(delta: StreamDelta, cid: str, model: str, created: int) -> Any | None:
+    if delta.text or delta.role or delta.tool_calls or delta.finish_reason:
+        return openai_wire.encode_chunk(delta, cid, model, created)
+    return None
+
+
+CHAT_CHUNKS = OpenAIChunks("chatcmpl-", _chat_chunk, openai_wire.encode_usage_chunk)
+
+
 async def stream_openai(
     request: web.Request,
     gateway: Gateway,
@@ -75,24 +96,26 @@ async def stream_openai(
     rid: str,
     include_usage: bool,
     caller: Caller,
+    chunks: OpenAIChunks = CHAT_CHUNKS,
 ) -> web.StreamResponse:
+    """Chunks, a usage chunk when asked for, `[DONE]`; an upstream failure after the
+    first byte is an OpenAI error object in the stream."""
     stream = await _open_stream(request, gateway, chat, rid, caller)
-    model, created, cid = stream.deployment.model, int(time.time()), f"chatcmpl-{rid}"
+    model, created, cid = stream.deployment.model, int(time.time()), chunks.prefix + rid
     async with stream:
         response = await _open(request, stream)
         try:
             async for delta in stream:
-                if delta.text or delta.role or delta.tool_calls or delta.finish_reason:
-                    await response.write(
-                        _data(openai_wire.encode_chunk(delta, cid, model, created))
-                    )
+                chunk = chunks.chunk(delta, cid, model, created)
+                if chunk is not None:
+                    await response.write(_data(chunk))
         except StreamInterruptedError as exc:
             error = openai_wire.encode_error(502, f"upstream stream failed: {exc}")
             await response.write(_data(error) + _summary(exc.record))
             return response
         usage = stream.response().usage or _last_usage(stream)
         if include_usage and usage is not None:
-            await response.write(_data(openai_wire.encode_usage_chunk(usage, cid, model, created)))
+            await response.write(_data(chunks.usage(usage, cid, model, created)))
         await response.write(_summary(stream.record) + b"data: [DONE]\n\n")
     return response
 
