@@ -519,3 +519,29 @@ def assert_billed_once(
     if plain:
         assert Decimal(headers["x-tierwise-cost-usd"]) == from_pusd(each)
     return answered
+
+
+# --- Learning from the log --------------------------------------------------------------
+
+NAMES = ("Ada", "Bob", "Cyd", "Dee", "Eve", "Fay", "Gus", "Hal", "Ivy", "Jon", "Kim", "Lou")
+LONG = "Here is a careful and complete answer to your question."
+"""An answer long enough for the `min_length` check; "no" fails it."""
+
+
+def math_prompt(i: int) -> str:
+    """A prompt of the kind the learning tests' cheap tier answers badly."""
+    return f"Compute {i} times {i + 7} plus {3 * i} and show each arithmetic step"
+
+
+def chat_prompt(i: int) -> str:
+    """A prompt of the kind the learning tests' cheap tier answers well."""
+    return f"Say a warm hello to {NAMES[i % len(NAMES)]} number {i} from the team"
+
+
+async def opened_with_prompts(url: str) -> Store:
+    """The store at `url`, migrated, keeping prompts (outcome rows need them)."""
+    from tierwise.store import Capture, open_store
+
+    store = open_store(url, Capture(prompts=True))
+    await store.migrate()
+    return store

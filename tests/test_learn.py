@@ -19,7 +19,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.helpers import gateway_data
+from tests.helpers import (
+    LONG,
+    chat_prompt,
+    gateway_data,
+    math_prompt,
+    opened_with_prompts,
+)
 from tierwise import Gateway, parse_config
 from tierwise.cli.main import app
 from tierwise.drift.audit import read_calibrations
@@ -27,21 +33,11 @@ from tierwise.experiments.log import read_events
 from tierwise.experiments.monitor import Monitor
 from tierwise.learning.loop import Settings, compare
 from tierwise.learning.outcomes import OutcomeTable, read_outcomes
-from tierwise.store import Capture, Feedback, RecordWriter, Store, open_store
+from tierwise.store import Feedback, RecordWriter, Store
 from tierwise.testing import FakeUpstream
 from tierwise.types import ChatRequest, Message
 
 runner = CliRunner()
-NAMES = ("Ada", "Bob", "Cyd", "Dee", "Eve", "Fay", "Gus", "Hal", "Ivy", "Jon", "Kim", "Lou")
-LONG = "Here is a careful and complete answer to your question."
-
-
-def math_prompt(i: int) -> str:
-    return f"Compute {i} times {i + 7} plus {3 * i} and show each arithmetic step"
-
-
-def chat_prompt(i: int) -> str:
-    return f"Say a warm hello to {NAMES[i % len(NAMES)]} number {i} from the team"
 
 
 @pytest.fixture(autouse=True)
@@ -113,17 +109,11 @@ def write_config(tmp_path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
-async def opened(url: str) -> Store:
-    store = open_store(url, Capture(prompts=True))
-    await store.migrate()
-    return store
-
-
 async def test_export_outcomes_joins_checks_escalations_and_feedback(
     upstream: FakeUpstream, store_url: str, tmp_path: Path
 ) -> None:
     data = config_data(upstream, store_url)
-    store = await opened(store_url)
+    store = await opened_with_prompts(store_url)
     traffic = Traffic(upstream, store, data)
     try:
         await traffic.mixed(6)
@@ -176,7 +166,7 @@ async def test_learn_with_too_little_data_says_so_and_changes_nothing(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'few.db'}"
     data = config_data(upstream, url)
-    store = await opened(url)
+    store = await opened_with_prompts(url)
     traffic = Traffic(upstream, store, data)
     try:
         await traffic.mixed(3)
@@ -196,7 +186,7 @@ async def test_learn_proposes_applies_on_every_replica_and_rolls_back(
 ) -> None:
     data = config_data(upstream, store_url)
     config = write_config(tmp_path, data)
-    store = await opened(store_url)
+    store = await opened_with_prompts(store_url)
     traffic = Traffic(upstream, store, data)
     replica = Gateway(parse_config(data))
     monitor = Monitor(replica, store)
@@ -255,7 +245,7 @@ async def test_learn_experiment_starts_an_ab_test_that_every_replica_can_serve(
     url = f"sqlite:///{tmp_path / 'ab.db'}"
     data = config_data(upstream, url)
     config = write_config(tmp_path, data)
-    store = await opened(url)
+    store = await opened_with_prompts(url)
     traffic = Traffic(upstream, store, data)
     replica = Gateway(parse_config(data))
     try:
@@ -344,7 +334,7 @@ async def test_the_learn_block_proposes_on_schedule_and_applies_nothing_by_defau
 ) -> None:
     url = f"sqlite:///{tmp_path / 'scheduled.db'}"
     data = config_data(upstream, url)
-    store = await opened(url)
+    store = await opened_with_prompts(url)
     traffic = Traffic(upstream, store, data)
     learn = {"enabled": True, "routes": {"auto": {}}, "min_labelled": 30, "interval_s": 60}
     replicas = [Gateway(parse_config({**data, "learn": learn})) for _ in range(2)]

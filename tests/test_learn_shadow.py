@@ -22,27 +22,23 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.helpers import gateway_data
+from tests.helpers import (
+    LONG,
+    chat_prompt,
+    gateway_data,
+    math_prompt,
+    opened_with_prompts,
+)
 from tierwise import Gateway, parse_config
 from tierwise.cli.main import app
 from tierwise.drift.audit import read_calibrations
 from tierwise.experiments.monitor import Monitor
 from tierwise.learning.shadow_report import wilson
-from tierwise.store import Capture, Feedback, RecordWriter, Store, open_store
+from tierwise.store import Feedback, RecordWriter, Store
 from tierwise.testing import FakeUpstream
 from tierwise.types import ChatRequest, Message
 
 runner = CliRunner()
-NAMES = ("Ada", "Bob", "Cyd", "Dee", "Eve", "Fay", "Gus", "Hal", "Ivy", "Jon", "Kim", "Lou")
-LONG = "Here is a careful and complete answer to your question."
-
-
-def math_prompt(i: int) -> str:
-    return f"Compute {i} times {i + 7} plus {3 * i} and show each arithmetic step"
-
-
-def chat_prompt(i: int) -> str:
-    return f"Say a warm hello to {NAMES[i % len(NAMES)]} number {i} from the team"
 
 
 @pytest.fixture(autouse=True)
@@ -115,12 +111,6 @@ async def cli(*args: str) -> Any:
     return await asyncio.to_thread(runner.invoke, app, list(args))
 
 
-async def opened(url: str) -> Store:
-    store = open_store(url, Capture(prompts=True))
-    await store.migrate()
-    return store
-
-
 MIX = [(math_prompt(100 + i), False) for i in range(6)] + [
     (chat_prompt(100 + i), True) for i in range(9)
 ]
@@ -134,7 +124,7 @@ async def test_a_shadow_router_decides_beside_the_live_one_without_touching_answ
     data = config_data(upstream, store_url)
     config = tmp_path / "tierwise.yaml"
     config.write_text(yaml.safe_dump(data))
-    store = await opened(store_url)
+    store = await opened_with_prompts(store_url)
     plain = Sender(upstream, Gateway(parse_config(data)), store, log=False)
     shadowed = Sender(upstream, Gateway(parse_config(data)), store)
     reloaded = Sender(upstream, Gateway(parse_config(data)), store)
@@ -228,7 +218,7 @@ async def test_shadow_stop_without_a_shadow_changes_nothing(
     url = f"sqlite:///{tmp_path / 'none.db'}"
     config = tmp_path / "tierwise.yaml"
     config.write_text(yaml.safe_dump(config_data(upstream, url)))
-    store = await opened(url)
+    store = await opened_with_prompts(url)
     try:
         result = await cli("learn", "--shadow-stop", "auto", "-c", str(config))
         assert result.exit_code == 0 and "route auto: unchanged" in result.output
@@ -248,7 +238,7 @@ async def test_a_stopping_server_stops_its_shadow_worker(
     data = config_data(upstream, store_url)
     config = tmp_path / "tierwise.yaml"
     config.write_text(yaml.safe_dump(data))
-    store = await opened(store_url)
+    store = await opened_with_prompts(store_url)
     try:
         await labelled_log(upstream, store, data)
         base = ("learn", "--route", "auto", "-c", str(config))
