@@ -34,6 +34,7 @@ from tierwise.store.outcomes import LearnedRouterRow
 if TYPE_CHECKING:
     from tierwise.config import GatewayConfig
     from tierwise.gateway import Gateway
+    from tierwise.learning import loop
     from tierwise.learning.loop import Candidate
     from tierwise.targets import Target
 
@@ -60,6 +61,18 @@ class LearnOptions:
     quiet_s: float = 0.0
     """Skip when the route's newest `router` entry is younger than this (replicas
     learning on the same schedule propose once)."""
+
+    def settings(self, config: GatewayConfig, route: str) -> loop.Settings:
+        """How `route` of `config` learns with these options."""
+        from tierwise.learning import loop
+
+        return loop.Settings(
+            tuple(config.tier_order(config.routes[route])),
+            self.min_labelled,
+            self.quality_target,
+            self.embedder,
+            seed=self.seed,
+        )
 
 
 def learned_target(route: str, router_id: str) -> str:
@@ -106,13 +119,7 @@ async def learn_route(
     if mode == "experiment":
         await _experiment_allowed(config, store, route)
     outcomes = await collect(store, now - options.since_s, route)
-    settings = loop.Settings(
-        tuple(config.tier_order(config.routes[route])),
-        options.min_labelled,
-        options.quality_target,
-        options.embedder,
-        seed=options.seed,
-    )
+    settings = options.settings(config, route)
     result: dict[str, Any] = {
         "route": route,
         "labelled": loop.labelled_count(outcomes),

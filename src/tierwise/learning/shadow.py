@@ -65,13 +65,7 @@ async def start_shadow(
     from tierwise.learning.from_log import collect
 
     outcomes = await collect(store, now - options.since_s, route)
-    settings = loop.Settings(
-        tuple(config.tier_order(config.routes[route])),
-        options.min_labelled,
-        options.quality_target,
-        options.embedder,
-        seed=options.seed,
-    )
+    settings = options.settings(config, route)
     result: dict[str, Any] = {"route": route, "labelled": loop.labelled_count(outcomes)}
     result["needed"] = settings.min_labelled
     problem = loop.shortage(outcomes, settings)
