@@ -18,6 +18,7 @@ from tests.helpers import (
     GatewayFactory,
     drop_namespace,
     gateway_config,
+    opened_with_prompts,
     require_postgres,
     require_redis,
     shared_client,
@@ -25,6 +26,7 @@ from tests.helpers import (
 )
 from tierwise import Gateway
 from tierwise.server.run import Running, running
+from tierwise.store import Store
 from tierwise.testing import FakeUpstream
 
 
@@ -40,6 +42,14 @@ def request_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 async def upstream() -> AsyncIterator[FakeUpstream]:
     async with FakeUpstream(seed=7, retry_after_s=0.2, hang_s=30) as fake:
         yield fake
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    """The `store_url` store (SQLite, then PostgreSQL), migrated, keeping prompts."""
+    opened = await opened_with_prompts(store_url)
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture

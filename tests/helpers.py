@@ -114,6 +114,15 @@ POSTGRES = os.environ.get("TIERWISE_TEST_PG_DSN", "postgresql://postgres@127.0.0
 REDIS_URL = os.environ.get("TIERWISE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+def write_config(tmp_path: Path, data: dict[str, Any]) -> Path:
+    """`data` as `tmp_path`/tierwise.yaml, for commands and servers that read a file."""
+    import yaml
+
+    path = tmp_path / "tierwise.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
 def provider_data(base_url: str, name: str, deployment: dict[str, Any]) -> dict[str, Any]:
     """A config whose cheap tier is the provider `deployment` (named `name`) with an
     OpenAI-compatible backup on the fake upstream as the strong tier, a `fixed` route

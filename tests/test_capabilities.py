@@ -12,10 +12,9 @@ from typing import Any
 import anthropic
 import openai
 import pytest
-import yaml
 from typer.testing import CliRunner
 
-from tests.helpers import gateway_data
+from tests.helpers import gateway_data, write_config
 from tierwise.capabilities import request_needs
 from tierwise.cli import app
 from tierwise.config import parse_config
@@ -217,18 +216,12 @@ async def test_skips_for_capability_and_context_window_are_the_clients_fault(
     assert upstream.count() == 0
 
 
-def write(tmp_path: Path, data: dict[str, Any]) -> Path:
-    path = tmp_path / "tierwise.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 def test_route_explain_names_the_filter(tmp_path: Path) -> None:
     upstream_url = "http://127.0.0.1:9"
     data = gateway_data(upstream_url)
     data["deployments"]["big"]["capabilities"] = ["vision", "tools", "json_schema"]
     data["routes"] = {"auto": {"router": "fixed", "baseline": "big"}}
-    path = write(tmp_path, data)
+    path = write_config(tmp_path, data)
     runner = CliRunner()
     args = ["route", "--config", str(path), "--explain", "hello", "--needs", "vision"]
     shown = runner.invoke(app, args)
@@ -249,7 +242,7 @@ def test_route_explain_names_the_filter(tmp_path: Path) -> None:
 
 
 def test_route_explain_refuses_what_no_deployment_takes(tmp_path: Path) -> None:
-    path = write(tmp_path, local_only("http://127.0.0.1:9"))
+    path = write_config(tmp_path, local_only("http://127.0.0.1:9"))
     args = ["route", "--config", str(path), "--explain", "what is this", "--needs", "vision"]
     refused = CliRunner().invoke(app, args)
     assert refused.exit_code == 1 and NO_IMAGES in refused.output

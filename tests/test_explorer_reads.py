@@ -3,26 +3,15 @@ PostgreSQL: newest first, paged, narrowed by route, model and team keys."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
-
-import pytest
 
 from tierwise.observability.report import summarize
 from tierwise.record import AttemptRecord, CostBreakdown, Decision, RequestRecord
-from tierwise.store import Capture, Store, open_store, to_pusd
+from tierwise.store import Store, to_pusd
 from tierwise.store.reports import EVERYTHING, RequestFilter
 
 SINCE = 1_700_000_000.0
 UNTIL = SINCE + 1000
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    opened = open_store(store_url, Capture(prompts=True))
-    await opened.migrate()
-    yield opened
-    await opened.close()
 
 
 def served(request_id: str, at: float, route: str, tier: str, key: str) -> RequestRecord:

@@ -4,22 +4,13 @@ is kept, and each change is stored with its audit entry or not at all."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
 from tierwise.errors import RequestError
 from tierwise.server.virtual_keys import KeySpec, create_key, revoke_key, rotate_key
-from tierwise.store import Store, open_store
+from tierwise.store import Store
 from tierwise.store.inspect import select
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    opened = open_store(store_url)
-    await opened.migrate()
-    yield opened
-    await opened.close()
 
 
 async def _table(store: Store, name: str) -> list[dict[str, object]]:

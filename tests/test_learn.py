@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from tests.helpers import (
@@ -25,6 +24,7 @@ from tests.helpers import (
     gateway_data,
     math_prompt,
     opened_with_prompts,
+    write_config,
 )
 from tierwise import Gateway, parse_config
 from tierwise.cli.main import app
@@ -101,12 +101,6 @@ class Traffic:
 async def cli(*args: str) -> Any:
     result = await asyncio.to_thread(runner.invoke, app, list(args))
     return result
-
-
-def write_config(tmp_path: Path, data: dict[str, Any]) -> Path:
-    path = tmp_path / "tierwise.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 async def test_export_outcomes_joins_checks_escalations_and_feedback(

@@ -28,6 +28,7 @@ from tests.helpers import (
     gateway_data,
     math_prompt,
     opened_with_prompts,
+    write_config,
 )
 from tierwise import Gateway, parse_config
 from tierwise.cli.main import app
@@ -122,8 +123,7 @@ async def test_a_shadow_router_decides_beside_the_live_one_without_touching_answ
     upstream: FakeUpstream, store_url: str, tmp_path: Path
 ) -> None:
     data = config_data(upstream, store_url)
-    config = tmp_path / "tierwise.yaml"
-    config.write_text(yaml.safe_dump(data))
+    config = write_config(tmp_path, data)
     store = await opened_with_prompts(store_url)
     plain = Sender(upstream, Gateway(parse_config(data)), store, log=False)
     shadowed = Sender(upstream, Gateway(parse_config(data)), store)
@@ -236,8 +236,7 @@ async def test_a_stopping_server_stops_its_shadow_worker(
     from tierwise.server.run import running
 
     data = config_data(upstream, store_url)
-    config = tmp_path / "tierwise.yaml"
-    config.write_text(yaml.safe_dump(data))
+    config = write_config(tmp_path, data)
     store = await opened_with_prompts(store_url)
     try:
         await labelled_log(upstream, store, data)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 
 import tierwise
 from tierwise.record import AttemptRecord, CostBreakdown, Decision, RequestRecord
-from tierwise.store import Capture, Feedback, RecordWriter, Store, open_store, to_pusd
+from tierwise.store import Feedback, RecordWriter, Store, open_store, to_pusd
 from tierwise.store.guard import StoreUnavailableError, guarded_store
 from tierwise.store.inspect import select
 from tierwise.store.sql import Bind, Dialect
@@ -28,14 +27,6 @@ SQL = re.compile(
 RAW_CALLS = {"query", "execute", "executemany", "fetch", "fetchrow", "fetchval", "_fetch", "_run"}
 DRIVERS = {"sqlite3", "asyncpg", "tierwise.store.inspect"}
 SINCE = 1_700_000_000.0
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    opened = open_store(store_url, Capture(prompts=True))
-    await opened.migrate()
-    yield opened
-    await opened.close()
 
 
 def served(
