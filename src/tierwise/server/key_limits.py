@@ -9,8 +9,9 @@ from decimal import Decimal
 from typing import Any
 
 from tierwise.gateway import Gateway
-from tierwise.state.budget import Budget, BudgetLimit, MemoryBudget, Period
-from tierwise.state.ratelimit import MemoryRateLimiter, RateLimit, RateLimiter
+from tierwise.state.budget import BudgetLimit, Period
+from tierwise.state.factory import add_budget, add_limiter
+from tierwise.state.ratelimit import RateLimit
 from tierwise.store.keys import VirtualKeyRow
 
 
@@ -59,37 +60,10 @@ class KeyLimits:
         rates = {s: v for s, v in wanted_rates(rows).items() if s not in config.rate_limits}
         state = self.gateway.state
         if budgets and state.budget is None:
-            state.budget = self._new_budget()
-            self.gateway.executor.budget = state.budget
+            self.gateway.executor.budget = add_budget(self.gateway.config, state)
         if rates and state.limiter is None:
-            state.limiter = self._new_limiter()
+            add_limiter(self.gateway.config, state)
         if state.budget is not None:
             self.budget_scopes = sync(state.budget.limits, budgets, self.budget_scopes)
         if state.limiter is not None:
             self.rate_scopes = sync(state.limiter.limits, rates, self.rate_scopes)
-
-    def _new_budget(self) -> Budget:
-        config = self.gateway.config.state
-        if config.backend == "memory":
-            return MemoryBudget({})
-        from tierwise.state.redis import RedisOptions, redis_client
-        from tierwise.state.redis_budget import RedisBudget
-
-        client = redis_client(config.redis_url)
-        options = RedisOptions(namespace=config.namespace, on_unavailable=config.on_unavailable)
-        budget = RedisBudget(client, {}, options)
-        self.gateway.state.closers += [budget.aclose, client.aclose]
-        return budget
-
-    def _new_limiter(self) -> RateLimiter:
-        config = self.gateway.config.state
-        if config.backend == "memory":
-            return MemoryRateLimiter({})
-        from tierwise.state.redis import RedisOptions, redis_client
-        from tierwise.state.redis_ratelimit import RedisRateLimiter
-
-        client = redis_client(config.redis_url)
-        options = RedisOptions(namespace=config.namespace, on_unavailable=config.on_unavailable)
-        limiter = RedisRateLimiter(client, {}, options)
-        self.gateway.state.closers += [limiter.aclose, client.aclose]
-        return limiter
