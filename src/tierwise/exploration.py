@@ -266,15 +266,7 @@ class Exploration:
     async def _shadow_call(self, shadow: _Shadow) -> None:
         """Ask the shadow tier, judge its answer, and log the call as its own record."""
         served = shadow.served
-        record = RequestRecord(
-            uuid.uuid4().hex,
-            shadow.target.name,
-            started_at=time.time(),
-            user=served.user,
-            team=served.team,
-            api_key=served.api_key,
-            prompt=served.prompt,
-        )
+        record = _side_record(served, shadow.target.name, served.prompt)
         plan = shadow.target.plan_from(f"{shadow.tier}>")
         outcome = await self.executor.run(
             shadow.request, plan, shadow.target.policy, _complete, record.attempts
@@ -341,14 +333,7 @@ class Exploration:
         """Ask the judge about the served answer, log the call as its own record
         (no prompt: never an outcome row) and keep the verdict when there is one."""
         served = grading.served
-        record = RequestRecord(
-            uuid.uuid4().hex,
-            grading.target.name,
-            started_at=time.time(),
-            user=served.user,
-            team=served.team,
-            api_key=served.api_key,
-        )
+        record = _side_record(served, grading.target.name)
         judge = self.targets.get(grading.judge)
         outcome = await self.executor.run(
             judge_request(grading), judge.plan_from(""), judge.policy, _complete, record.attempts
@@ -407,3 +392,17 @@ async def _complete(
 ) -> Answer[ChatResponse]:
     response = await deployment.provider.complete(request, timeouts)
     return Answer(response, response)
+
+
+def _side_record(served: RequestRecord, route: str, prompt: str | None = None) -> RequestRecord:
+    """The record of a call made beside `served` (a shadow or a grade), logged under
+    `route` for the same user, team and key (with `prompt`: an outcome row's text)."""
+    return RequestRecord(
+        uuid.uuid4().hex,
+        route,
+        started_at=time.time(),
+        user=served.user,
+        team=served.team,
+        api_key=served.api_key,
+        prompt=prompt,
+    )
