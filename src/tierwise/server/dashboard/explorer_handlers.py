@@ -16,7 +16,9 @@ from tierwise.server.dashboard.access import COOKIE, viewer
 from tierwise.server.dashboard.explorer import detail_view, request_line
 from tierwise.server.dashboard.filters import load_filters
 from tierwise.server.dashboard.render import (
-    CSP,
+    DEFAULT_SINCE,
+    WHOLE_NUMBER,
+    html_response,
     login_page,
     message_page,
     request_page,
@@ -29,17 +31,8 @@ from tierwise.store.reports import EVERYTHING
 if TYPE_CHECKING:
     from tierwise.server.dashboard.handlers import DashboardState
 
-DEFAULT_SINCE = "24h"
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
-NUMBER = re.compile(r"[0-9]{1,9}")
 REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
-HEADERS = {
-    "content-security-policy": CSP,
-    "cache-control": "no-store",
-    "x-content-type-options": "nosniff",
-    "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
-}
 
 
 def add_explorer_routes(app: web.Application, state: DashboardState) -> None:
@@ -48,17 +41,11 @@ def add_explorer_routes(app: web.Application, state: DashboardState) -> None:
     app.router.add_get("/dashboard/requests/{request_id}", explorer.detail)
 
 
-def _html(body: str, status: int = 200) -> web.Response:
-    return web.Response(
-        text=body, status=status, content_type="text/html", charset="utf-8", headers=HEADERS
-    )
-
-
 def _number(request: web.Request, name: str, default: int, top: int) -> int:
     text = request.query.get(name, "").strip()
     if not text:
         return default
-    if not NUMBER.fullmatch(text) or int(text) > top:
+    if not WHOLE_NUMBER.fullmatch(text) or int(text) > top:
         raise RequestError(f"{name} is a whole number from 0 to {top}", param=name)
     return int(text)
 
@@ -76,8 +63,8 @@ class Explorer:
         except AccessError as exc:
             if exc.status == 401:
                 retry = COOKIE in request.cookies or "authorization" in request.headers
-                return None, _html(login_page(exc.message if retry else None), 401)
-            return None, _html(message_page(exc.message), exc.status)
+                return None, html_response(login_page(exc.message if retry else None), 401)
+            return None, html_response(message_page(exc.message), exc.status)
         return key, None
 
     async def listing(self, request: web.Request) -> web.Response:
@@ -86,9 +73,9 @@ class Explorer:
         if refused is not None:
             return refused
         try:
-            return _html(await self._listing(request, key))
+            return html_response(await self._listing(request, key))
         except (RequestError, ValueError) as exc:
-            return _html(message_page(getattr(exc, "message", str(exc))), 400)
+            return html_response(message_page(getattr(exc, "message", str(exc))), 400)
 
     async def _listing(self, request: web.Request, key: ApiKey | None) -> str:
         now = self.state.clock()
@@ -115,15 +102,15 @@ class Explorer:
             return refused
         request_id = request.match_info["request_id"]
         if not REQUEST_ID.fullmatch(request_id):
-            return _html(message_page("not a request id"), 400)
+            return html_response(message_page("not a request id"), 400)
         try:
             store = guarded_store(self.state.writer, "the request explorer")
             async with self.state.gate:
                 row = await store.request_detail(request_id)
                 attempts = await store.attempts_of([request_id]) if row else []
         except RequestError as exc:
-            return _html(message_page(exc.message), exc.status)
+            return html_response(message_page(exc.message), exc.status)
         ring = self.state.keys
         if row is None or not may_see(key, ring, row["team"], row["api_key"]):
-            return _html(message_page(f"no request {request_id} in the log"), 404)
-        return _html(request_page(detail_view(row, attempts)))
+            return html_response(message_page(f"no request {request_id} in the log"), 404)
+        return html_response(request_page(detail_view(row, attempts)))

@@ -9,7 +9,6 @@ application's error middleware.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,7 +40,15 @@ from tierwise.server.dashboard.experiments import (
 )
 from tierwise.server.dashboard.explorer_handlers import add_explorer_routes
 from tierwise.server.dashboard.filters import Filters, load_filters
-from tierwise.server.dashboard.render import CSP, dashboard_page, login_page, message_page
+from tierwise.server.dashboard.render import (
+    DEFAULT_SINCE,
+    PAGE_HEADERS,
+    WHOLE_NUMBER,
+    dashboard_page,
+    html_response,
+    login_page,
+    message_page,
+)
 from tierwise.server.dashboard.scope import (
     groupings,
     is_admin,
@@ -54,16 +61,6 @@ from tierwise.store import Store
 from tierwise.store.guard import guarded_store
 from tierwise.store.reports import EVERYTHING
 from tierwise.store.writer import RecordWriter
-
-DEFAULT_SINCE = "24h"
-BUCKET = re.compile(r"[0-9]{1,9}")
-PAGE_HEADERS = {
-    "content-security-policy": CSP,
-    "cache-control": "no-store",
-    "x-content-type-options": "nosniff",
-    "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +84,6 @@ def add_dashboard_routes(app: web.Application, state: DashboardState) -> None:
     app.router.add_post("/dashboard/login", dashboard.login)
     app.router.add_post("/dashboard/logout", dashboard.logout)
     add_explorer_routes(app, state)
-
-
-def _html(body: str, status: int = 200) -> web.Response:
-    return web.Response(
-        text=body, status=status, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS
-    )
 
 
 def _see_dashboard() -> web.Response:
@@ -121,7 +112,7 @@ class Dashboard:
         self, request: web.Request, store: Store, since: float, now: float, filters: Filters
     ) -> Report:
         bucket = request.query.get("bucket_s", "")
-        bucket_s = int(bucket) if BUCKET.fullmatch(bucket) and int(bucket) > 0 else None
+        bucket_s = int(bucket) if WHOLE_NUMBER.fullmatch(bucket) and int(bucket) > 0 else None
         key = self._key(request)
         where = scoped(filters.where, key, self.state.keys)
         teams, by = key_teams(self.state.keys), groupings(key)
@@ -145,14 +136,14 @@ class Dashboard:
         except AccessError as exc:
             if exc.status == 401:
                 retry = COOKIE in request.cookies or "authorization" in request.headers
-                return _html(login_page(exc.message if retry else None), 401)
-            return _html(message_page(exc.message), exc.status)
+                return html_response(login_page(exc.message if retry else None), 401)
+            return html_response(message_page(exc.message), exc.status)
         since_text = request.query.get("since", DEFAULT_SINCE).strip() or DEFAULT_SINCE
         now = self.state.clock()
         try:
             since = parse_since(since_text, now)
         except ValueError as exc:
-            return _html(message_page(str(exc)), 400)
+            return html_response(message_page(str(exc)), 400)
         try:
             store = self._store()
             filters = await self._filters(request, store, since_text)
@@ -160,10 +151,10 @@ class Dashboard:
             experiments, calibrations = await self._experiments(store, now)
             admin = is_admin(self._key(request))
         except RequestError as exc:
-            return _html(message_page(exc.message), exc.status)
+            return html_response(message_page(exc.message), exc.status)
         shown = (experiments, calibrations) if admin else (None, None)
         page = dashboard_view(report, since_text, signed_in, *shown)
-        return _html(dashboard_page(page, filters))
+        return html_response(dashboard_page(page, filters))
 
     async def _experiments(
         self, store: Store, now: float
@@ -208,7 +199,7 @@ class Dashboard:
             key = signed_key(ring, {"x-api-key": presented.strip()})
             may_view(key)
         except AccessError as exc:
-            return _html(login_page(exc.message), exc.status)
+            return html_response(login_page(exc.message), exc.status)
         if key is None:
             return _see_dashboard()
         response = _see_dashboard()

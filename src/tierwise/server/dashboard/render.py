@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from functools import cache
 from importlib.resources import files
 from typing import Any
 
+from aiohttp import web
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
@@ -30,6 +32,23 @@ CSP = (
     f"default-src 'none'; style-src 'sha256-{STYLE_HASH}'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+PAGE_HEADERS = {
+    "content-security-policy": CSP,
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
+DEFAULT_SINCE = "24h"
+WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
+"""A query parameter's whole number (bucket seconds, limits, offsets)."""
+
+
+def html_response(body: str, status: int = 200) -> web.Response:
+    """A dashboard page, with the headers every page carries."""
+    return web.Response(
+        text=body, status=status, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS
+    )
 
 
 @cache
